@@ -1,0 +1,133 @@
+"""Structured channel pruning with one ratio per coupled channel group.
+
+torch-pruning's ``DependencyGraph`` does the heavy lifting: it traces the model and groups
+every layer whose channels must be removed together (the convolutions that meet at a
+residual addition, their BatchNorms, the next layers' input channels). A pruning *plan* maps
+each group's name (its root module) to the share of channels to remove; the search picks
+those ratios, this module applies them to a copy.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from compressor.errors import UserInputError
+
+ROOT_MODULE_TYPES = (nn.Conv2d, nn.Conv1d, nn.Linear)
+
+IMPORTANCES: dict[str, Callable[[], tp.importance.Importance]] = {
+    "magnitude": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+    "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
+    "bn_scale": lambda: tp.importance.BNScaleImportance(),
+    "random": lambda: tp.importance.RandomImportance(),
+}
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """A set of coupled channels that is pruned as one unit.
+
+    Attributes:
+        name: the root module's name; the key of this group's ratio in a plan.
+        channels: the number of channels in the unpruned model.
+        members: the convolutions / linears whose weights this group touches.
+    """
+
+    name: str
+    channels: int
+    members: tuple[str, ...]
+
+
+def channel_groups(model: nn.Module, example_inputs: Sequence[torch.Tensor],
+                   ignored_layers: Sequence[str] = ()) -> list[ChannelGroup]:
+    """The prunable groups of ``model``, as torch-pruning's dependency graph forms them."""
+    graph, names = _dependency_graph(model, example_inputs)
+    groups = []
+    for group in graph.get_all_groups(ignored_layers=_modules(model, ignored_layers),
+                                      root_module_types=ROOT_MODULE_TYPES):
+        members = sorted({names[dep.target.module] for dep, _ in group
+                          if isinstance(dep.target.module, ROOT_MODULE_TYPES)})
+        root = group[0].dep.target.module
+        groups.append(ChannelGroup(names[root], len(group[0].idxs), tuple(members)))
+    return groups
+
+
+def kept_channels(channels: int, ratio: float, round_to: int | None = None) -> int:
+    """How many of ``channels`` survive pruning ``ratio`` of them, rounded to ``round_to``.
+
+    Rounding to multiples of 8 or 16 keeps the shapes the int8 / SIMD kernels are fast on;
+    odd counts made a pruned ResNet-56 slower than the unpruned one under ONNX Runtime int8.
+    """
+    keep = channels * (1.0 - ratio)
+    if round_to and channels > round_to:
+        keep = round_to * max(1, round(keep / round_to))
+    return int(min(channels, max(1, round(keep))))
+
+
+def prune_model(model: nn.Module, example_inputs: Sequence[torch.Tensor],
+                ratios: Mapping[str, float], *, importance: str = "magnitude",
+                round_to: int | None = None,
+                ignored_layers: Sequence[str] = ()) -> tuple[nn.Module, dict[str, int]]:
+    """Prune a copy of ``model``: group ``name`` loses ``ratios[name]`` of its channels.
+
+    Groups missing from ``ratios`` are left whole. The least important channels go, as
+    scored by ``importance`` (see :data:`IMPORTANCES`) over all layers of the group.
+
+    Returns:
+        The pruned copy (eval mode) and the kept channel count of every group.
+    """
+    if importance not in IMPORTANCES:
+        raise UserInputError(f"unknown importance {importance!r}; choose one of "
+                             f"{', '.join(IMPORTANCES)}")
+    pruned = copy.deepcopy(model).eval()
+    graph, names = _dependency_graph(pruned, example_inputs)
+    scorer = IMPORTANCES[importance]()
+    roots = [(group[0].dep.target.module, group[0].dep.handler)
+             for group in graph.get_all_groups(ignored_layers=_modules(pruned, ignored_layers),
+                                               root_module_types=ROOT_MODULE_TYPES)]
+    kept: dict[str, int] = {}
+    for root, handler in roots:
+        channels = _out_channels(root)
+        keep = kept_channels(channels, float(ratios.get(names[root], 0.0)), round_to)
+        kept[names[root]] = keep
+        if keep < channels:
+            _prune_group(graph, root, handler, scorer, channels - keep)
+    return pruned, kept
+
+
+def _prune_group(graph: tp.DependencyGraph, root: nn.Module, handler, scorer,
+                 n_remove: int) -> None:
+    # Score the whole group (all coupled layers), then drop the lowest-scoring channels.
+    whole = graph.get_pruning_group(root, handler, idxs=list(range(_out_channels(root))))
+    with torch.no_grad():
+        scores = scorer(whole)
+    drop = torch.argsort(scores)[:n_remove].tolist()
+    graph.get_pruning_group(root, handler, idxs=drop).prune()
+
+
+def _dependency_graph(model: nn.Module, example_inputs: Sequence[torch.Tensor]):
+    names = {module: name for name, module in model.named_modules()}
+    inputs = tuple(example_inputs)
+    graph = tp.DependencyGraph().build_dependency(
+        model, example_inputs=inputs if len(inputs) > 1 else inputs[0])
+    return graph, names
+
+
+def _modules(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:
+    modules = []
+    for name in names:
+        try:
+            modules.append(model.get_submodule(name))
+        except AttributeError:
+            raise UserInputError(f"ignored layer {name!r} is not a module of the model") from None
+    return modules
+
+
+def _out_channels(module: nn.Module) -> int:
+    return module.weight.shape[0]

@@ -1,0 +1,250 @@
+"""The Python entry point: ``compress(model, example_inputs, evaluate, *, ...)``.
+
+The CLI builds the same :class:`CompressConfig` and calls :func:`run_task`; both end in
+:func:`run_compression`, which wires the task, the search, recovery and the outputs together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from compressor.actions.prune import channel_groups
+from compressor.artifacts import atomic_path, save_model, write_json
+from compressor.config import CompressConfig, parse_flops_target
+from compressor.environment import environment_info
+from compressor.errors import CompressorError, UserInputError
+from compressor.measure.flops import count_flops, count_params
+from compressor.measure.latency import LatencyMeter, default_threads
+from compressor.recover import fine_tune, first_batches
+from compressor.result import CompressionResult
+from compressor.search.candidate import (SearchContext, build_candidate, checked_metric,
+                                         flops_of_plan, plan_for)
+from compressor.search.loop import (ProgressPrinter, best_feasible_trial, make_sampler,
+                                    open_study, run_study)
+from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
+from compressor.search.space import preference_param, uniform_params
+from compressor.tasks import Task, get_task
+
+
+def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Tensor,
+             evaluate: Callable[[nn.Module], float], *,
+             train_data: Iterable,
+             target_flops: float | str | None = None,
+             trials: int | None = None,
+             time_budget: float | None = None,
+             seed: int | None = None,
+             output_dir: str | Path | None = None,
+             test_evaluate: Callable[[nn.Module], float] | None = None,
+             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+             ignored_layers: Sequence[str] | None = None,
+             config: CompressConfig | None = None,
+             verbose: bool = True) -> CompressionResult:
+    """Search for the best compressed variant of ``model`` within a FLOPs budget.
+
+    Args:
+        model: the trained model; it is never modified (variants are pruned copies).
+        example_inputs: a tensor or tuple of tensors of the deployment shape (batch 1).
+        evaluate: ``evaluate(model) -> float``, the accuracy metric on validation data, in
+            [0, 1], higher is better. Used to score every candidate.
+        train_data: re-iterable ``(inputs, labels)`` batches (e.g. a DataLoader), used to
+            re-estimate BatchNorm statistics and to fine-tune the chosen variant.
+        target_flops: a ratio of the original FLOPs (0 < x <= 1) or a count (``"12M"``).
+        trials: number of candidates to score.
+        time_budget: seconds; the search stops at whichever of trials / time comes first.
+        seed: makes the sampled plans reproducible.
+        output_dir: where model, result.json and the study go (default ``runs/<timestamp>``).
+        test_evaluate: the metric on held-out data for the final report (default: evaluate).
+        loss_fn: recovery loss (default cross-entropy on ``labels``).
+        ignored_layers: module names never pruned (default: the last Linear, the classifier).
+        config: a full :class:`CompressConfig`; the keyword arguments above override it.
+        verbose: print progress.
+    """
+    config = _with_overrides(config or CompressConfig(), target_flops=target_flops, trials=trials,
+                             time_budget=time_budget, seed=seed, output_dir=output_dir)
+    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    task = Task(
+        name="custom", model=model, example_inputs=inputs, evaluate=evaluate,
+        evaluate_test=test_evaluate or evaluate, train_data=train_data,
+        loss_fn=loss_fn or nn.functional.cross_entropy,
+        ignored_layers=tuple(ignored_layers) if ignored_layers is not None
+        else default_ignored_layers(model))
+    return run_compression(task, config, verbose=verbose)
+
+
+def run_task(config: CompressConfig, verbose: bool = True) -> CompressionResult:
+    """Run a built-in task (``config.task``), as the CLI does."""
+    _check_output_dir(config.output)
+    _check_device(config.measure.device)
+    return run_compression(get_task(config.task, verbose=verbose), config, verbose=verbose)
+
+
+def default_ignored_layers(model: nn.Module) -> tuple[str, ...]:
+    """The classifier: the last ``nn.Linear`` registered in the model, if any."""
+    linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    return (linears[-1],) if linears else ()
+
+
+def run_compression(task: Task, config: CompressConfig, verbose: bool = True) -> CompressionResult:
+    """Baseline -> search -> rebuild the best plan -> recovery -> outputs."""
+    log = print if verbose else (lambda *args, **kwargs: None)
+    output_dir = _check_output_dir(config.output)
+    _check_device(config.measure.device)
+    model = task.model.eval()
+
+    baseline = _measure_baseline(task)
+    budget = config.target_flops.resolve(baseline["flops"])
+    ignored = tuple(task.ignored_layers) + tuple(config.prune.ignore_layers)
+    ctx = SearchContext(
+        model=model, example_inputs=task.example_inputs, evaluate=task.evaluate,
+        calibration=first_batches(task.train_data, config.search.calibration_samples),
+        groups=channel_groups(model, task.example_inputs, ignored), config=config,
+        ignored_layers=ignored, flops_budget=budget, baseline_flops=baseline["flops"])
+    if not ctx.groups:
+        raise UserInputError("the model has no prunable convolution or linear layers")
+    uniform = _check_reachable(ctx, budget)
+    log(f"baseline: val {baseline['val_accuracy']:.2%}  test {baseline['accuracy']:.2%}  "
+        f"FLOPs {baseline['flops'] / 1e6:.1f}M  params {baseline['params'] / 1e3:.1f}K  "
+        f"{len(ctx.groups)} prunable groups; target FLOPs <= {budget / 1e6:.1f}M")
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output_dir / "config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    threads = config.measure.threads or default_threads()
+    with LatencyMeter(config.measure, task.example_inputs) as meter:
+        meter.set_baseline(model)
+        ctx.meter = meter
+        study = _search(ctx, output_dir, baseline["val_accuracy"], verbose)
+        best_trial = best_feasible_trial(study)
+        if best_trial is None:
+            raise CompressorError(
+                f"no trial met the FLOPs target ({budget / 1e6:.2f}M) within the budget; "
+                "raise --trials or loosen --target-flops")
+        ratios = best_trial.user_attrs["ratios"]
+        log(f"best plan: trial #{best_trial.number}, R {best_trial.value:.4f}; recovering ...")
+        best_model, kept = build_candidate(ctx, ratios)
+        before = checked_metric(task.evaluate_test(best_model))
+        fine_tune(best_model, task.train_data, task.loss_fn, epochs=config.recovery.epochs,
+                  lr=config.recovery.lr, progress=verbose)
+        latency = meter.compare(best_model, rounds=3 * config.measure.rounds)
+
+    baseline.update(latency_ms=latency.baseline.p50_ms, latency_p90_ms=latency.baseline.p90_ms)
+    best = {
+        "accuracy": checked_metric(task.evaluate_test(best_model)),
+        "accuracy_before_recovery": before,
+        "val_accuracy": checked_metric(task.evaluate(best_model)),
+        "val_accuracy_before_recovery": best_trial.user_attrs["accuracy"],
+        "flops": count_flops(best_model, task.example_inputs),
+        "params": count_params(best_model),
+        "latency_ms": latency.candidate.p50_ms, "latency_p90_ms": latency.candidate.p90_ms,
+        "latency_ratio": latency.ratio,
+        "reward": best_trial.value, "trial": best_trial.number,
+        "plan": {"ratios": ratios, "channels": kept, "importance": config.prune.importance,
+                 "round_to": config.prune.round_to},
+        "recovery": dataclasses.asdict(config.recovery),
+    }
+    result = CompressionResult(
+        model=best_model, baseline=baseline, best=best,
+        target={"flops": budget, "flops_ratio": budget / baseline["flops"],
+                "spec": str(config.target_flops), "reward": config.search.reward,
+                "alpha": config.search.alpha, "beta": config.search.beta,
+                "uniform_ratio": uniform},
+        trials=[_trial_record(t) for t in study.trials],
+        environment={"task": task.name, "task_description": task.description,
+                     **environment_info(config.measure.device, threads)},
+        output_dir=output_dir)
+    save_model(best_model, output_dir / "model.safetensors")
+    write_json(output_dir / "result.json", result.to_json())
+    return result
+
+
+def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float,
+            verbose: bool):
+    search = ctx.config.search
+    study = open_study(output_dir, make_sampler(search.sampler, search.seed, search.trials))
+    if not study.trials:
+        # Seed the sampler with two known plans at the budget: uniform (so the search can
+        # only improve on it) and the sensitivity allocation (a strong prior to refine).
+        study.enqueue_trial(uniform_params(ctx.groups))
+        drops = group_sensitivity(ctx, baseline_val_accuracy)
+        study.enqueue_trial({preference_param(name): value for name, value in
+                             preferences_from_sensitivity(drops, ctx.config.prune.ratio_step).items()})
+    run_study(study, ctx, search.trials, search.time_budget,
+              ProgressPrinter(search.trials, enabled=verbose))
+    return study
+
+
+def _measure_baseline(task: Task) -> dict:
+    started = time.perf_counter()
+    model = task.model.eval()
+    baseline = {
+        "accuracy": _user_metric(task.evaluate_test, model),
+        "val_accuracy": _user_metric(task.evaluate, model),
+        "flops": count_flops(model, task.example_inputs),
+        "params": count_params(model),
+    }
+    baseline["evaluate_seconds"] = time.perf_counter() - started
+    return baseline
+
+
+def _user_metric(evaluate: Callable[[nn.Module], float], model: nn.Module) -> float:
+    try:
+        return checked_metric(evaluate(model))
+    except CompressorError as exc:
+        raise UserInputError(str(exc)) from None
+
+
+def _check_reachable(ctx: SearchContext, budget: int) -> float:
+    """Refuse a budget below the smallest reachable FLOPs; return the uniform ratio at it."""
+    ratios, fits = plan_for(ctx, {group.name: 1.0 for group in ctx.groups})
+    if not fits:
+        smallest = flops_of_plan(ctx, ratios)
+        raise UserInputError(
+            f"target {budget / 1e6:.3g}M FLOPs cannot be reached: the smallest reachable is "
+            f"{smallest / 1e6:.3g}M ({smallest / ctx.baseline_flops:.2f} of the model) at "
+            f"prune.max_ratio {ctx.config.prune.max_ratio}")
+    return max(ratios.values())
+
+
+def _trial_record(trial) -> dict:
+    attrs = trial.user_attrs
+    record = {"number": trial.number, "state": trial.state.name, "reward": trial.value}
+    for key in ("accuracy", "flops", "flops_ratio", "params", "latency_ms", "latency_p90_ms",
+                "latency_ratio", "feasible", "seconds", "error"):
+        if key in attrs:
+            record[key] = attrs[key]
+    record["plan"] = attrs.get("ratios", {})
+    return record
+
+
+def _check_output_dir(output: Path | None) -> Path:
+    path = Path(output) if output is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UserInputError(f"output folder {path} already exists and is not empty; "
+                             "choose a new --output")
+    return path
+
+
+def _check_device(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserInputError("--device cuda was requested but CUDA is not available here; "
+                             "use --device cpu")
+
+
+def _with_overrides(config: CompressConfig, *, target_flops, trials, time_budget, seed,
+                    output_dir) -> CompressConfig:
+    search = dataclasses.replace(
+        config.search,
+        **{k: v for k, v in (("trials", trials), ("time_budget", time_budget), ("seed", seed))
+           if v is not None})
+    return dataclasses.replace(
+        config, search=search,
+        target_flops=(parse_flops_target(target_flops) if target_flops is not None
+                      else config.target_flops),
+        output=Path(output_dir) if output_dir is not None else config.output)

@@ -1,0 +1,113 @@
+"""``compress``: the command line, a thin layer over :func:`compressor.api.run_task`.
+
+Arguments map 1:1 onto :class:`~compressor.config.CompressConfig` keys; a ``--config`` YAML
+file supplies the rest, and options given on the command line override it. Bad input ends
+with one line on stderr and exit code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from compressor.config import (DEVICES, IMPORTANCES, REWARDS, SAMPLERS, CompressConfig,
+                               load_config_file)
+from compressor.errors import CompressorError, UserInputError
+
+# (command-line destination, config path) for every option that overrides a config key.
+OVERRIDES = (
+    ("task", ("task",)),
+    ("target_flops", ("target_flops",)),
+    ("output", ("output",)),
+    ("trials", ("search", "trials")),
+    ("time_budget", ("search", "time_budget")),
+    ("seed", ("search", "seed")),
+    ("sampler", ("search", "sampler")),
+    ("reward", ("search", "reward")),
+    ("importance", ("prune", "importance")),
+    ("round_to", ("prune", "round_to")),
+    ("ignore_layers", ("prune", "ignore_layers")),
+    ("device", ("measure", "device")),
+    ("threads", ("measure", "threads")),
+    ("epochs", ("recovery", "epochs")),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, raised so main() decides the exit code
+        raise UserInputError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="compress",
+        description="Search pruning plans for a trained model within a FLOPs budget, scored by "
+                    "accuracy x delta(FLOPs, measured latency); recover and save the best.")
+    parser.add_argument("--config", help="YAML config file (command-line options override it)")
+    parser.add_argument("--task", help="built-in task (default: digits, the embedded default)")
+    parser.add_argument("--target-flops", dest="target_flops",
+                        help="FLOPs budget: a ratio of the original (0 < x <= 1) or a count "
+                             "such as 12M or 1.5G (default 0.5)")
+    parser.add_argument("--trials", type=int, help="number of candidates to score (default 30)")
+    parser.add_argument("--time-budget", dest="time_budget", type=float,
+                        help="stop the search after this many seconds")
+    parser.add_argument("--seed", type=int, help="seed for the sampler (default 0)")
+    parser.add_argument("--output", help="output folder (default runs/<timestamp>)")
+    parser.add_argument("--sampler", choices=SAMPLERS)
+    parser.add_argument("--reward", choices=REWARDS, help="delta function (default soft)")
+    parser.add_argument("--importance", choices=IMPORTANCES, help="channel importance criterion")
+    parser.add_argument("--round-to", dest="round_to", type=int,
+                        help="round kept channel counts to this multiple (1 = no rounding)")
+    parser.add_argument("--ignore-layers", dest="ignore_layers", nargs="+", metavar="MODULE",
+                        help="module names whose output channels are never pruned")
+    parser.add_argument("--device", choices=DEVICES, help="where latency is measured")
+    parser.add_argument("--threads", type=int, help="intra-op threads for latency measurement")
+    parser.add_argument("--epochs", type=int, help="recovery fine-tuning epochs (default 3)")
+    parser.add_argument("--quiet", action="store_true", help="print only the final table")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> CompressConfig:
+    """Config file (if any) with the given command-line options written over it."""
+    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    for dest, path in OVERRIDES:
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        section = data
+        for key in path[:-1]:
+            section = section.setdefault(key, {})
+            if not isinstance(section, dict):
+                raise UserInputError(f"config section {key!r} must be a mapping")
+        section[path[-1]] = value
+    try:
+        return CompressConfig.from_dict(data)
+    except TypeError as exc:  # a value of the wrong type that dataclass init refused
+        raise UserInputError(f"invalid config: {exc}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 done, 1 failed run, 2 bad input, 130 interrupted)."""
+    try:
+        args = build_parser().parse_args(argv)
+        config = config_from_args(args)
+        from compressor.api import run_task  # heavy imports only once the input is valid
+
+        result = run_task(config, verbose=not args.quiet)
+    except UserInputError as exc:
+        print(f"compress: error: {exc}", file=sys.stderr)
+        return 2
+    except CompressorError as exc:
+        print(f"compress: failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("compress: interrupted", file=sys.stderr)
+        return 130
+    print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

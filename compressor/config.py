@@ -1,0 +1,239 @@
+"""Typed, validated configuration: what the CLI, YAML files and the Python API all build.
+
+Every user-facing value is checked in ``__post_init__`` and a bad one raises
+:class:`UserInputError` naming the field, so the CLI can answer with one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from compressor.errors import UserInputError
+
+_SUFFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_COUNT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgGtT]?)\s*$")
+
+
+@dataclass(frozen=True)
+class FlopsTarget:
+    """A FLOPs budget: a ratio of the original model (0 < x <= 1) or an absolute count."""
+
+    value: float
+    is_ratio: bool
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.value) or self.value <= 0:
+            raise UserInputError(f"--target-flops must be > 0, got {self.value:g}")
+        if self.is_ratio and self.value > 1:
+            raise UserInputError(
+                f"--target-flops {self.value:g} is a ratio above 1; use 0 < x <= 1 "
+                "or an absolute count with a suffix such as 12M or 1.5G"
+            )
+
+    def resolve(self, baseline_flops: int) -> int:
+        """The budget in FLOPs for a model whose unpruned count is ``baseline_flops``."""
+        return int(round(self.value * baseline_flops)) if self.is_ratio else int(self.value)
+
+    def __str__(self) -> str:
+        return f"{self.value:g}" if self.is_ratio else f"{self.value:.4g} FLOPs"
+
+
+def parse_flops_target(text: str | float | int) -> FlopsTarget:
+    """Parse ``0.5`` (a ratio), ``12M`` / ``1.5G`` / ``3e7`` (absolute FLOPs).
+
+    A bare number <= 1 is a ratio; a bare number > 1 without suffix is refused as ambiguous
+    unless it is at least 1000 (clearly a count).
+    """
+    if isinstance(text, bool):
+        raise UserInputError(f"--target-flops must be a number, got {text!r}")
+    if isinstance(text, (int, float)):
+        text = repr(float(text))
+    match = _COUNT_RE.match(str(text))
+    if not match:
+        raise UserInputError(
+            f"--target-flops {text!r} is not a number; use a ratio like 0.5 or a count like 12M"
+        )
+    number, suffix = float(match.group(1)), match.group(2).upper()
+    if suffix:
+        return FlopsTarget(number * _SUFFIXES[suffix], is_ratio=False)
+    if number <= 1:
+        return FlopsTarget(number, is_ratio=True)
+    if number >= 1000:
+        return FlopsTarget(number, is_ratio=False)
+    raise UserInputError(
+        f"--target-flops {text} is a ratio above 1; use 0 < x <= 1 "
+        "or an absolute count with a suffix such as 12M or 1.5G"
+    )
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserInputError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not (isinstance(value, (int, float)) and low <= value <= high):
+        raise UserInputError(f"{name} must be between {low:g} and {high:g}; got {value!r}")
+
+
+IMPORTANCES = ("magnitude", "l1", "bn_scale", "random")
+REWARDS = ("soft", "hard", "amc")
+SAMPLERS = ("tpe", "random")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class PruneConfig:
+    """How candidates are pruned (torch-pruning, one ratio per coupled channel group)."""
+
+    importance: str = "magnitude"
+    round_to: int | None = 8  # channel counts rounded to multiples the kernels like
+    max_ratio: float = 0.8  # never remove more than this share of a group's channels
+    ratio_step: float = 0.05  # granularity of the searched per-group preferences
+    ignore_layers: tuple[str, ...] = ()  # module names whose output channels stay intact
+
+    def __post_init__(self) -> None:
+        _check_choice("prune.importance", self.importance, IMPORTANCES)
+        if self.round_to is not None and (not isinstance(self.round_to, int) or self.round_to < 1):
+            raise UserInputError(f"prune.round_to must be a positive integer; got {self.round_to!r}")
+        _check_range("prune.max_ratio", self.max_ratio, 0.05, 0.99)
+        _check_range("prune.ratio_step", self.ratio_step, 0.01, 0.5)
+        self.ignore_layers = tuple(self.ignore_layers)
+
+
+@dataclass
+class SearchConfig:
+    """The Optuna study: budget, sampler, reward."""
+
+    trials: int = 30
+    time_budget: float | None = None  # seconds; the study stops at whichever comes first
+    seed: int = 0
+    sampler: str = "tpe"
+    reward: str = "soft"
+    alpha: float = -0.07  # MnasNet exponent when the complexity is within its target
+    beta: float = -0.07  # ... and when it is over (the "hard" reward uses a steep one)
+    calibration_samples: int = 256  # images used to re-estimate BatchNorm statistics
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.trials, int) or self.trials < 1:
+            raise UserInputError(f"search.trials must be a positive integer; got {self.trials!r}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise UserInputError(f"search.time_budget must be > 0 seconds; got {self.time_budget!r}")
+        _check_choice("search.sampler", self.sampler, SAMPLERS)
+        _check_choice("search.reward", self.reward, REWARDS)
+        if not isinstance(self.calibration_samples, int) or self.calibration_samples < 1:
+            raise UserInputError(
+                f"search.calibration_samples must be a positive integer; got {self.calibration_samples!r}"
+            )
+
+
+@dataclass
+class MeasureConfig:
+    """Latency measurement on the target device."""
+
+    device: str = "cpu"
+    threads: int | None = None  # intra-op threads; None = all cores, at most 4
+    batch_size: int = 1
+    rounds: int = 6  # candidate and baseline alternate this many times
+    runs_per_round: int = 15
+    max_seconds: float = 2.0  # cap per comparison, after at least two rounds
+
+    def __post_init__(self) -> None:
+        _check_choice("measure.device", self.device, DEVICES)
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise UserInputError(f"measure.threads must be a positive integer; got {self.threads!r}")
+        for name in ("batch_size", "rounds", "runs_per_round"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise UserInputError(f"measure.{name} must be a positive integer; got {value!r}")
+
+
+@dataclass
+class RecoveryConfig:
+    """Fine-tuning of the chosen variant."""
+
+    epochs: int = 3
+    lr: float = 0.01
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise UserInputError(f"recovery.epochs must be an integer >= 0; got {self.epochs!r}")
+        _check_range("recovery.lr", self.lr, 1e-7, 10.0)
+
+
+@dataclass
+class CompressConfig:
+    """Everything one ``compress`` run needs; YAML files map onto it key for key."""
+
+    target_flops: FlopsTarget = field(default_factory=lambda: FlopsTarget(0.5, True))
+    task: str = "digits"
+    output: Path | None = None
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target_flops, FlopsTarget):
+            self.target_flops = parse_flops_target(self.target_flops)
+        if self.output is not None:
+            self.output = Path(self.output)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompressConfig:
+        """Build from nested plain data (a parsed YAML file); unknown keys are errors."""
+        sections = {"prune": PruneConfig, "search": SearchConfig, "measure": MeasureConfig,
+                    "recovery": RecoveryConfig}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in sections:
+                if not isinstance(value, dict):
+                    raise UserInputError(f"config section {key!r} must be a mapping")
+                kwargs[key] = _build_section(sections[key], key, value)
+            elif key in ("target_flops", "task", "output"):
+                kwargs[key] = value
+            else:
+                raise UserInputError(f"unknown config key {key!r}")
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, suitable for YAML / JSON; round-trips through :meth:`from_dict`."""
+        data = dataclasses.asdict(self)
+        data["target_flops"] = (self.target_flops.value if self.target_flops.is_ratio
+                                else f"{self.target_flops.value:g}")
+        data["output"] = str(self.output) if self.output is not None else None
+        data["prune"]["ignore_layers"] = list(self.prune.ignore_layers)
+        return data
+
+
+def _build_section(section_type: type, name: str, values: dict[str, Any]) -> Any:
+    known = {f.name for f in dataclasses.fields(section_type)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserInputError(f"unknown key {name}.{unknown[0]}; known keys: {', '.join(sorted(known))}")
+    return section_type(**values)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into plain data (validated later by :meth:`CompressConfig.from_dict`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserInputError(f"config file {path} could not be read: {first_line}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserInputError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
+    return data

@@ -1,0 +1,51 @@
+"""What a result was measured on: machine, threads, library versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+
+LIBRARIES = ("torch", "torch-pruning", "optuna", "onnx", "onnxruntime", "numpy", "scikit-learn")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags(wanted: tuple[str, ...] = ("avx2", "avx512f", "avx512_vnni", "amx_int8")) -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    return [flag for flag in wanted if flag in present]
+    except OSError:
+        pass
+    return []
+
+
+def environment_info(device: str, threads: int) -> dict:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "device": device,
+        "libraries": versions,
+    }

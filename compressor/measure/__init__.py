@@ -1,0 +1,1 @@
+"""Meters measure a model and never change it: FLOPs, parameters, latency."""

@@ -1,0 +1,165 @@
+"""Latency on the target device, always measured side by side with the baseline.
+
+The machine is shared and noisy, so a candidate's latency alone drifts with the load;
+its *ratio* to the baseline timed in alternating rounds within the same seconds does not.
+:class:`LatencyMeter` owns one measurement subprocess (see ``latency_worker``) for the whole
+search; models travel to it as TorchScript files, and the search process simply waits
+(no compute of its own) while the worker times them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from compressor.config import MeasureConfig
+from compressor.errors import CompressorError
+
+BASELINE = "baseline"
+CANDIDATE = "candidate"
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Per-call latency of one model: median, 90th percentile, number of timed runs."""
+
+    p50_ms: float
+    p90_ms: float
+    runs: int
+
+    @classmethod
+    def from_seconds(cls, samples: Sequence[float]) -> LatencyStats:
+        ordered = sorted(samples)
+        p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+        return cls(statistics.median(ordered) * 1e3, p90 * 1e3, len(ordered))
+
+
+@dataclass(frozen=True)
+class LatencyComparison:
+    """A candidate timed against the baseline; ``ratio`` = median of per-round median ratios."""
+
+    candidate: LatencyStats
+    baseline: LatencyStats
+    ratio: float
+
+
+def default_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class LatencyMeter:
+    """Times models in a dedicated subprocess, each candidate interleaved with the baseline.
+
+    Use as a context manager::
+
+        with LatencyMeter(config, example_inputs) as meter:
+            meter.set_baseline(model)
+            comparison = meter.compare(pruned)
+    """
+
+    def __init__(self, config: MeasureConfig, example_inputs: Sequence[torch.Tensor]) -> None:
+        self.config = config
+        self.threads = config.threads or default_threads()
+        self._tmp = tempfile.TemporaryDirectory(prefix="compressor-latency-")
+        self._inputs_path = Path(self._tmp.name) / "inputs.pt"
+        batch = [_batched(t, config.batch_size) for t in example_inputs]
+        torch.save(batch, self._inputs_path)
+        self._example_inputs = tuple(batch)
+        self._process: subprocess.Popen | None = None
+        self._counter = 0
+
+    def __enter__(self) -> LatencyMeter:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "compressor.measure.latency_worker", str(self.threads),
+             self.config.device],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            try:
+                self._request({"op": "quit"})
+            except CompressorError:
+                pass
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._process = None
+        self._tmp.cleanup()
+
+    def set_baseline(self, model: nn.Module) -> None:
+        """Load the model every later :meth:`compare` is timed against."""
+        self._load(BASELINE, model)
+
+    def compare(self, model: nn.Module, rounds: int | None = None) -> LatencyComparison:
+        """Time ``model`` and the baseline in alternating rounds."""
+        self._load(CANDIDATE, model)
+        try:
+            reply = self._request({
+                "op": "compare", "keys": [CANDIDATE, BASELINE],
+                "rounds": rounds or self.config.rounds,
+                "runs_per_round": self.config.runs_per_round,
+                "warmup": max(3, self.config.runs_per_round // 2),
+                "max_seconds": self.config.max_seconds * ((rounds or self.config.rounds)
+                                                          / self.config.rounds),
+            })
+        finally:
+            self._request({"op": "unload", "key": CANDIDATE})
+        return LatencyComparison(
+            candidate=LatencyStats.from_seconds(reply["samples"][CANDIDATE]),
+            baseline=LatencyStats.from_seconds(reply["samples"][BASELINE]),
+            ratio=statistics.median(reply["round_ratios"]),
+        )
+
+    def _load(self, key: str, model: nn.Module) -> None:
+        self._counter += 1
+        path = Path(self._tmp.name) / f"{key}-{self._counter}.pt"
+        _save_torchscript(model, self._example_inputs, path)
+        try:
+            self._request({"op": "load", "key": key, "format": "torchscript", "path": str(path),
+                           "inputs": str(self._inputs_path)})
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _request(self, request: dict) -> dict:
+        if self._process is None or self._process.poll() is not None:
+            raise CompressorError("the latency measurement process is not running")
+        self._process.stdin.write(json.dumps(request) + "\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            raise CompressorError("the latency measurement process exited unexpectedly")
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise CompressorError(f"latency measurement failed: {reply.get('error')}")
+        return reply
+
+
+def _batched(tensor: torch.Tensor, batch_size: int) -> torch.Tensor:
+    if batch_size == tensor.shape[0]:
+        return tensor
+    return tensor[:1].expand(batch_size, *tensor.shape[1:]).contiguous()
+
+
+def _save_torchscript(model: nn.Module, example_inputs: tuple[torch.Tensor, ...],
+                      path: Path) -> None:
+    # TorchScript tracing is the cheapest way to hand an arbitrary nn.Module (even one
+    # defined in a user's __main__) to another process without pickling its class.
+    model = model.eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, example_inputs, check_trace=False, strict=False)
+    traced.save(str(path))

@@ -1,0 +1,120 @@
+"""The measurement process: loads artifacts and times them, nothing else.
+
+Run as ``python -m compressor.measure.latency_worker THREADS DEVICE``; it reads one JSON
+request per line on stdin and answers one JSON line on its own copy of stdout. Timing
+happens here, in a process that does no search work, because timing inside the search
+process let its thread pools (and ONNX Runtime's) spin-wait against the timed model and
+distorted medians by up to 7x on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+Runner = Callable[[], object]
+LOADERS: dict[str, Callable[[str, str, str], Runner]] = {}
+
+
+def loader(fmt: str):
+    """Register how an artifact format is loaded into a zero-argument runner."""
+
+    def wrap(function):
+        LOADERS[fmt] = function
+        return function
+
+    return wrap
+
+
+@loader("torchscript")
+def _load_torchscript(path: str, inputs_path: str, device: str) -> Runner:
+    module = torch.jit.load(path, map_location=device).eval()
+    inputs = [t.to(device) for t in torch.load(inputs_path, weights_only=True)]
+
+    def run():
+        with torch.inference_mode():
+            return module(*inputs)
+
+    return run
+
+
+def _synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_once(run: Runner, device: str) -> float:
+    """Seconds for one call, CUDA synchronised before reading either timer."""
+    _synchronize(device)
+    start = time.perf_counter()
+    run()
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+def compare(runners: dict[str, Runner], keys: list[str], device: str, rounds: int,
+            runs_per_round: int, warmup: int, max_seconds: float) -> dict:
+    """Time ``keys`` in alternating rounds; per-model samples plus per-round median ratios."""
+    for key in keys:
+        for _ in range(warmup):
+            runners[key]()
+    _synchronize(device)
+    samples: dict[str, list[float]] = {key: [] for key in keys}
+    round_ratios: list[float] = []
+    started = time.perf_counter()
+    for index in range(rounds):
+        order = keys if index % 2 == 0 else list(reversed(keys))
+        medians = {}
+        for key in order:
+            times = [time_once(runners[key], device) for _ in range(runs_per_round)]
+            samples[key].extend(times)
+            medians[key] = statistics.median(times)
+        if len(keys) > 1:
+            round_ratios.append(medians[keys[0]] / medians[keys[1]])
+        if index >= 1 and time.perf_counter() - started > max_seconds:
+            break
+    return {"samples": samples, "round_ratios": round_ratios}
+
+
+def serve(threads: int, device: str) -> None:
+    reply_stream = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # stray prints from libraries go to stderr, not into the protocol
+    torch.set_num_threads(threads)
+    runners: dict[str, Runner] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            reply = _handle(request, runners, device)
+        except Exception as exc:  # reported to the caller, which decides what it means
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        reply_stream.write(json.dumps(reply) + "\n")
+        if request.get("op") == "quit":
+            return
+
+
+def _handle(request: dict, runners: dict[str, Runner], device: str) -> dict:
+    op = request["op"]
+    if op == "load":
+        runners[request["key"]] = LOADERS[request["format"]](
+            request["path"], request["inputs"], device)
+        return {"ok": True}
+    if op == "unload":
+        runners.pop(request["key"], None)
+        return {"ok": True}
+    if op == "compare":
+        return {"ok": True, **compare(runners, request["keys"], device, request["rounds"],
+                                      request["runs_per_round"], request["warmup"],
+                                      request["max_seconds"])}
+    if op == "quit":
+        return {"ok": True}
+    raise ValueError(f"unknown op {op!r}")
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), sys.argv[2])

@@ -1,0 +1,82 @@
+"""Getting accuracy back: BatchNorm re-calibration (the search's proxy) and fine-tuning."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable, num_samples: int) -> nn.Module:
+    """Re-estimate every BatchNorm's running statistics on ``num_samples`` training inputs.
+
+    Pruning shifts each layer's activation statistics, so the stored ones are stale and a
+    pruned net scores far below what it can reach. Adaptive BN (EagleEye, ECCV 2020) fixes
+    them with a few forward passes, which makes the no-fine-tune score a usable proxy.
+    Only BatchNorm layers switch to training mode; dropout and the rest stay in eval.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model
+    model.eval()
+    saved_momentum = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the calibration batches
+        norm.train()
+    seen = 0
+    for inputs, _ in batches:
+        model(inputs)
+        seen += len(inputs)
+        if seen >= num_samples:
+            break
+    for norm, momentum in zip(norms, saved_momentum):
+        norm.momentum = momentum
+    return model.eval()
+
+
+def fine_tune(model: nn.Module, batches: Iterable, loss_fn: Callable, *, epochs: int,
+              lr: float, progress: bool = True) -> nn.Module:
+    """Train all weights for ``epochs`` passes (SGD + Nesterov momentum, cosine schedule)."""
+    steps_per_epoch = len(batches) if hasattr(batches, "__len__") else None
+    if epochs <= 0:
+        return model.eval()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
+                                weight_decay=5e-4)
+    total = epochs * steps_per_epoch if steps_per_epoch else None
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+                 if total else None)
+    bar = _progress(total, progress, "recovery")
+    model.train()
+    for epoch in range(epochs):
+        for inputs, labels in batches:
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(inputs), labels)
+            loss.backward()
+            optimizer.step()
+            if scheduler:
+                scheduler.step()
+            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss.item():.4f}", refresh=False)
+            bar.update()
+    bar.close()
+    return model.eval()
+
+
+def first_batches(batches: Iterable, num_samples: int) -> list:
+    """The first batches covering ``num_samples`` inputs, materialised for reuse."""
+    taken, seen = [], 0
+    for batch in itertools.islice(batches, 100_000):
+        taken.append(batch)
+        seen += len(batch[0])
+        if seen >= num_samples:
+            break
+    return taken
+
+
+def _progress(total: int | None, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, unit="step", leave=True)

@@ -1,0 +1,59 @@
+"""The result of a compression run: what ``compress`` returns and what ``result.json`` holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+
+@dataclass
+class CompressionResult:
+    """The compressed model and the numbers that justify it.
+
+    ``str(result)`` is the baseline-vs-best table the CLI prints.
+    """
+
+    model: nn.Module
+    baseline: dict[str, Any]
+    best: dict[str, Any]
+    target: dict[str, Any]
+    trials: list[dict[str, Any]]
+    environment: dict[str, Any] = field(default_factory=dict)
+    output_dir: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "best": self.best, "target": self.target,
+                "trials": self.trials, "environment": self.environment}
+
+    def __str__(self) -> str:
+        base, best = self.baseline, self.best
+        rows = [
+            ("test accuracy", f"{base['accuracy']:.2%}", f"{best['accuracy']:.2%}",
+             f"{(best['accuracy'] - base['accuracy']) * 100:+.2f} pt"),
+            ("FLOPs", _count(base["flops"]), _count(best["flops"]),
+             f"{best['flops'] / base['flops']:.2f}x"),
+            ("params", _count(base["params"]), _count(best["params"]),
+             f"{best['params'] / base['params']:.2f}x"),
+            ("latency p50", f"{base['latency_ms']:.3f} ms", f"{best['latency_ms']:.3f} ms",
+             f"{best['latency_ratio']:.2f}x"),
+        ]
+        widths = [max(len(row[i]) for row in rows + [("", "baseline", "best", "change")])
+                  for i in range(4)]
+        lines = ["  ".join(text.ljust(w) for text, w in zip(("", "baseline", "best", "change"),
+                                                          widths))]
+        lines += ["  ".join(text.ljust(w) for text, w in zip(row, widths)) for row in rows]
+        lines.append(f"accuracy before recovery: {best['accuracy_before_recovery']:.2%}   "
+                     f"reward: {best['reward']:.4f}   trial #{best['trial']}")
+        if self.output_dir is not None:
+            lines.append(f"written to {self.output_dir}")
+        return "\n".join(lines)
+
+
+def _count(value: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return f"{value:.0f}"

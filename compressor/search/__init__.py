@@ -1,0 +1,1 @@
+"""The search: an Optuna study over compression plans, scored by the reward."""

@@ -1,0 +1,77 @@
+"""The search space: per-group pruning preferences, fitted to the FLOPs budget.
+
+Sampling each group's ratio independently wastes most trials: nearly all plans land far
+over or under the budget, and the sampler spends its budget learning the total instead of
+the allocation. Here a trial samples a *preference* per group in [0, 1]; the plan's ratios
+are ``min(max_ratio, scale x preference)`` with one ``scale`` found by bisection so the
+plan just fits the budget (the same idea as AMC constraining its actions to the target).
+Equal preferences give the uniform plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import optuna
+
+from compressor.actions.prune import ChannelGroup
+from compressor.config import PruneConfig
+
+PREFERENCE_PREFIX = "prune."
+FlopsOf = Callable[[Mapping[str, float]], int]
+
+
+def preference_param(group: str) -> str:
+    """The Optuna parameter name for a group's pruning preference."""
+    return PREFERENCE_PREFIX + group
+
+
+def suggest_preferences(trial: optuna.Trial, groups: Sequence[ChannelGroup],
+                        config: PruneConfig) -> dict[str, float]:
+    """Ask the sampler for every group's preference (0 = never prune it, 1 = prune most)."""
+    return {group.name: trial.suggest_float(preference_param(group.name), 0.0, 1.0,
+                                            step=config.ratio_step)
+            for group in groups}
+
+
+def preferences_from_params(params: Mapping[str, float]) -> dict[str, float]:
+    """The preferences stored in a finished trial's parameters."""
+    return {name[len(PREFERENCE_PREFIX):]: value for name, value in params.items()
+            if name.startswith(PREFERENCE_PREFIX)}
+
+
+def uniform_params(groups: Sequence[ChannelGroup]) -> dict[str, float]:
+    """Equal preferences: the plan is torch-pruning's uniform ratio at the budget."""
+    return {preference_param(group.name): 1.0 for group in groups}
+
+
+def scaled_ratios(preferences: Mapping[str, float], scale: float,
+                  max_ratio: float) -> dict[str, float]:
+    return {name: min(max_ratio, scale * value) for name, value in preferences.items()}
+
+
+def fit_to_budget(preferences: Mapping[str, float], flops_of: FlopsOf, budget: int,
+                  max_ratio: float, iterations: int = 12) -> tuple[dict[str, float], bool]:
+    """The least pruning along ``preferences`` that fits ``budget``.
+
+    FLOPs fall monotonically as ``scale`` grows, so bisection finds the smallest scale
+    whose plan fits. Returns the ratios and whether they fit (False when even every
+    preferred group at ``max_ratio`` is over budget; the most-pruned plan is returned).
+    """
+    top = max(preferences.values(), default=0.0)
+    if top <= 0:
+        ratios = scaled_ratios(preferences, 0.0, max_ratio)
+        return ratios, flops_of(ratios) <= budget
+    low, high = 0.0, max_ratio / top  # at `high` every preferred group is at max_ratio...
+    high_ratios = scaled_ratios(preferences, high, max_ratio)
+    if flops_of(high_ratios) > budget:
+        return high_ratios, False
+    if flops_of(scaled_ratios(preferences, 0.0, max_ratio)) <= budget:
+        return scaled_ratios(preferences, 0.0, max_ratio), True
+    for _ in range(iterations):  # invariant: plan at `high` fits, plan at `low` does not
+        middle = (low + high) / 2
+        if flops_of(scaled_ratios(preferences, middle, max_ratio)) <= budget:
+            high = middle
+        else:
+            low = middle
+    return scaled_ratios(preferences, high, max_ratio), True

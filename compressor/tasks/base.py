@@ -1,0 +1,44 @@
+"""A task bundles what a compression run needs besides the search: model, data, metric.
+
+Later tasks (ResNet-56 / CIFAR-10, MiniLM / STS-B) fill the same fields, so the search loop
+never needs to know which task it is running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class Task:
+    """Model + data + metric.
+
+    Attributes:
+        name: registry name, recorded in ``result.json`` so a saved model can be rebuilt.
+        model: the trained, uncompressed model (eval mode). Never modified by compression.
+        example_inputs: inputs of the deployment shape (batch 1), used to trace and to time.
+        evaluate: ``evaluate(model) -> float`` on the validation split, higher is better.
+        evaluate_test: the same metric on the held-out test split, for the final report.
+        train_data: re-iterable ``(inputs, labels)`` batches: BatchNorm calibration and recovery.
+        loss_fn: training loss for recovery.
+        ignored_layers: module names whose *output* channels must not be pruned (the classifier).
+        model_factory: builds the uncompressed architecture (used to reload a saved variant).
+    """
+
+    name: str
+    model: nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    evaluate: Callable[[nn.Module], float]
+    evaluate_test: Callable[[nn.Module], float]
+    train_data: Iterable[Batch]
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy
+    ignored_layers: tuple[str, ...] = ()
+    model_factory: Callable[[], nn.Module] | None = None
+    description: str = ""
+    extra: dict = field(default_factory=dict)

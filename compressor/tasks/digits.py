@@ -1,0 +1,212 @@
+"""The embedded default task: a small residual CNN on scikit-learn's bundled digits.
+
+The 8x8 digits are upsampled to 32x32 and the network is sized at ~26 M MACs, so that
+convolution compute (not per-operator overhead) dominates its latency and pruning has a
+measurable effect on speed. Residual blocks with BatchNorm make channel coupling real:
+torch-pruning's dependency graph has to prune the convolutions that meet at each addition
+together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from compressor.tasks import register_task
+from compressor.tasks.base import Task
+
+IMAGE_SIZE = 32
+NUM_CLASSES = 10
+SPLIT_SEED = 0
+TRAIN_SEED = 0
+TRAIN_EPOCHS = 10
+CACHE_VERSION = "digits-resnet14-v1"
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class DigitsResNet(nn.Module):
+    """ResNet-14-style network for 1x32x32 inputs: widths 16/32/64, two blocks per stage."""
+
+    def __init__(self, widths: tuple[int, int, int] = (16, 32, 64), blocks: int = 2) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        stages, in_channels = [], widths[0]
+        for index, width in enumerate(widths):
+            stride = 1 if index == 0 else 2
+            layers = [BasicBlock(in_channels, width, stride)]
+            layers += [BasicBlock(width, width) for _ in range(blocks - 1)]
+            stages.append(nn.Sequential(*layers))
+            in_channels = width
+        self.layer1, self.layer2, self.layer3 = stages
+        self.fc = nn.Linear(widths[-1], NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.fc(out)
+
+
+def load_splits() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed stratified 60/20/20 train/validation/test splits of ``load_digits``, as 1x32x32."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = digits.images.astype(np.float32) / 16.0
+    labels = digits.target.astype(np.int64)
+    x_train, x_rest, y_train, y_rest = train_test_split(
+        images, labels, test_size=0.4, stratify=labels, random_state=SPLIT_SEED)
+    x_val, x_test, y_val, y_test = train_test_split(
+        x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=SPLIT_SEED)
+    return {name: (_to_tensor(x), torch.from_numpy(y))
+            for name, x, y in (("train", x_train, y_train), ("val", x_val, y_val),
+                               ("test", x_test, y_test))}
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    tensor = torch.from_numpy(images).unsqueeze(1)
+    tensor = F.interpolate(tensor, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear",
+                           align_corners=False)
+    return (tensor - 0.5) / 0.5
+
+
+class TensorBatches:
+    """Re-iterable mini-batches over in-memory tensors; shuffles with its own seeded generator."""
+
+    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 64,
+                 shuffle: bool = True, seed: int = 0) -> None:
+        self.inputs, self.labels = inputs, labels
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return (len(self.inputs) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        order = (torch.randperm(len(self.inputs), generator=self._generator) if self.shuffle
+                 else torch.arange(len(self.inputs)))
+        for start in range(0, len(order), self.batch_size):
+            index = order[start:start + self.batch_size]
+            yield self.inputs[index], self.labels[index]
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+             batch_size: int = 512) -> float:
+    """Top-1 accuracy in [0, 1]; ``model`` may be any callable returning logits."""
+    if isinstance(model, nn.Module):
+        model.eval()
+    correct = 0
+    for start in range(0, len(inputs), batch_size):
+        logits = model(inputs[start:start + batch_size])
+        correct += int((logits.argmax(dim=1) == labels[start:start + batch_size]).sum())
+    return correct / len(inputs)
+
+
+def train_digits_model(splits, epochs: int = TRAIN_EPOCHS, seed: int = TRAIN_SEED) -> nn.Module:
+    """Train :class:`DigitsResNet` from scratch (deterministic for a given seed)."""
+    torch.manual_seed(seed)
+    model = DigitsResNet()
+    x_train, y_train = splits["train"]
+    batches = TensorBatches(x_train, y_train, batch_size=64, seed=seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=3e-3, total_steps=epochs * len(batches))
+    model.train()
+    for _ in range(epochs):
+        for inputs, labels in batches:
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(inputs), labels).backward()
+            optimizer.step()
+            scheduler.step()
+    return model.eval()
+
+
+def cache_dir() -> Path:
+    """Per-user cache folder: ``$COMPRESSOR_CACHE``, else ``$XDG_CACHE_HOME/compressor``."""
+    root = os.environ.get("COMPRESSOR_CACHE")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "compressor"
+
+
+def load_or_train_model(splits, verbose: bool = True) -> nn.Module:
+    """The trained default model from the cache; retrained when the cache is missing or corrupt."""
+    from safetensors.torch import load_file, save_file
+
+    from compressor.artifacts import atomic_path
+
+    path = cache_dir() / f"{CACHE_VERSION}.safetensors"
+    model = DigitsResNet()
+    if path.is_file():
+        try:
+            model.load_state_dict(load_file(str(path)), strict=True)
+            return model.eval()
+        except Exception as exc:  # a truncated or foreign file: fall through and retrain
+            if verbose:
+                print(f"cached model {path} is unreadable ({type(exc).__name__}); retraining")
+    if verbose:
+        print(f"training the default digits model ({TRAIN_EPOCHS} epochs, cached in {path}) ...",
+              flush=True)
+    model = train_digits_model(splits)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(model.state_dict(), str(tmp))
+    return model
+
+
+def splits_fingerprint(splits) -> str:
+    """Short hash of the split contents, recorded so results name the exact data used."""
+    digest = hashlib.sha256()
+    for name in ("train", "val", "test"):
+        digest.update(splits[name][1].numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+@register_task("digits", model_factory=lambda: DigitsResNet())
+def digits_task(verbose: bool = True) -> Task:
+    """The embedded default: DigitsResNet trained on scikit-learn's ``load_digits``."""
+    splits = load_splits()
+    model = load_or_train_model(splits, verbose=verbose)
+    x_val, y_val = splits["val"]
+    x_test, y_test = splits["test"]
+    return Task(
+        name="digits",
+        model=model,
+        example_inputs=(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE),),
+        evaluate=lambda m: accuracy(m, x_val, y_val),
+        evaluate_test=lambda m: accuracy(m, x_test, y_test),
+        train_data=TensorBatches(*splits["train"], batch_size=64, seed=TRAIN_SEED),
+        ignored_layers=("fc",),
+        model_factory=DigitsResNet,
+        description=f"DigitsResNet on sklearn load_digits 32x32 (splits {splits_fingerprint(splits)})",
+    )
