@@ -24,6 +24,7 @@ from compressor.measure.flops import count_flops, count_params
 from compressor.measure.latency import LatencyMeter, default_threads
 from compressor.recover import fine_tune, first_batches
 from compressor.result import CompressionResult
+from compressor.run_folder import check_output_dir, clear_run_files
 from compressor.search.candidate import (SearchContext, build_candidate, checked_metric,
                                          flops_of_plan, plan_for)
 from compressor.search.loop import (ProgressPrinter, best_feasible_trial, make_sampler,
@@ -45,6 +46,7 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
              ignored_layers: Sequence[str] | None = None,
              config: CompressConfig | None = None,
+             existing: str = "auto",
              verbose: bool = True) -> CompressionResult:
     """Search for the best compressed variant of ``model`` within a FLOPs budget.
 
@@ -64,6 +66,8 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
         loss_fn: recovery loss (default cross-entropy on ``labels``).
         ignored_layers: module names never pruned (default: the last Linear, the classifier).
         config: a full :class:`CompressConfig`; the keyword arguments above override it.
+        existing: an output folder holding a run is continued if its config matches
+            (``auto``), continued with this config (``resume``) or started over (``overwrite``).
         verbose: print progress.
     """
     config = _with_overrides(config or CompressConfig(), target_flops=target_flops, trials=trials,
@@ -75,14 +79,23 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
         loss_fn=loss_fn or nn.functional.cross_entropy,
         ignored_layers=tuple(ignored_layers) if ignored_layers is not None
         else default_ignored_layers(model))
-    return run_compression(task, config, verbose=verbose)
+    return run_compression(task, config, verbose=verbose, existing=existing)
 
 
-def run_task(config: CompressConfig, verbose: bool = True) -> CompressionResult:
-    """Run a built-in task (``config.task``), as the CLI does."""
-    _check_output_dir(config.output)
+def run_task(config: CompressConfig, verbose: bool = True,
+             existing: str = "auto") -> CompressionResult:
+    """Run a built-in task (``config.task``), as the CLI does.
+
+    ``existing`` says what to do with an output folder that holds a run: ``auto`` continues
+    it if the config is the same (refuses otherwise), ``resume`` continues it with this
+    config, ``overwrite`` starts over.
+    """
+    # Check the cheap things before the task builds (and maybe trains) its model.
+    output, _ = check_output_dir(config.output, config, existing)
+    config = dataclasses.replace(config, output=output)
     _check_device(config.measure.device)
-    return run_compression(get_task(config.task, verbose=verbose), config, verbose=verbose)
+    return run_compression(get_task(config.task, verbose=verbose), config, verbose=verbose,
+                           existing=existing)
 
 
 def default_ignored_layers(model: nn.Module) -> tuple[str, ...]:
@@ -91,10 +104,11 @@ def default_ignored_layers(model: nn.Module) -> tuple[str, ...]:
     return (linears[-1],) if linears else ()
 
 
-def run_compression(task: Task, config: CompressConfig, verbose: bool = True) -> CompressionResult:
+def run_compression(task: Task, config: CompressConfig, verbose: bool = True,
+                    existing: str = "auto") -> CompressionResult:
     """Baseline -> search -> rebuild the best plan -> recovery -> outputs."""
     log = print if verbose else (lambda *args, **kwargs: None)
-    output_dir = _check_output_dir(config.output)
+    output_dir, resuming = check_output_dir(config.output, config, existing)
     _check_device(config.measure.device)
     model = task.model.eval()
 
@@ -113,6 +127,10 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True) ->
         f"FLOPs {baseline['flops'] / 1e6:.1f}M  params {baseline['params'] / 1e3:.1f}K  "
         f"{len(ctx.groups)} prunable groups; target FLOPs <= {budget / 1e6:.1f}M")
 
+    if existing == "overwrite":
+        clear_run_files(output_dir)
+    if resuming:
+        log(f"continuing the run in {output_dir}")
     output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(output_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -120,7 +138,7 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True) ->
     with LatencyMeter(config.measure, task.example_inputs) as meter:
         meter.set_baseline(model)
         ctx.meter = meter
-        study = _search(ctx, output_dir, baseline["val_accuracy"], verbose)
+        study = _search(ctx, output_dir, baseline["val_accuracy"], log)
         best_trial = best_feasible_trial(study)
         if best_trial is None:
             raise CompressorError(
@@ -164,19 +182,19 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True) ->
     return result
 
 
-def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float,
-            verbose: bool):
+def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float, log):
     search = ctx.config.search
     study = open_study(output_dir, make_sampler(search.sampler, search.seed, search.trials))
     if not study.trials:
         # Seed the sampler with two known plans at the budget: uniform (so the search can
         # only improve on it) and the sensitivity allocation (a strong prior to refine).
         study.enqueue_trial(uniform_params(ctx.groups))
+        log(f"sensitivity of {len(ctx.groups)} groups (each pruned alone) ...", flush=True)
         drops = group_sensitivity(ctx, baseline_val_accuracy)
         study.enqueue_trial({preference_param(name): value for name, value in
                              preferences_from_sensitivity(drops, ctx.config.prune.ratio_step).items()})
     run_study(study, ctx, search.trials, search.time_budget,
-              ProgressPrinter(search.trials, enabled=verbose))
+              ProgressPrinter(search.trials, enabled=log is print))
     return study
 
 
@@ -221,14 +239,6 @@ def _trial_record(trial) -> dict:
             record[key] = attrs[key]
     record["plan"] = attrs.get("ratios", {})
     return record
-
-
-def _check_output_dir(output: Path | None) -> Path:
-    path = Path(output) if output is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UserInputError(f"output folder {path} already exists and is not empty; "
-                             "choose a new --output")
-    return path
 
 
 def _check_device(device: str) -> None:

@@ -23,6 +23,7 @@ OVERRIDES = (
     ("output", ("output",)),
     ("trials", ("search", "trials")),
     ("time_budget", ("search", "time_budget")),
+    ("trial_timeout", ("search", "trial_timeout")),
     ("seed", ("search", "seed")),
     ("sampler", ("search", "sampler")),
     ("reward", ("search", "reward")),
@@ -65,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=DEVICES, help="where latency is measured")
     parser.add_argument("--threads", type=int, help="intra-op threads for latency measurement")
     parser.add_argument("--epochs", type=int, help="recovery fine-tuning epochs (default 3)")
+    parser.add_argument("--trial-timeout", dest="trial_timeout", type=float,
+                        help="seconds; a slower trial fails with that reason")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_const", const="resume", dest="existing",
+                          help="continue the run in --output even if the config changed")
+    existing.add_argument("--overwrite", action="store_const", const="overwrite",
+                          dest="existing", help="discard the run in --output and start over")
     parser.add_argument("--quiet", action="store_true", help="print only the final table")
     return parser
 
@@ -95,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
         from compressor.api import run_task  # heavy imports only once the input is valid
 
-        result = run_task(config, verbose=not args.quiet)
+        result = run_task(config, verbose=not args.quiet, existing=args.existing or "auto")
     except UserInputError as exc:
         print(f"compress: error: {exc}", file=sys.stderr)
         return 2

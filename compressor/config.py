@@ -120,6 +120,8 @@ class SearchConfig:
     alpha: float = -0.07  # MnasNet exponent when the complexity is within its target
     beta: float = -0.07  # ... and when it is over (the "hard" reward uses a steep one)
     calibration_samples: int = 256  # images used to re-estimate BatchNorm statistics
+    trial_timeout: float | None = None  # seconds; a slower trial fails with that reason
+    max_consecutive_failures: int = 5  # the run stops (with a summary) after this many
 
     def __post_init__(self) -> None:
         if not isinstance(self.trials, int) or self.trials < 1:
@@ -128,6 +130,11 @@ class SearchConfig:
             raise UserInputError(f"search.time_budget must be > 0 seconds; got {self.time_budget!r}")
         _check_choice("search.sampler", self.sampler, SAMPLERS)
         _check_choice("search.reward", self.reward, REWARDS)
+        if self.trial_timeout is not None and not self.trial_timeout > 0:
+            raise UserInputError(f"search.trial_timeout must be > 0 seconds; got {self.trial_timeout!r}")
+        if not isinstance(self.max_consecutive_failures, int) or self.max_consecutive_failures < 1:
+            raise UserInputError("search.max_consecutive_failures must be a positive integer; "
+                                 f"got {self.max_consecutive_failures!r}")
         if not isinstance(self.calibration_samples, int) or self.calibration_samples < 1:
             raise UserInputError(
                 f"search.calibration_samples must be a positive integer; got {self.calibration_samples!r}"

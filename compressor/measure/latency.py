@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +161,7 @@ def _save_torchscript(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]
     # TorchScript tracing is the cheapest way to hand an arbitrary nn.Module (even one
     # defined in a user's __main__) to another process without pickling its class.
     model = model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # jit.trace is deprecated, still apt
         traced = torch.jit.trace(model, example_inputs, check_trace=False, strict=False)
     traced.save(str(path))

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 
+from compressor.errors import CompressorError
 from compressor.search.candidate import SearchContext, score_candidate
 from compressor.search.space import suggest_preferences
 
 STUDY_NAME = "compress"
+# A worker writes a heartbeat this often; a RUNNING trial silent for GRACE seconds belongs to
+# a process that died, and Optuna marks it FAIL (its budget is spent again, see spent_trials).
+HEARTBEAT_SECONDS = 2
+GRACE_SECONDS = 6
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
@@ -21,22 +30,32 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
         return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, constraints_func=_constraints,
-            n_startup_trials=max(3, min(10, trials // 4)))
-
-
-def _constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
-    # <= 0 means within the FLOPs budget; lets TPE learn where feasible plans are.
-    return trial.user_attrs.get("constraint", [1.0])
+        # TPE reads the trials' constraints (Trial.set_constraint) to tell feasible plans apart.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True,
+                                          n_startup_trials=max(3, min(10, trials // 4)))
 
 
 def open_study(output_dir: Path, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
     """The study in ``output_dir/study.db`` (created, or continued if it exists)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{(output_dir / 'study.db').resolve()}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(
+            f"sqlite:///{(output_dir / 'study.db').resolve()}",
+            heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
     return optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
                                direction="maximize", load_if_exists=True)
+
+
+def spent_trials(study: optuna.Study) -> int:
+    """Trials that count against the budget: finished ones, and failures with a reason.
+
+    A trial that was RUNNING when its process died fails without a recorded reason; it does
+    not count, so a resumed run spends that budget again.
+    """
+    return sum(t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL
+                                                  and "error" in t.user_attrs)
+               for t in study.trials)
 
 
 class Objective:
@@ -48,26 +67,85 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         preferences = suggest_preferences(trial, self.ctx.groups, self.ctx.config.prune)
         try:
-            metrics = score_candidate(self.ctx, preferences)
-        except Exception as exc:
+            with time_limit(self.ctx.config.search.trial_timeout):
+                metrics = score_candidate(self.ctx, preferences)
+        except Exception as exc:  # the trial fails with its reason; the study goes on
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             raise
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
-        trial.set_user_attr("constraint", [metrics["flops"] / self.ctx.flops_budget - 1.0])
+        trial.set_constraint("flops", metrics["flops"] / self.ctx.flops_budget - 1.0)
         return metrics["reward"]
 
 
 def run_study(study: optuna.Study, ctx: SearchContext, trials: int, time_budget: float | None,
               report: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None) -> None:
-    """Run trials until ``trials`` have finished in the study or ``time_budget`` runs out."""
-    finished = sum(t.state.is_finished() for t in study.trials)
-    remaining = trials - finished
+    """Run trials until ``trials`` count against the budget or ``time_budget`` runs out.
+
+    Raises :class:`CompressorError` with a summary when too many trials fail in a row.
+    """
+    _fail_interrupted_trials(study)
+    remaining = trials - spent_trials(study)
     if remaining <= 0:
         return
+    guard = FailureGuard(ctx.config.search.max_consecutive_failures)
+    callbacks = [guard] + ([report] if report else [])
     study.optimize(Objective(ctx), n_trials=remaining, timeout=time_budget,
-                   catch=(Exception,), callbacks=[report] if report else None,
-                   gc_after_trial=False)
+                   catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
+    if guard.tripped:
+        raise CompressorError(guard.summary())
+
+
+def _fail_interrupted_trials(study: optuna.Study) -> None:
+    # A trial left RUNNING by a killed process still has a recent heartbeat right after the
+    # kill; wait out the grace period once so it is marked FAIL before this run starts.
+    if any(t.state == TrialState.RUNNING for t in study.trials):
+        time.sleep(GRACE_SECONDS + HEARTBEAT_SECONDS)
+        optuna.storages.fail_stale_trials(study)
+
+
+class TrialTimeout(Exception):
+    """A trial ran past ``search.trial_timeout``."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`TrialTimeout` inside the block after ``seconds`` (main thread only)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TrialTimeout(f"trial exceeded its time limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class FailureGuard:
+    """Optuna callback: stop the study after ``limit`` failed trials in a row."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.streak, self.reasons = limit, [], []
+        self.tripped = False
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL:
+            self.streak.append(f"#{trial.number}: {trial.user_attrs.get('error', 'unknown')}")
+        else:
+            self.streak = []
+        if len(self.streak) >= self.limit:
+            self.tripped = True
+            study.stop()
+
+    def summary(self) -> str:
+        return (f"stopped after {len(self.streak)} failed trials in a row; the last: "
+                + "; ".join(self.streak[-3:]))
 
 
 def best_feasible_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:

@@ -16,7 +16,11 @@ def group_sensitivity(ctx: SearchContext, baseline_accuracy: float,
     drops = {}
     for group in ctx.groups:
         model, _ = build_candidate(ctx, {group.name: probe_ratio})
-        drops[group.name] = max(0.0, baseline_accuracy - checked_metric(ctx.evaluate(model)))
+        try:
+            accuracy = checked_metric(ctx.evaluate(model))
+        except Exception:  # a group we cannot judge is treated as the most sensitive
+            accuracy = 0.0
+        drops[group.name] = max(0.0, baseline_accuracy - accuracy)
     return drops
 
 

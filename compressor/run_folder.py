@@ -1,0 +1,86 @@
+"""The output folder of a run: new, continued (resume) or started over, decided up front.
+
+A run's folder holds ``config.yaml`` (written first), ``study.db`` (the Optuna study, the
+search's whole state), and at the end ``model.safetensors`` and ``result.json``. Rerunning
+the same command on the same folder continues the study; a different config is refused
+unless the caller says ``resume`` (continue with the new settings, e.g. more trials) or
+``overwrite`` (start over). Nothing is deleted or written before the decision is made.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+
+from compressor.config import CompressConfig
+from compressor.errors import UserInputError
+
+CONFIG_FILE = "config.yaml"
+RUN_FILES = (CONFIG_FILE, "study.db", "model.safetensors", "result.json", "model.onnx")
+EXISTING_POLICIES = ("auto", "resume", "overwrite")
+
+
+def default_output_dir() -> Path:
+    return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+
+
+def check_output_dir(output: Path | None, config: CompressConfig,
+                     existing: str = "auto") -> tuple[Path, bool]:
+    """Validate the output folder; returns it and whether the run continues an earlier one.
+
+    Raises :class:`UserInputError` (and touches nothing) when the folder cannot be used.
+    """
+    if existing not in EXISTING_POLICIES:
+        raise ValueError(f"existing must be one of {EXISTING_POLICIES}, got {existing!r}")
+    path = Path(output) if output is not None else default_output_dir()
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return path, False
+    if not path.is_dir():
+        raise UserInputError(f"output {path} exists and is not a folder; choose another --output")
+    if not (path / CONFIG_FILE).is_file():
+        raise UserInputError(f"output folder {path} is not empty and holds no compress run; "
+                             "choose a new --output")
+    foreign = sorted(p.name for p in path.iterdir()
+                     if p.name not in RUN_FILES and not p.name.startswith("."))
+    if existing == "overwrite" and foreign:
+        raise UserInputError(f"output folder {path} holds files compress did not write "
+                             f"({foreign[0]}); refusing to overwrite it")
+    if existing == "overwrite":
+        return path, False
+    difference = _config_difference(_saved_config(path), config)
+    if difference and existing != "resume":
+        raise UserInputError(
+            f"output folder {path} holds a run with a different config ({difference}); pass "
+            "--resume to continue it with the new settings or --overwrite to start over")
+    return path, True
+
+
+def clear_run_files(path: Path) -> None:
+    """Remove an earlier run's files (``--overwrite``), once the new run is about to start."""
+    for name in RUN_FILES:
+        (path / name).unlink(missing_ok=True)
+
+
+def _saved_config(path: Path) -> dict:
+    try:
+        return CompressConfig.from_dict(yaml.safe_load((path / CONFIG_FILE).read_text())).to_dict()
+    except (OSError, yaml.YAMLError, UserInputError, TypeError) as exc:
+        raise UserInputError(f"{path / CONFIG_FILE} is unreadable ({exc}); pass --overwrite to "
+                             "start over") from None
+
+
+def _config_difference(saved: dict, config: CompressConfig) -> str:
+    current = config.to_dict()
+    for key in sorted(set(saved) | set(current)):
+        if key == "output":
+            continue
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            for sub in sorted(set(old) | set(new)):
+                if old.get(sub) != new.get(sub):
+                    return f"{key}.{sub}: {old.get(sub)!r} -> {new.get(sub)!r}"
+        elif old != new:
+            return f"{key}: {old!r} -> {new!r}"
+    return ""

@@ -1,0 +1,117 @@
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from compressor.artifacts import load_compressed
+from compressor.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--trials", "4", "--epochs", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory, digits_task):
+    output = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["--target-flops", "0.5", "--seed", "0", "--output", str(output), *FAST])
+    return code, output
+
+
+def test_cli_run_meets_the_budget_and_keeps_accuracy(cli_run):
+    code, output = cli_run
+    assert code == 0
+    result = json.loads((output / "result.json").read_text())
+    baseline, best = result["baseline"], result["best"]
+    assert best["flops"] <= 0.5 * baseline["flops"]
+    assert best["accuracy"] >= baseline["accuracy"] - 0.02
+    assert best["accuracy_before_recovery"] <= best["accuracy"] + 0.01
+    assert best["latency_ms"] > 0 and baseline["latency_ms"] > 0
+    assert len(result["trials"]) == 4
+    assert {"number", "state", "reward", "accuracy", "flops", "latency_ms", "params"} <= set(
+        result["trials"][0])
+    assert result["environment"]["libraries"]["torch"].startswith("2.")
+    assert sorted(p.name for p in output.iterdir()) == [
+        "config.yaml", "model.safetensors", "result.json", "study.db"]
+
+
+def test_saved_model_reloads_and_reproduces_the_recorded_accuracy(cli_run, digits_task):
+    _, output = cli_run
+    result = json.loads((output / "result.json").read_text())
+    model = load_compressed(output)
+    assert digits_task.evaluate_test(model) == pytest.approx(result["best"]["accuracy"])
+    channels = result["best"]["plan"]["channels"]
+    assert model.layer3[0].conv1.out_channels == channels["layer3.0.conv1"]
+    with torch.no_grad():
+        assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_first_trials_are_the_seeded_plans(cli_run):
+    _, output = cli_run
+    trials = json.loads((output / "result.json").read_text())["trials"]
+    uniform = trials[0]["plan"]
+    assert len(set(uniform.values())) == 1  # the same ratio everywhere
+    assert trials[1]["accuracy"] >= trials[0]["accuracy"]  # sensitivity beats uniform
+
+
+def test_cli_as_a_subprocess_with_a_config_file(tmp_path):
+    output = tmp_path / "run"
+    completed = subprocess.run(
+        [sys.executable, "-m", "compressor.cli", "--config", str(ROOT / "configs" / "digits.yaml"),
+         "--trials", "3", "--epochs", "0", "--output", str(output)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert "[  3/3]" in completed.stdout  # progress lines
+    assert f"written to {output}" in completed.stdout
+    assert "test accuracy" in completed.stdout and "latency p50" in completed.stdout
+    assert (output / "result.json").is_file()
+
+
+def test_console_script_help_is_installed():
+    script = shutil.which("compress") or str(Path(sys.executable).parent / "compress")
+    if not Path(script).exists():
+        pytest.skip("package not installed as a console script in this environment")
+    completed = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0 and "--target-flops" in completed.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target-flops", "0"], "must be > 0"),
+    (["--target-flops", "-1"], "not a number"),
+    (["--target-flops", "1.5"], "ratio above 1"),
+    (["--target-flops", "abc"], "not a number"),
+    (["--target-flops", "1K"], "cannot be reached"),
+    (["--config", "missing.yaml"], "does not exist"),
+    (["--reward", "fancy"], "invalid choice"),
+    (["--device", "tpu"], "invalid choice"),
+    (["--trials", "many"], "invalid int value"),
+    (["--trials", "0"], "search.trials"),
+    (["--task", "imagenet"], "unknown task"),
+    (["--ignore-layers", "head"], "not a module"),
+    (["--bogus"], "unrecognized arguments"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path, capsys,
+                                                        digits_task):
+    output = tmp_path / "out"
+    code = main([*args, "--output", str(output), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("compress: error: ")
+    assert not output.exists()
+
+
+def test_non_empty_output_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["--output", str(tmp_path), "--quiet"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_without_cuda_is_refused(tmp_path, capsys):
+    assert main(["--device", "cuda", "--output", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err

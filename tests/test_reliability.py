@@ -1,0 +1,130 @@
+"""Interrupted runs resume, failing trials are isolated, output folders are never clobbered."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from compressor import CompressConfig, CompressorError, compress
+from compressor.cli import main
+from compressor.config import RecoveryConfig, SearchConfig
+
+
+def _config(trials, **search):
+    return CompressConfig(search=SearchConfig(trials=trials, **search),
+                          recovery=RecoveryConfig(epochs=1))
+
+
+def _completed(db_path):
+    storage = f"sqlite:///{db_path}"
+    try:
+        study = optuna.load_study(study_name="compress", storage=storage)
+    except Exception:  # not created yet
+        return []
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def test_killed_run_resumes_without_losing_trials(tmp_path):
+    output = tmp_path / "run"
+    command = [sys.executable, "-m", "compressor.cli", "--trials", "7", "--epochs", "1",
+               "--seed", "3", "--output", str(output), "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    while len(_completed(output / "study.db")) < 3:
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        assert time.time() < deadline
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = {t.number: (t.params, t.value) for t in _completed(output / "study.db")}
+    assert not (output / "result.json").exists()
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    result = json.loads((output / "result.json").read_text())
+    after = {t.number: (t.params, t.value) for t in _completed(output / "study.db")}
+    for number, (params, value) in before.items():
+        assert after[number] == (params, value)  # kept, not re-run
+    spent = [t for t in result["trials"] if t["state"] == "COMPLETE" or "error" in t]
+    assert len(spent) == 7  # an interrupted trial's budget is spent again
+    assert all(t["state"] != "RUNNING" for t in result["trials"])
+    assert (output / "model.safetensors").stat().st_size > 0
+    assert result["best"]["flops"] <= 0.5 * result["baseline"]["flops"]
+
+
+class FlakyMetric:
+    """The real metric, except that chosen calls raise or return NaN."""
+
+    def __init__(self, metric, raise_on, nan_on):
+        self.metric, self.raise_on, self.nan_on, self.calls = metric, raise_on, nan_on, 0
+
+    def __call__(self, model):
+        self.calls += 1
+        if self.calls in self.raise_on:
+            raise RuntimeError("metric backend unavailable")
+        if self.calls in self.nan_on:
+            return math.nan
+        return self.metric(model)
+
+
+def test_failing_and_nan_trials_are_isolated(digits_task, tmp_path):
+    # call 1: baseline; 2-10: sensitivity of the 9 groups; 11 on: trial 0, 1, 2, ...
+    metric = FlakyMetric(digits_task.evaluate, raise_on={12, 16}, nan_on={14})
+    result = compress(digits_task.model, digits_task.example_inputs, metric,
+                      train_data=digits_task.train_data, test_evaluate=digits_task.evaluate_test,
+                      output_dir=tmp_path / "run", config=_config(8), verbose=False)
+    failed = [t for t in result.trials if t["state"] == "FAIL"]
+    assert [t["number"] for t in failed] == [1, 3, 5]
+    assert "metric backend unavailable" in failed[0]["error"]
+    assert "not a finite number" in failed[1]["error"]
+    assert sum(t["state"] == "COMPLETE" for t in result.trials) == 5
+    assert result.best["trial"] not in {1, 3, 5}
+    assert result.best["accuracy"] >= 0.9
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert [t["error"] for t in saved["trials"] if t["state"] == "FAIL"] == [
+        t["error"] for t in failed]
+
+
+def test_too_many_failures_in_a_row_stop_with_a_summary(digits_task, tmp_path):
+    metric = FlakyMetric(digits_task.evaluate, raise_on=set(range(2, 100)), nan_on=set())
+    with pytest.raises(CompressorError, match="3 failed trials in a row.*metric backend"):
+        compress(digits_task.model, digits_task.example_inputs, metric,
+                 train_data=digits_task.train_data, output_dir=tmp_path / "run",
+                 config=_config(6, max_consecutive_failures=3), verbose=False)
+
+
+def test_trial_time_limit_fails_the_trial_with_its_reason(digits_task, tmp_path, capsys):
+    config = _config(6, trial_timeout=0.001, max_consecutive_failures=2)
+    with pytest.raises(CompressorError, match="time limit of 0.001 s"):
+        compress(digits_task.model, digits_task.example_inputs, digits_task.evaluate,
+                 train_data=digits_task.train_data, output_dir=tmp_path / "run", config=config,
+                 verbose=False)
+
+
+def test_different_config_on_an_existing_run_is_refused_unless_told(tmp_path, capsys,
+                                                                  digits_task):
+    output = tmp_path / "run"
+    assert main(["--trials", "2", "--epochs", "0", "--output", str(output), "--quiet"]) == 0
+    stamp = (output / "result.json").stat().st_mtime_ns
+    assert main(["--trials", "3", "--epochs", "0", "--output", str(output), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "different config (search.trials: 2 -> 3)" in err and "--resume" in err
+    assert (output / "result.json").stat().st_mtime_ns == stamp  # untouched
+    assert main(["--trials", "3", "--epochs", "0", "--output", str(output), "--quiet",
+                 "--resume"]) == 0
+    result = json.loads((output / "result.json").read_text())
+    assert len(result["trials"]) == 3  # the 2 earlier trials kept, 1 more run
+    assert main(["--trials", "2", "--epochs", "0", "--output", str(output), "--quiet",
+                 "--overwrite"]) == 0
+    assert len(json.loads((output / "result.json").read_text())["trials"]) == 2
+
+
+def test_resume_and_overwrite_are_exclusive(capsys):
+    assert main(["--resume", "--overwrite"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
