@@ -7,6 +7,7 @@ The CLI builds the same :class:`CompressConfig` and calls :func:`run_task`; both
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ import torch
 import yaml
 from torch import nn
 
+from compressor.actions.deploy import DeploySpec
+from compressor.actions.export import export_onnx
 from compressor.actions.prune import channel_groups
 from compressor.artifacts import atomic_path, save_model, write_json
 from compressor.config import CompressConfig, parse_flops_target
@@ -29,7 +32,8 @@ from compressor.search.candidate import (SearchContext, build_candidate, checked
 from compressor.search.loop import (ProgressPrinter, best_feasible_trial, make_sampler,
                                     open_study, run_study)
 from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
-from compressor.search.space import preference_param, uniform_params
+from compressor.search.artifact import make_artifact, parity_of, runnable
+from compressor.search.space import deploy_params, preference_param, uniform_params
 from compressor.tasks import Task, get_task
 
 
@@ -117,8 +121,12 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True) ->
     with atomic_path(output_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     threads = config.measure.threads or default_threads()
-    with LatencyMeter(config.measure, task.example_inputs) as meter:
-        meter.set_baseline(model)
+    with LatencyMeter(config.measure, task.example_inputs) as meter, \
+            tempfile.TemporaryDirectory(prefix="compressor-") as workdir:
+        ctx.workdir = Path(workdir)
+        baseline_artifact = (export_onnx(model, task.example_inputs, ctx.workdir / "baseline.onnx")
+                             if config.deploy.export else None)
+        meter.set_baseline(baseline_artifact or model)
         ctx.meter = meter
         study = _search(ctx, output_dir, baseline["val_accuracy"], verbose)
         best_trial = best_feasible_trial(study)
@@ -132,13 +140,17 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True) ->
         before = checked_metric(task.evaluate_test(best_model))
         fine_tune(best_model, task.train_data, task.loss_fn, epochs=config.recovery.epochs,
                   lr=config.recovery.lr, progress=verbose)
-        latency = meter.compare(best_model, rounds=3 * config.measure.rounds)
+        deployed = (_deploy_best(ctx, task, best_model, best_trial, baseline_artifact,
+                                 output_dir) if baseline_artifact else {})
+        latency = meter.compare(deployed["path"] if deployed else best_model,
+                                rounds=3 * config.measure.rounds)
 
     baseline.update(latency_ms=latency.baseline.p50_ms, latency_p90_ms=latency.baseline.p90_ms)
+    fp32_accuracy = checked_metric(task.evaluate_test(best_model))
     best = {
-        "accuracy": checked_metric(task.evaluate_test(best_model)),
+        "accuracy": deployed.get("accuracy", fp32_accuracy),
         "accuracy_before_recovery": before,
-        "val_accuracy": checked_metric(task.evaluate(best_model)),
+        "val_accuracy": deployed.get("val_accuracy") or checked_metric(task.evaluate(best_model)),
         "val_accuracy_before_recovery": best_trial.user_attrs["accuracy"],
         "flops": count_flops(best_model, task.example_inputs),
         "params": count_params(best_model),
@@ -149,16 +161,21 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True) ->
                  "round_to": config.prune.round_to},
         "recovery": dataclasses.asdict(config.recovery),
     }
+    artifacts = {}
+    if deployed:
+        best.update(accuracy_fp32=fp32_accuracy, **deployed["best"])
+        artifacts = _artifact_table(deployed, latency)
     result = CompressionResult(
         model=best_model, baseline=baseline, best=best,
         target={"flops": budget, "flops_ratio": budget / baseline["flops"],
                 "spec": str(config.target_flops), "reward": config.search.reward,
                 "alpha": config.search.alpha, "beta": config.search.beta,
-                "uniform_ratio": uniform},
+                "uniform_ratio": uniform,
+                "latency": str(config.target_latency) if config.target_latency else None},
         trials=[_trial_record(t) for t in study.trials],
         environment={"task": task.name, "task_description": task.description,
                      **environment_info(config.measure.device, threads)},
-        output_dir=output_dir)
+        output_dir=output_dir, artifacts=artifacts)
     save_model(best_model, output_dir / "model.safetensors")
     write_json(output_dir / "result.json", result.to_json())
     return result
@@ -171,13 +188,67 @@ def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float,
     if not study.trials:
         # Seed the sampler with two known plans at the budget: uniform (so the search can
         # only improve on it) and the sensitivity allocation (a strong prior to refine).
-        study.enqueue_trial(uniform_params(ctx.groups))
+        # The uniform plan is tried once with every quantization mode, so each mode is
+        # measured on the same plan before the sampler starts preferring some.
+        for deploy in _seed_deploy_specs(ctx.config):
+            study.enqueue_trial({**uniform_params(ctx.groups), **deploy})
         drops = group_sensitivity(ctx, baseline_val_accuracy)
         study.enqueue_trial({preference_param(name): value for name, value in
                              preferences_from_sensitivity(drops, ctx.config.prune.ratio_step).items()})
     run_study(study, ctx, search.trials, search.time_budget,
               ProgressPrinter(search.trials, enabled=verbose))
     return study
+
+
+def _seed_deploy_specs(config: CompressConfig) -> list[dict]:
+    if not config.deploy.export:
+        return [{}]
+    fusion = max(config.deploy.fusion)  # fused when allowed: what a deployment would ship
+    return [deploy_params(DeploySpec(mode, fusion)) for mode in config.deploy.quantization]
+
+
+def _deploy_best(ctx: SearchContext, task: Task, model: nn.Module, trial, baseline: Path,
+                 output_dir: Path) -> dict:
+    """Write ``model.onnx`` for the chosen spec (calibrated after recovery) and measure it.
+
+    Also keeps the fp32 export of the pruned model, to tell pruning's speed-up from
+    quantization's.
+    """
+    spec = DeploySpec(trial.params["deploy.quantization"], trial.params["deploy.fusion"])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output_dir / "model.onnx") as tmp:
+        artifact = make_artifact(ctx, model, spec, tmp.with_suffix(".onnx"))
+        tmp.with_suffix(".onnx").replace(tmp)
+    artifact = dataclasses.replace(artifact, path=output_dir / "model.onnx")
+    module = runnable(ctx, artifact)
+    pruned_fp32 = export_onnx(model, task.example_inputs, ctx.workdir / "pruned_fp32.onnx")
+    rounds = 3 * ctx.config.measure.rounds
+    return {
+        "path": artifact.path,
+        "accuracy": checked_metric(task.evaluate_test(module)),
+        "val_accuracy": checked_metric(task.evaluate(module)),
+        "best": {"quantization": spec.quantization, "fusion": spec.fusion,
+                 "parity": parity_of(ctx, model, module), "artifact": artifact.describe()},
+        "sizes": {"baseline_fp32.onnx": baseline.stat().st_size,
+                  "pruned_fp32.onnx": pruned_fp32.stat().st_size,
+                  "model.onnx": artifact.size_bytes},
+        "pruned_fp32": ctx.meter.compare(pruned_fp32, rounds=rounds),
+    }
+
+
+def _artifact_table(deployed: dict, latency) -> dict:
+    """Per-artifact latency (p50, p90) and file size; all timed against the same baseline."""
+    def row(stats, size: int) -> dict:
+        return {"latency_ms": {"p50": stats.p50_ms, "p90": stats.p90_ms}, "size_bytes": size}
+
+    sizes = deployed["sizes"]
+    return {
+        "baseline_fp32.onnx": row(latency.baseline, sizes["baseline_fp32.onnx"]),
+        "pruned_fp32.onnx": {**row(deployed["pruned_fp32"].candidate, sizes["pruned_fp32.onnx"]),
+                             "latency_ratio": deployed["pruned_fp32"].ratio},
+        "model.onnx": {**row(latency.candidate, sizes["model.onnx"]),
+                       "latency_ratio": latency.ratio},
+    }
 
 
 def _measure_baseline(task: Task) -> dict:
@@ -216,7 +287,7 @@ def _trial_record(trial) -> dict:
     attrs = trial.user_attrs
     record = {"number": trial.number, "state": trial.state.name, "reward": trial.value}
     for key in ("accuracy", "flops", "flops_ratio", "params", "latency_ms", "latency_p90_ms",
-                "latency_ratio", "feasible", "seconds", "error"):
+                "latency_ratio", "feasible", "seconds", "error", "artifact"):
         if key in attrs:
             record[key] = attrs[key]
     record["plan"] = attrs.get("ratios", {})

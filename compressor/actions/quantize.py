@@ -21,6 +21,9 @@ action's job, which the search toggles) and its symbolic shape inference fails o
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -69,8 +72,26 @@ def quantizer(mode: str) -> Callable[[Quantizer], Quantizer]:
 def quantize_onnx(src: str | Path, dst: str | Path, spec: QuantizeSpec) -> Path:
     """Write ``src`` quantized as ``spec`` says to ``dst`` (one file); return ``dst``."""
     src, dst = Path(src), Path(dst)
-    QUANTIZERS[spec.mode](src, dst, spec)
+    with _quiet():
+        QUANTIZERS[spec.mode](src, dst, spec)
     return dst
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the quantizers' per-call chatter: a search quantizes dozens of graphs.
+
+    ONNX Runtime logs a pre-processing hint on the root logger every call and NNCF draws
+    progress bars on stdout; errors still raise.
+    """
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
 
 
 # Fused transformer graphs hold com.microsoft ops whose output types the quantizer cannot

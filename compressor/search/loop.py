@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 
 from compressor.search.candidate import SearchContext, score_candidate
-from compressor.search.space import suggest_preferences
+from compressor.search.space import suggest_deploy, suggest_preferences
 
 STUDY_NAME = "compress"
 
@@ -46,9 +46,11 @@ class Objective:
         self.ctx = ctx
 
     def __call__(self, trial: optuna.Trial) -> float:
-        preferences = suggest_preferences(trial, self.ctx.groups, self.ctx.config.prune)
+        config = self.ctx.config
+        preferences = suggest_preferences(trial, self.ctx.groups, config.prune)
+        deploy = suggest_deploy(trial, config.deploy) if config.deploy.export else None
         try:
-            metrics = score_candidate(self.ctx, preferences)
+            metrics = score_candidate(self.ctx, preferences, deploy)
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             raise
