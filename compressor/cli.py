@@ -12,14 +12,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from compressor.config import (DEVICES, IMPORTANCES, REWARDS, SAMPLERS, CompressConfig,
-                               load_config_file)
+from compressor.config import (DEVICES, IMPORTANCES, QUANTIZATIONS, REWARDS, SAMPLERS,
+                               CompressConfig, load_config_file)
 from compressor.errors import CompressorError, UserInputError
 
 # (command-line destination, config path) for every option that overrides a config key.
 OVERRIDES = (
     ("task", ("task",)),
     ("target_flops", ("target_flops",)),
+    ("target_latency", ("target_latency",)),
     ("output", ("output",)),
     ("trials", ("search", "trials")),
     ("time_budget", ("search", "time_budget")),
@@ -32,6 +33,9 @@ OVERRIDES = (
     ("device", ("measure", "device")),
     ("threads", ("measure", "threads")),
     ("epochs", ("recovery", "epochs")),
+    ("quantization", ("deploy", "quantization")),
+    ("keep_fp32", ("deploy", "keep_fp32")),
+    ("export", ("deploy", "export")),
 )
 
 
@@ -50,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target-flops", dest="target_flops",
                         help="FLOPs budget: a ratio of the original (0 < x <= 1) or a count "
                              "such as 12M or 1.5G (default 0.5)")
+    parser.add_argument("--target-latency", dest="target_latency",
+                        help="latency budget of the artifact: a ratio of the fp32 baseline "
+                             "artifact's latency (0.5) or milliseconds (2.5ms)")
     parser.add_argument("--trials", type=int, help="number of candidates to score (default 30)")
     parser.add_argument("--time-budget", dest="time_budget", type=float,
                         help="stop the search after this many seconds")
@@ -65,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=DEVICES, help="where latency is measured")
     parser.add_argument("--threads", type=int, help="intra-op threads for latency measurement")
     parser.add_argument("--epochs", type=int, help="recovery fine-tuning epochs (default 3)")
+    parser.add_argument("--quantization", nargs="+", choices=QUANTIZATIONS,
+                        help="INT8 modes the search may choose (default: all)")
+    parser.add_argument("--keep-fp32", dest="keep_fp32", nargs="+", metavar="MODULE",
+                        help="module names never quantized (e.g. conv1 fc)")
+    parser.add_argument("--no-export", dest="export", action="store_const", const=False,
+                        help="score the PyTorch model instead of its ONNX artifact")
     parser.add_argument("--quiet", action="store_true", help="print only the final table")
     return parser
 
