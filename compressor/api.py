@@ -194,7 +194,8 @@ def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float,
             study.enqueue_trial({**uniform_params(ctx.groups), **deploy})
         drops = group_sensitivity(ctx, baseline_val_accuracy)
         study.enqueue_trial({preference_param(name): value for name, value in
-                             preferences_from_sensitivity(drops, ctx.config.prune.ratio_step).items()})
+                             preferences_from_sensitivity(drops, ctx.config.prune.ratio_step).items()}
+                            | _preferred_deploy(ctx.config))
     run_study(study, ctx, search.trials, search.time_budget,
               ProgressPrinter(search.trials, enabled=verbose))
     return study
@@ -205,6 +206,16 @@ def _seed_deploy_specs(config: CompressConfig) -> list[dict]:
         return [{}]
     fusion = max(config.deploy.fusion)  # fused when allowed: what a deployment would ship
     return [deploy_params(DeploySpec(mode, fusion)) for mode in config.deploy.quantization]
+
+
+def _preferred_deploy(config: CompressConfig) -> dict:
+    # The sensitivity plan is the strongest seed; pair it with the mode measured fastest on
+    # CNNs here (static INT8, fused) when the search may use it.
+    if not config.deploy.export:
+        return {}
+    modes = config.deploy.quantization
+    return deploy_params(DeploySpec("static_ort" if "static_ort" in modes else modes[0],
+                                    max(config.deploy.fusion)))
 
 
 def _deploy_best(ctx: SearchContext, task: Task, model: nn.Module, trial, baseline: Path,
