@@ -193,8 +193,8 @@ def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float,
         for deploy in _seed_deploy_specs(ctx.config):
             study.enqueue_trial({**uniform_params(ctx.groups), **deploy})
         drops = group_sensitivity(ctx, baseline_val_accuracy)
-        study.enqueue_trial({preference_param(name): value for name, value in
-                             preferences_from_sensitivity(drops, ctx.config.prune.ratio_step).items()}
+        preferences = preferences_from_sensitivity(drops, ctx.config.prune.ratio_step)
+        study.enqueue_trial({preference_param(name): value for name, value in preferences.items()}
                             | _preferred_deploy(ctx.config))
     run_study(study, ctx, search.trials, search.time_budget,
               ProgressPrinter(search.trials, enabled=verbose))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compressor.cli import config_from_args, build_parser, main
+from compressor.cli import build_parser, config_from_args, main
 from compressor.config import CompressConfig, DeployConfig, LatencyTarget, parse_latency_target
 from compressor.errors import UserInputError
 from compressor.measure.latency import LatencyComparison, LatencyStats

@@ -5,12 +5,12 @@ from __future__ import annotations
 import onnx
 import pytest
 import torch
+from deploy_helpers import image_batch, tiny_resnet
 
 from compressor.actions.export import export_onnx, module_of_node, nodes_of_modules
 from compressor.actions.fuse import fuse_onnx, fused_counts, op_counts
 from compressor.measure.onnx_runtime import OnnxModule
 from compressor.measure.parity import measure_parity
-from deploy_helpers import image_batch, tiny_resnet
 
 FP32_TOLERANCE = 1e-4  # max |diff| of logits between PyTorch and the fp32 ONNX graph
 

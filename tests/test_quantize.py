@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import onnx
 import pytest
 import torch
+from deploy_helpers import image_batch, labelled_batches, tiny_resnet
 
 from compressor.actions.deploy import DeploySpec, build_artifact, calibration_feeds
 from compressor.actions.quantize import QUANTIZERS, QuantizeSpec
 from compressor.measure.onnx_runtime import OnnxModule
 from compressor.measure.parity import measure_parity
-from deploy_helpers import image_batch, labelled_batches, tiny_resnet
 
 EXAMPLE = (torch.zeros(1, 1, 16, 16),)
 
@@ -47,7 +47,8 @@ def feeds():
     return calibration_feeds(labelled_batches(), 64)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.mode}-{'fused' if c.fusion else 'plain'}")
+@pytest.mark.parametrize("case", CASES,
+                         ids=lambda c: f"{c.mode}-{'fused' if c.fusion else 'plain'}")
 def test_artifact_structure_and_parity(case, model, feeds, tmp_path):
     artifact = build_artifact(model, EXAMPLE, DeploySpec(case.mode, case.fusion),
                               tmp_path / "a.onnx", calibration=feeds)

@@ -82,7 +82,7 @@ def calibration_feeds(batches: Sequence, num_samples: int,
     for inputs in model_inputs(batches, num_samples):
         for start in range(0, inputs[0].shape[0], batch_size):
             chunk = [tensor[start:start + batch_size].numpy() for tensor in inputs]
-            feeds.append(dict(zip(input_names(len(chunk)), chunk)))
+            feeds.append(dict(zip(input_names(len(chunk)), chunk, strict=True)))
             seen += chunk[0].shape[0]
             if seen >= num_samples:
                 return feeds

@@ -114,8 +114,7 @@ def _dynamic(src: Path, dst: Path, spec: QuantizeSpec) -> None:
 
 @quantizer("static_ort")
 def _static_ort(src: Path, dst: Path, spec: QuantizeSpec) -> None:
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(src, dst, _FeedReader(spec.calibration), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,

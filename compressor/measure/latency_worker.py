@@ -51,7 +51,8 @@ def _load_onnx(path: str, inputs_path: str, device: str) -> Runner:
     # Spinning on: this process does nothing else, as a deployed inference server would.
     session = open_session(path, device=device, threads=torch.get_num_threads(), spinning=True)
     names = [item.name for item in session.get_inputs()]
-    feed = {name: t.numpy() for name, t in zip(names, torch.load(inputs_path, weights_only=True))}
+    inputs = torch.load(inputs_path, weights_only=True)
+    feed = {name: t.numpy() for name, t in zip(names, inputs, strict=True)}
 
     def run():
         return session.run(None, feed)

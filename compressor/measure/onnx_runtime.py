@@ -69,4 +69,4 @@ class OnnxModule(nn.Module):
             raise TypeError(f"{self.path.name} takes {len(self.input_names)} inputs, "
                             f"got {len(inputs)}")
         return {name: tensor.detach().cpu().numpy()
-                for name, tensor in zip(self.input_names, inputs)}
+                for name, tensor in zip(self.input_names, inputs, strict=True)}

@@ -38,7 +38,8 @@ def runnable(ctx: SearchContext, artifact: Artifact) -> OnnxModule:
                       threads=ctx.config.measure.threads)
 
 
-def parity_of(ctx: SearchContext, model: nn.Module, artifact_module: OnnxModule) -> dict[str, float]:
+def parity_of(ctx: SearchContext, model: nn.Module,
+              artifact_module: OnnxModule) -> dict[str, float]:
     """Artifact vs PyTorch model on real (training) inputs."""
     return measure_parity(model, artifact_module,
                           real_inputs(ctx.calibration, ctx.config.deploy.parity_samples))
