@@ -20,7 +20,7 @@ from compressor.actions.deploy import DeploySpec
 from compressor.actions.export import export_onnx
 from compressor.actions.prune import channel_groups
 from compressor.artifacts import atomic_path, save_model, write_json
-from compressor.config import CompressConfig, parse_flops_target
+from compressor.config import CompressConfig, parse_flops_target, parse_latency_target
 from compressor.environment import environment_info
 from compressor.errors import CompressorError, UserInputError
 from compressor.measure.flops import count_flops, count_params
@@ -41,6 +41,7 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
              evaluate: Callable[[nn.Module], float], *,
              train_data: Iterable,
              target_flops: float | str | None = None,
+             target_latency: float | str | None = None,
              trials: int | None = None,
              time_budget: float | None = None,
              seed: int | None = None,
@@ -60,6 +61,8 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
         train_data: re-iterable ``(inputs, labels)`` batches (e.g. a DataLoader), used to
             re-estimate BatchNorm statistics and to fine-tune the chosen variant.
         target_flops: a ratio of the original FLOPs (0 < x <= 1) or a count (``"12M"``).
+        target_latency: a latency budget for the artifact: a ratio of the fp32 baseline
+            artifact's latency (``0.5``) or milliseconds (``"2.5ms"``).
         trials: number of candidates to score.
         time_budget: seconds; the search stops at whichever of trials / time comes first.
         seed: makes the sampled plans reproducible.
@@ -72,6 +75,8 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
     """
     config = _with_overrides(config or CompressConfig(), target_flops=target_flops, trials=trials,
                              time_budget=time_budget, seed=seed, output_dir=output_dir)
+    if target_latency is not None:
+        config = dataclasses.replace(config, target_latency=parse_latency_target(target_latency))
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     task = Task(
         name="custom", model=model, example_inputs=inputs, evaluate=evaluate,
@@ -103,7 +108,9 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True) ->
     model = task.model.eval()
 
     baseline = _measure_baseline(task)
-    budget = config.target_flops.resolve(baseline["flops"])
+    # Without a FLOPs target the budget is the whole model; each trial samples its own level.
+    budget = (config.target_flops.resolve(baseline["flops"]) if config.target_flops
+              else baseline["flops"])
     ignored = tuple(task.ignored_layers) + tuple(config.prune.ignore_layers)
     ctx = SearchContext(
         model=model, example_inputs=task.example_inputs, evaluate=task.evaluate,

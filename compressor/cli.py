@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", help="built-in task (default: digits, the embedded default)")
     parser.add_argument("--target-flops", dest="target_flops",
                         help="FLOPs budget: a ratio of the original (0 < x <= 1) or a count "
-                             "such as 12M or 1.5G (default 0.5)")
+                             "such as 12M or 1.5G (default 0.5, or searched when only "
+                             "--target-latency is given)")
     parser.add_argument("--target-latency", dest="target_latency",
                         help="latency budget of the artifact: a ratio of the fp32 baseline "
                              "artifact's latency (0.5) or milliseconds (2.5ms)")
@@ -95,6 +96,8 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
             if not isinstance(section, dict):
                 raise UserInputError(f"config section {key!r} must be a mapping")
         section[path[-1]] = value
+    if "target_latency" in data and "target_flops" not in data:
+        data["target_flops"] = None  # a latency target alone: the FLOPs level is searched
     try:
         return CompressConfig.from_dict(data)
     except TypeError as exc:  # a value of the wrong type that dataclass init refused

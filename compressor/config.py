@@ -231,7 +231,8 @@ class DeployConfig:
 class CompressConfig:
     """Everything one ``compress`` run needs; YAML files map onto it key for key."""
 
-    target_flops: FlopsTarget = field(default_factory=lambda: FlopsTarget(0.5, True))
+    # None (only with a latency target): the search samples the FLOPs level per trial.
+    target_flops: FlopsTarget | None = field(default_factory=lambda: FlopsTarget(0.5, True))
     task: str = "digits"
     output: Path | None = None
     prune: PruneConfig = field(default_factory=PruneConfig)
@@ -242,11 +243,13 @@ class CompressConfig:
     target_latency: LatencyTarget | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.target_flops, FlopsTarget):
-            self.target_flops = parse_flops_target(self.target_flops)
         if self.target_latency is not None and not isinstance(self.target_latency,
                                                               LatencyTarget):
             self.target_latency = parse_latency_target(self.target_latency)
+        if self.target_flops is None and self.target_latency is None:
+            raise UserInputError("give --target-flops, --target-latency or both")
+        if self.target_flops is not None and not isinstance(self.target_flops, FlopsTarget):
+            self.target_flops = parse_flops_target(self.target_flops)
         if self.output is not None:
             self.output = Path(self.output)
 
@@ -270,7 +273,8 @@ class CompressConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain data, suitable for YAML / JSON; round-trips through :meth:`from_dict`."""
         data = dataclasses.asdict(self)
-        data["target_flops"] = (self.target_flops.value if self.target_flops.is_ratio
+        data["target_flops"] = (None if self.target_flops is None
+                                else self.target_flops.value if self.target_flops.is_ratio
                                 else f"{self.target_flops.value:g}")
         data["output"] = str(self.output) if self.output is not None else None
         data["prune"]["ignore_layers"] = list(self.prune.ignore_layers)

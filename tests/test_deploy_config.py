@@ -76,3 +76,14 @@ def test_latency_term_is_a_budget_only_with_a_target():
     assert (ratio.value, ratio.target, ratio.budget, ratio.within) == (0.5, 0.4, True, False)
     absolute = latency_term(latency, LatencyTarget(0.35, False))
     assert (absolute.value, absolute.target, absolute.within) == (0.3, 0.35, True)
+
+
+def test_a_latency_target_alone_lets_the_search_choose_the_flops_level():
+    config = config_from_args(build_parser().parse_args(["--target-latency", "2ms"]))
+    assert config.target_flops is None
+    assert config.to_dict()["target_flops"] is None
+    both = config_from_args(build_parser().parse_args(["--target-latency", "0.5",
+                                                       "--target-flops", "0.4"]))
+    assert both.target_flops.value == 0.4
+    with pytest.raises(UserInputError, match="target-flops, --target-latency"):
+        CompressConfig(target_flops=None)

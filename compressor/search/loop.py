@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from pathlib import Path
 import optuna
 
 from compressor.search.candidate import SearchContext, score_candidate
-from compressor.search.space import suggest_deploy, suggest_preferences
+from compressor.search.space import suggest_deploy, suggest_flops_level, suggest_preferences
 
 STUDY_NAME = "compress"
 
@@ -46,17 +47,21 @@ class Objective:
         self.ctx = ctx
 
     def __call__(self, trial: optuna.Trial) -> float:
-        config = self.ctx.config
-        preferences = suggest_preferences(trial, self.ctx.groups, config.prune)
+        ctx = self.ctx
+        config = ctx.config
+        if config.target_flops is None:  # only a latency target: the FLOPs level is searched
+            level = suggest_flops_level(trial)
+            ctx = dataclasses.replace(ctx, flops_budget=int(level * ctx.baseline_flops))
+        preferences = suggest_preferences(trial, ctx.groups, config.prune)
         deploy = suggest_deploy(trial, config.deploy) if config.deploy.export else None
         try:
-            metrics = score_candidate(self.ctx, preferences, deploy)
+            metrics = score_candidate(ctx, preferences, deploy)
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             raise
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
-        trial.set_user_attr("constraint", [metrics["flops"] / self.ctx.flops_budget - 1.0])
+        trial.set_user_attr("constraint", [metrics["flops"] / ctx.flops_budget - 1.0])
         return metrics["reward"]
 
 

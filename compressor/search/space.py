@@ -96,3 +96,11 @@ def suggest_deploy(trial: optuna.Trial, config: DeployConfig) -> DeploySpec:
 def deploy_params(spec: DeploySpec) -> dict[str, str | bool]:
     """The study parameters that make a trial choose ``spec`` (for seeded trials)."""
     return {QUANTIZATION_PARAM: spec.quantization, FUSION_PARAM: spec.fusion}
+
+
+FLOPS_LEVEL_PARAM = "prune.flops_level"
+
+
+def suggest_flops_level(trial: optuna.Trial, low: float = 0.2, step: float = 0.05) -> float:
+    """The FLOPs ratio a trial's plan is fitted to, when the user gave no FLOPs target."""
+    return trial.suggest_float(FLOPS_LEVEL_PARAM, low, 1.0, step=step)
