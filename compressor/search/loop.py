@@ -104,6 +104,9 @@ class ProgressPrinter:
         attrs = trial.user_attrs
         latency = (f"  latency {attrs['latency_ratio']:.2f}x" if "latency_ratio" in attrs else "")
         mark = " " if attrs.get("feasible") else "!"
+        artifact = attrs.get("artifact")
+        if artifact:
+            latency += f"  {artifact['quantization']}{'+fused' if artifact['fusion'] else ''}"
         print(f"[{trial.number + 1:>3}/{self.total}] acc {attrs['accuracy']:.2%}  "
               f"FLOPs {attrs['flops_ratio']:.2f}x{mark}{latency}  R {trial.value:.4f}  "
               f"{best_text}  {elapsed:.0f}s", flush=True)
