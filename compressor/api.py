@@ -7,6 +7,7 @@ The CLI builds the same :class:`CompressConfig` and calls :func:`run_task`; both
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -234,10 +235,10 @@ def _deploy_best(ctx: SearchContext, task: Task, model: nn.Module, trial, baseli
     """
     spec = DeploySpec(trial.params["deploy.quantization"], trial.params["deploy.fusion"])
     output_dir.mkdir(parents=True, exist_ok=True)
+    built = make_artifact(ctx, model, spec, ctx.workdir / "model.onnx")
     with atomic_path(output_dir / "model.onnx") as tmp:
-        artifact = make_artifact(ctx, model, spec, tmp.with_suffix(".onnx"))
-        tmp.with_suffix(".onnx").replace(tmp)
-    artifact = dataclasses.replace(artifact, path=output_dir / "model.onnx")
+        shutil.copyfile(built.path, tmp)
+    artifact = dataclasses.replace(built, path=output_dir / "model.onnx")
     module = runnable(ctx, artifact)
     pruned_fp32 = export_onnx(model, task.example_inputs, ctx.workdir / "pruned_fp32.onnx")
     rounds = 3 * ctx.config.measure.rounds
