@@ -52,9 +52,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None)
+    parser.add_argument("--target-latency", default=None,
+                        help="also a latency budget (e.g. 0.5 = half the fp32 baseline artifact)")
     args = parser.parse_args(argv)
     output = Path(args.output or f"runs/bench-deploy-{args.task}-{time.strftime('%H%M%S')}")
     config = CompressConfig.from_dict({"task": args.task, "target_flops": 0.5,
+                                       "target_latency": args.target_latency,
                                        "output": str(output),
                                        "search": {"trials": args.trials, "seed": args.seed}})
     started = time.perf_counter()
@@ -67,6 +70,7 @@ def main(argv=None) -> dict:
     base_ms = artifacts["baseline_fp32.onnx"]["latency_ms"]["p50"]
     report = {
         "task": args.task, "trials": args.trials, "seconds": seconds,
+        "target_latency": args.target_latency,
         "speedup_vs_fp32_baseline": 1 / artifacts["model.onnx"]["latency_ratio"],
         "speedup_pruned_fp32": 1 / artifacts["pruned_fp32.onnx"]["latency_ratio"],
         "baseline_fp32_p50_ms": base_ms,
@@ -82,7 +86,8 @@ def main(argv=None) -> dict:
         "per_quantization_mode": per_mode(result.trials),
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"deploy_{args.task}.json").write_text(json.dumps(report, indent=2) + "\n")
+    suffix = f"-latency{args.target_latency}" if args.target_latency else ""
+    (RESULTS / f"deploy_{args.task}{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "artifacts"}, indent=2))
     return report
 
