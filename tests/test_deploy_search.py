@@ -80,3 +80,24 @@ def test_the_pytorch_model_is_still_saved_beside_it(run):
     model = load_compressed(output)
     task = get_task("digits", verbose=False)
     assert task.evaluate_test(model) == pytest.approx(data["best"]["accuracy_fp32"])
+
+
+def test_a_latency_target_alone_searches_the_flops_level(tmp_path):
+    config = CompressConfig.from_dict({
+        "target_flops": None, "target_latency": 0.9, "output": str(tmp_path / "run"),
+        "search": {"trials": 2, "seed": 0}, "recovery": {"epochs": 0},
+        "deploy": {"quantization": ["static_ort"], "fusion": [True]},
+        "measure": {"rounds": 2, "runs_per_round": 5}})
+    result = run_task(config, verbose=False)
+    data = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert data["target"]["latency"] == "0.9"
+    assert data["target"]["flops_ratio"] == 1.0  # no FLOPs budget of the user's
+    import optuna
+
+    study = optuna.load_study(study_name="compress",
+                              storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2
+    for trial in done:  # each plan was fitted to its own sampled FLOPs level
+        assert trial.user_attrs["flops_ratio"] <= trial.params["prune.flops_level"] + 1e-9
+    assert result.best["quantization"] == "static_ort"
