@@ -82,6 +82,7 @@ def test_the_pytorch_model_is_still_saved_beside_it(run):
     assert task.evaluate_test(model) == pytest.approx(data["best"]["accuracy_fp32"])
 
 
+@pytest.mark.slow  # a second full run (~1.5 min on 2 cores)
 def test_a_latency_target_alone_searches_the_flops_level(tmp_path):
     config = CompressConfig.from_dict({
         "target_flops": None, "target_latency": 0.9, "output": str(tmp_path / "run"),
