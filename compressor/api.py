@@ -7,7 +7,6 @@ The CLI builds the same :class:`CompressConfig` and calls :func:`run_task`; both
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -17,7 +16,6 @@ import torch
 import yaml
 from torch import nn
 
-from compressor.actions.deploy import DeploySpec
 from compressor.actions.export import export_onnx
 from compressor.actions.prune import channel_groups
 from compressor.artifacts import atomic_path, save_model, write_json
@@ -33,8 +31,9 @@ from compressor.search.candidate import (SearchContext, build_candidate, checked
 from compressor.search.loop import (ProgressPrinter, best_feasible_trial, make_sampler,
                                     open_study, run_study)
 from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
-from compressor.search.artifact import make_artifact, parity_of, runnable
-from compressor.search.space import deploy_params, preference_param, uniform_params
+from compressor.deployment import artifact_table, deploy_best
+from compressor.search.space import (preference_param, preferred_deploy_params,
+                                     seed_deploy_params, uniform_params)
 from compressor.tasks import Task, get_task
 
 
@@ -148,8 +147,8 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True) ->
         before = checked_metric(task.evaluate_test(best_model))
         fine_tune(best_model, task.train_data, task.loss_fn, epochs=config.recovery.epochs,
                   lr=config.recovery.lr, progress=verbose)
-        deployed = (_deploy_best(ctx, task, best_model, best_trial, baseline_artifact,
-                                 output_dir) if baseline_artifact else {})
+        deployed = (deploy_best(ctx, task, best_model, best_trial.params, baseline_artifact,
+                                output_dir) if baseline_artifact else {})
         latency = meter.compare(deployed["path"] if deployed else best_model,
                                 rounds=3 * config.measure.rounds)
 
@@ -158,7 +157,8 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True) ->
     best = {
         "accuracy": deployed.get("accuracy", fp32_accuracy),
         "accuracy_before_recovery": before,
-        "val_accuracy": deployed.get("val_accuracy") or checked_metric(task.evaluate(best_model)),
+        "val_accuracy": (deployed["val_accuracy"] if deployed
+                         else checked_metric(task.evaluate(best_model))),
         "val_accuracy_before_recovery": best_trial.user_attrs["accuracy"],
         "flops": count_flops(best_model, task.example_inputs),
         "params": count_params(best_model),
@@ -172,7 +172,7 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True) ->
     artifacts = {}
     if deployed:
         best.update(accuracy_fp32=fp32_accuracy, **deployed["best"])
-        artifacts = _artifact_table(deployed, latency)
+        artifacts = artifact_table(deployed, latency)
     result = CompressionResult(
         model=best_model, baseline=baseline, best=best,
         target={"flops": budget, "flops_ratio": budget / baseline["flops"],
@@ -198,76 +198,15 @@ def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float,
         # only improve on it) and the sensitivity allocation (a strong prior to refine).
         # The uniform plan is tried once with every quantization mode, so each mode is
         # measured on the same plan before the sampler starts preferring some.
-        for deploy in _seed_deploy_specs(ctx.config):
+        for deploy in seed_deploy_params(ctx.config.deploy):
             study.enqueue_trial({**uniform_params(ctx.groups), **deploy})
         drops = group_sensitivity(ctx, baseline_val_accuracy)
         preferences = preferences_from_sensitivity(drops, ctx.config.prune.ratio_step)
         study.enqueue_trial({preference_param(name): value for name, value in preferences.items()}
-                            | _preferred_deploy(ctx.config))
+                            | preferred_deploy_params(ctx.config.deploy))
     run_study(study, ctx, search.trials, search.time_budget,
               ProgressPrinter(search.trials, enabled=verbose))
     return study
-
-
-def _seed_deploy_specs(config: CompressConfig) -> list[dict]:
-    if not config.deploy.export:
-        return [{}]
-    fusion = max(config.deploy.fusion)  # fused when allowed: what a deployment would ship
-    return [deploy_params(DeploySpec(mode, fusion)) for mode in config.deploy.quantization]
-
-
-def _preferred_deploy(config: CompressConfig) -> dict:
-    # The sensitivity plan is the strongest seed; pair it with the mode measured fastest on
-    # CNNs here (static INT8, fused) when the search may use it.
-    if not config.deploy.export:
-        return {}
-    modes = config.deploy.quantization
-    return deploy_params(DeploySpec("static_ort" if "static_ort" in modes else modes[0],
-                                    max(config.deploy.fusion)))
-
-
-def _deploy_best(ctx: SearchContext, task: Task, model: nn.Module, trial, baseline: Path,
-                 output_dir: Path) -> dict:
-    """Write ``model.onnx`` for the chosen spec (calibrated after recovery) and measure it.
-
-    Also keeps the fp32 export of the pruned model, to tell pruning's speed-up from
-    quantization's.
-    """
-    spec = DeploySpec(trial.params["deploy.quantization"], trial.params["deploy.fusion"])
-    output_dir.mkdir(parents=True, exist_ok=True)
-    built = make_artifact(ctx, model, spec, ctx.workdir / "model.onnx")
-    with atomic_path(output_dir / "model.onnx") as tmp:
-        shutil.copyfile(built.path, tmp)
-    artifact = dataclasses.replace(built, path=output_dir / "model.onnx")
-    module = runnable(ctx, artifact)
-    pruned_fp32 = export_onnx(model, task.example_inputs, ctx.workdir / "pruned_fp32.onnx")
-    rounds = 3 * ctx.config.measure.rounds
-    return {
-        "path": artifact.path,
-        "accuracy": checked_metric(task.evaluate_test(module)),
-        "val_accuracy": checked_metric(task.evaluate(module)),
-        "best": {"quantization": spec.quantization, "fusion": spec.fusion,
-                 "parity": parity_of(ctx, model, module), "artifact": artifact.describe()},
-        "sizes": {"baseline_fp32.onnx": baseline.stat().st_size,
-                  "pruned_fp32.onnx": pruned_fp32.stat().st_size,
-                  "model.onnx": artifact.size_bytes},
-        "pruned_fp32": ctx.meter.compare(pruned_fp32, rounds=rounds),
-    }
-
-
-def _artifact_table(deployed: dict, latency) -> dict:
-    """Per-artifact latency (p50, p90) and file size; all timed against the same baseline."""
-    def row(stats, size: int) -> dict:
-        return {"latency_ms": {"p50": stats.p50_ms, "p90": stats.p90_ms}, "size_bytes": size}
-
-    sizes = deployed["sizes"]
-    return {
-        "baseline_fp32.onnx": row(latency.baseline, sizes["baseline_fp32.onnx"]),
-        "pruned_fp32.onnx": {**row(deployed["pruned_fp32"].candidate, sizes["pruned_fp32.onnx"]),
-                             "latency_ratio": deployed["pruned_fp32"].ratio},
-        "model.onnx": {**row(latency.candidate, sizes["model.onnx"]),
-                       "latency_ratio": latency.ratio},
-    }
 
 
 def _measure_baseline(task: Task) -> dict:

@@ -104,3 +104,23 @@ FLOPS_LEVEL_PARAM = "prune.flops_level"
 def suggest_flops_level(trial: optuna.Trial, low: float = 0.2, step: float = 0.05) -> float:
     """The FLOPs ratio a trial's plan is fitted to, when the user gave no FLOPs target."""
     return trial.suggest_float(FLOPS_LEVEL_PARAM, low, 1.0, step=step)
+
+
+def seed_deploy_params(config: DeployConfig) -> list[dict[str, str | bool]]:
+    """Every allowed quantization mode once (fused when allowed), for the seeded trials.
+
+    Each mode is then measured on the same plan before the sampler starts preferring some.
+    Without export there is nothing to choose: one seed, no deploy parameters.
+    """
+    if not config.export:
+        return [{}]
+    fusion = max(config.fusion)  # fused when allowed: what a deployment would ship
+    return [deploy_params(DeploySpec(mode, fusion)) for mode in config.quantization]
+
+
+def preferred_deploy_params(config: DeployConfig) -> dict[str, str | bool]:
+    """Static ORT INT8, fused (measured fastest on CNNs here), when the search may use it."""
+    if not config.export:
+        return {}
+    mode = "static_ort" if "static_ort" in config.quantization else config.quantization[0]
+    return deploy_params(DeploySpec(mode, max(config.fusion)))
