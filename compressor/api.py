@@ -7,6 +7,7 @@ The CLI builds the same :class:`CompressConfig` and calls :func:`run_task`; both
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -15,9 +16,10 @@ import torch
 import yaml
 from torch import nn
 
+from compressor.actions.export import export_onnx
 from compressor.actions.prune import channel_groups
 from compressor.artifacts import atomic_path, save_model, write_json
-from compressor.config import CompressConfig, parse_flops_target
+from compressor.config import CompressConfig, parse_flops_target, parse_latency_target
 from compressor.environment import environment_info
 from compressor.errors import CompressorError, UserInputError
 from compressor.measure.flops import count_flops, count_params
@@ -30,7 +32,9 @@ from compressor.search.candidate import (SearchContext, build_candidate, checked
 from compressor.search.loop import (ProgressPrinter, best_feasible_trial, make_sampler,
                                     open_study, run_study)
 from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
-from compressor.search.space import preference_param, uniform_params
+from compressor.deployment import artifact_table, deploy_best
+from compressor.search.space import (preference_param, preferred_deploy_params,
+                                     seed_deploy_params, uniform_params)
 from compressor.tasks import Task, get_task
 
 
@@ -38,6 +42,7 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
              evaluate: Callable[[nn.Module], float], *,
              train_data: Iterable,
              target_flops: float | str | None = None,
+             target_latency: float | str | None = None,
              trials: int | None = None,
              time_budget: float | None = None,
              seed: int | None = None,
@@ -58,6 +63,8 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
         train_data: re-iterable ``(inputs, labels)`` batches (e.g. a DataLoader), used to
             re-estimate BatchNorm statistics and to fine-tune the chosen variant.
         target_flops: a ratio of the original FLOPs (0 < x <= 1) or a count (``"12M"``).
+        target_latency: a latency budget for the artifact: a ratio of the fp32 baseline
+            artifact's latency (``0.5``) or milliseconds (``"2.5ms"``).
         trials: number of candidates to score.
         time_budget: seconds; the search stops at whichever of trials / time comes first.
         seed: makes the sampled plans reproducible.
@@ -72,6 +79,8 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
     """
     config = _with_overrides(config or CompressConfig(), target_flops=target_flops, trials=trials,
                              time_budget=time_budget, seed=seed, output_dir=output_dir)
+    if target_latency is not None:
+        config = dataclasses.replace(config, target_latency=parse_latency_target(target_latency))
     inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     task = Task(
         name="custom", model=model, example_inputs=inputs, evaluate=evaluate,
@@ -113,7 +122,9 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True,
     model = task.model.eval()
 
     baseline = _measure_baseline(task)
-    budget = config.target_flops.resolve(baseline["flops"])
+    # Without a FLOPs target the budget is the whole model; each trial samples its own level.
+    budget = (config.target_flops.resolve(baseline["flops"]) if config.target_flops
+              else baseline["flops"])
     ignored = tuple(task.ignored_layers) + tuple(config.prune.ignore_layers)
     ctx = SearchContext(
         model=model, example_inputs=task.example_inputs, evaluate=task.evaluate,
@@ -135,8 +146,12 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True,
     with atomic_path(output_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     threads = config.measure.threads or default_threads()
-    with LatencyMeter(config.measure, task.example_inputs) as meter:
-        meter.set_baseline(model)
+    with LatencyMeter(config.measure, task.example_inputs) as meter, \
+            tempfile.TemporaryDirectory(prefix="compressor-") as workdir:
+        ctx.workdir = Path(workdir)
+        baseline_artifact = (export_onnx(model, task.example_inputs, ctx.workdir / "baseline.onnx")
+                             if config.deploy.export else None)
+        meter.set_baseline(baseline_artifact or model)
         ctx.meter = meter
         study = _search(ctx, output_dir, baseline["val_accuracy"], log)
         best_trial = best_feasible_trial(study)
@@ -150,13 +165,18 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True,
         before = checked_metric(task.evaluate_test(best_model))
         fine_tune(best_model, task.train_data, task.loss_fn, epochs=config.recovery.epochs,
                   lr=config.recovery.lr, progress=verbose)
-        latency = meter.compare(best_model, rounds=3 * config.measure.rounds)
+        deployed = (deploy_best(ctx, task, best_model, best_trial.params, baseline_artifact,
+                                output_dir) if baseline_artifact else {})
+        latency = meter.compare(deployed["path"] if deployed else best_model,
+                                rounds=3 * config.measure.rounds)
 
     baseline.update(latency_ms=latency.baseline.p50_ms, latency_p90_ms=latency.baseline.p90_ms)
+    fp32_accuracy = checked_metric(task.evaluate_test(best_model))
     best = {
-        "accuracy": checked_metric(task.evaluate_test(best_model)),
+        "accuracy": deployed.get("accuracy", fp32_accuracy),
         "accuracy_before_recovery": before,
-        "val_accuracy": checked_metric(task.evaluate(best_model)),
+        "val_accuracy": (deployed["val_accuracy"] if deployed
+                         else checked_metric(task.evaluate(best_model))),
         "val_accuracy_before_recovery": best_trial.user_attrs["accuracy"],
         "flops": count_flops(best_model, task.example_inputs),
         "params": count_params(best_model),
@@ -167,16 +187,21 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True,
                  "round_to": config.prune.round_to},
         "recovery": dataclasses.asdict(config.recovery),
     }
+    artifacts = {}
+    if deployed:
+        best.update(accuracy_fp32=fp32_accuracy, **deployed["best"])
+        artifacts = artifact_table(deployed, latency)
     result = CompressionResult(
         model=best_model, baseline=baseline, best=best,
         target={"flops": budget, "flops_ratio": budget / baseline["flops"],
                 "spec": str(config.target_flops), "reward": config.search.reward,
                 "alpha": config.search.alpha, "beta": config.search.beta,
-                "uniform_ratio": uniform},
+                "uniform_ratio": uniform,
+                "latency": str(config.target_latency) if config.target_latency else None},
         trials=[_trial_record(t) for t in study.trials],
         environment={"task": task.name, "task_description": task.description,
                      **environment_info(config.measure.device, threads)},
-        output_dir=output_dir)
+        output_dir=output_dir, artifacts=artifacts)
     save_model(best_model, output_dir / "model.safetensors")
     write_json(output_dir / "result.json", result.to_json())
     return result
@@ -188,11 +213,15 @@ def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float, 
     if not study.trials:
         # Seed the sampler with two known plans at the budget: uniform (so the search can
         # only improve on it) and the sensitivity allocation (a strong prior to refine).
-        study.enqueue_trial(uniform_params(ctx.groups))
+        # The uniform plan is tried once with every quantization mode, so each mode is
+        # measured on the same plan before the sampler starts preferring some.
+        for deploy in seed_deploy_params(ctx.config.deploy):
+            study.enqueue_trial({**uniform_params(ctx.groups), **deploy})
         log(f"sensitivity of {len(ctx.groups)} groups (each pruned alone) ...", flush=True)
         drops = group_sensitivity(ctx, baseline_val_accuracy)
-        study.enqueue_trial({preference_param(name): value for name, value in
-                             preferences_from_sensitivity(drops, ctx.config.prune.ratio_step).items()})
+        preferences = preferences_from_sensitivity(drops, ctx.config.prune.ratio_step)
+        study.enqueue_trial({preference_param(name): value for name, value in preferences.items()}
+                            | preferred_deploy_params(ctx.config.deploy))
     run_study(study, ctx, search.trials, search.time_budget,
               ProgressPrinter(search.trials, enabled=log is print))
     return study
@@ -234,7 +263,7 @@ def _trial_record(trial) -> dict:
     attrs = trial.user_attrs
     record = {"number": trial.number, "state": trial.state.name, "reward": trial.value}
     for key in ("accuracy", "flops", "flops_ratio", "params", "latency_ms", "latency_p90_ms",
-                "latency_ratio", "feasible", "seconds", "error"):
+                "latency_ratio", "feasible", "seconds", "error", "artifact"):
         if key in attrs:
             record[key] = attrs[key]
     record["plan"] = attrs.get("ratios", {})

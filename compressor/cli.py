@@ -12,14 +12,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from compressor.config import (DEVICES, IMPORTANCES, REWARDS, SAMPLERS, CompressConfig,
-                               load_config_file)
+from compressor.config import (DEVICES, IMPORTANCES, QUANTIZATIONS, REWARDS, SAMPLERS,
+                               CompressConfig, load_config_file)
 from compressor.errors import CompressorError, UserInputError
 
 # (command-line destination, config path) for every option that overrides a config key.
 OVERRIDES = (
     ("task", ("task",)),
     ("target_flops", ("target_flops",)),
+    ("target_latency", ("target_latency",)),
     ("output", ("output",)),
     ("trials", ("search", "trials")),
     ("time_budget", ("search", "time_budget")),
@@ -33,6 +34,9 @@ OVERRIDES = (
     ("device", ("measure", "device")),
     ("threads", ("measure", "threads")),
     ("epochs", ("recovery", "epochs")),
+    ("quantization", ("deploy", "quantization")),
+    ("keep_fp32", ("deploy", "keep_fp32")),
+    ("export", ("deploy", "export")),
 )
 
 
@@ -50,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", help="built-in task (default: digits, the embedded default)")
     parser.add_argument("--target-flops", dest="target_flops",
                         help="FLOPs budget: a ratio of the original (0 < x <= 1) or a count "
-                             "such as 12M or 1.5G (default 0.5)")
+                             "such as 12M or 1.5G (default 0.5, or searched when only "
+                             "--target-latency is given)")
+    parser.add_argument("--target-latency", dest="target_latency",
+                        help="latency budget of the artifact: a ratio of the fp32 baseline "
+                             "artifact's latency (0.5) or milliseconds (2.5ms)")
     parser.add_argument("--trials", type=int, help="number of candidates to score (default 30)")
     parser.add_argument("--time-budget", dest="time_budget", type=float,
                         help="stop the search after this many seconds")
@@ -73,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="continue the run in --output even if the config changed")
     existing.add_argument("--overwrite", action="store_const", const="overwrite",
                           dest="existing", help="discard the run in --output and start over")
+    parser.add_argument("--quantization", nargs="+", choices=QUANTIZATIONS,
+                        help="INT8 modes the search may choose (default: all)")
+    parser.add_argument("--keep-fp32", dest="keep_fp32", nargs="+", metavar="MODULE",
+                        help="module names never quantized (e.g. conv1 fc)")
+    parser.add_argument("--no-export", dest="export", action="store_const", const=False,
+                        help="score the PyTorch model instead of its ONNX artifact")
     parser.add_argument("--quiet", action="store_true", help="print only the final table")
     return parser
 
@@ -90,6 +104,8 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
             if not isinstance(section, dict):
                 raise UserInputError(f"config section {key!r} must be a mapping")
         section[path[-1]] = value
+    if "target_latency" in data and "target_flops" not in data:
+        data["target_flops"] = None  # a latency target alone: the FLOPs level is searched
     try:
         return CompressConfig.from_dict(data)
     except TypeError as exc:  # a value of the wrong type that dataclass init refused

@@ -73,6 +73,36 @@ def parse_flops_target(text: str | float | int) -> FlopsTarget:
     )
 
 
+_LATENCY_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms)?\s*$")
+
+
+@dataclass(frozen=True)
+class LatencyTarget:
+    """A latency budget: a ratio of the fp32 baseline artifact's latency, or milliseconds."""
+
+    value: float
+    is_ratio: bool
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.value) or self.value <= 0:
+            raise UserInputError(f"--target-latency must be > 0, got {self.value:g}")
+        if self.is_ratio and self.value > 1:
+            raise UserInputError(f"--target-latency {self.value:g} is a ratio above 1; use "
+                                 "0 < x <= 1 or milliseconds such as 2.5ms")
+
+    def __str__(self) -> str:
+        return f"{self.value:g}" if self.is_ratio else f"{self.value:g}ms"
+
+
+def parse_latency_target(text: str | float | int) -> LatencyTarget:
+    """Parse ``0.5`` (a ratio of the baseline's latency) or ``2.5ms`` (milliseconds)."""
+    match = None if isinstance(text, bool) else _LATENCY_RE.match(str(text))
+    if not match:
+        raise UserInputError(f"--target-latency {text!r} is not a ratio like 0.5 or a time "
+                             "like 2.5ms")
+    return LatencyTarget(float(match.group(1)), is_ratio=match.group(2) is None)
+
+
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UserInputError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
@@ -87,6 +117,7 @@ IMPORTANCES = ("magnitude", "l1", "bn_scale", "random")
 REWARDS = ("soft", "hard", "amc")
 SAMPLERS = ("tpe", "random")
 DEVICES = ("cpu", "cuda")
+QUANTIZATIONS = ("none", "dynamic", "static_ort", "static_nncf")
 
 
 @dataclass
@@ -177,19 +208,54 @@ class RecoveryConfig:
 
 
 @dataclass
+class DeployConfig:
+    """The deployable artifact: every candidate is exported to ONNX, optionally fused and
+    INT8-quantized, and scored (accuracy and latency) as that artifact in ONNX Runtime."""
+
+    export: bool = True  # False: score the PyTorch model instead (no ONNX artifact)
+    quantization: tuple[str, ...] = QUANTIZATIONS  # modes the search chooses among
+    fusion: tuple[bool, ...] = (False, True)  # layer fusion off / on, chosen by the search
+    keep_fp32: tuple[str, ...] = ()  # module names never quantized (first conv, classifier)
+    calibration_samples: int = 64  # training inputs for static INT8 calibration
+    parity_samples: int = 128  # training inputs on which artifact and model are compared
+
+    def __post_init__(self) -> None:
+        self.quantization, self.fusion = tuple(self.quantization), tuple(self.fusion)
+        self.keep_fp32 = tuple(self.keep_fp32)
+        if not self.quantization:
+            raise UserInputError("deploy.quantization needs at least one mode")
+        for mode in self.quantization:
+            _check_choice("deploy.quantization", mode, QUANTIZATIONS)
+        if not self.fusion or any(not isinstance(value, bool) for value in self.fusion):
+            raise UserInputError(f"deploy.fusion must list true and/or false; got {self.fusion!r}")
+        for name in ("calibration_samples", "parity_samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise UserInputError(f"deploy.{name} must be a positive integer; got {value!r}")
+
+
+@dataclass
 class CompressConfig:
     """Everything one ``compress`` run needs; YAML files map onto it key for key."""
 
-    target_flops: FlopsTarget = field(default_factory=lambda: FlopsTarget(0.5, True))
+    # None (only with a latency target): the search samples the FLOPs level per trial.
+    target_flops: FlopsTarget | None = field(default_factory=lambda: FlopsTarget(0.5, True))
     task: str = "digits"
     output: Path | None = None
     prune: PruneConfig = field(default_factory=PruneConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    target_latency: LatencyTarget | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.target_flops, FlopsTarget):
+        if self.target_latency is not None and not isinstance(self.target_latency,
+                                                              LatencyTarget):
+            self.target_latency = parse_latency_target(self.target_latency)
+        if self.target_flops is None and self.target_latency is None:
+            raise UserInputError("give --target-flops, --target-latency or both")
+        if self.target_flops is not None and not isinstance(self.target_flops, FlopsTarget):
             self.target_flops = parse_flops_target(self.target_flops)
         if self.output is not None:
             self.output = Path(self.output)
@@ -198,14 +264,14 @@ class CompressConfig:
     def from_dict(cls, data: dict[str, Any]) -> CompressConfig:
         """Build from nested plain data (a parsed YAML file); unknown keys are errors."""
         sections = {"prune": PruneConfig, "search": SearchConfig, "measure": MeasureConfig,
-                    "recovery": RecoveryConfig}
+                    "recovery": RecoveryConfig, "deploy": DeployConfig}
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key in sections:
                 if not isinstance(value, dict):
                     raise UserInputError(f"config section {key!r} must be a mapping")
                 kwargs[key] = _build_section(sections[key], key, value)
-            elif key in ("target_flops", "task", "output"):
+            elif key in ("target_flops", "target_latency", "task", "output"):
                 kwargs[key] = value
             else:
                 raise UserInputError(f"unknown config key {key!r}")
@@ -214,10 +280,14 @@ class CompressConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain data, suitable for YAML / JSON; round-trips through :meth:`from_dict`."""
         data = dataclasses.asdict(self)
-        data["target_flops"] = (self.target_flops.value if self.target_flops.is_ratio
+        data["target_flops"] = (None if self.target_flops is None
+                                else self.target_flops.value if self.target_flops.is_ratio
                                 else f"{self.target_flops.value:g}")
         data["output"] = str(self.output) if self.output is not None else None
         data["prune"]["ignore_layers"] = list(self.prune.ignore_layers)
+        data["target_latency"] = str(self.target_latency) if self.target_latency else None
+        data["deploy"] = {key: list(value) if isinstance(value, tuple) else value
+                          for key, value in data["deploy"].items()}
         return data
 
 

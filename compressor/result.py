@@ -23,10 +23,12 @@ class CompressionResult:
     trials: list[dict[str, Any]]
     environment: dict[str, Any] = field(default_factory=dict)
     output_dir: Path | None = None
+    artifacts: dict[str, Any] = field(default_factory=dict)  # per ONNX file: latency, size
 
     def to_json(self) -> dict[str, Any]:
         return {"baseline": self.baseline, "best": self.best, "target": self.target,
-                "trials": self.trials, "environment": self.environment}
+                "artifacts": self.artifacts, "trials": self.trials,
+                "environment": self.environment}
 
     def __str__(self) -> str:
         base, best = self.baseline, self.best
@@ -47,6 +49,13 @@ class CompressionResult:
         lines += ["  ".join(text.ljust(w) for text, w in zip(row, widths)) for row in rows]
         lines.append(f"accuracy before recovery: {best['accuracy_before_recovery']:.2%}   "
                      f"reward: {best['reward']:.4f}   trial #{best['trial']}")
+        if "quantization" in best:
+            parity = best["parity"]
+            lines.append(f"artifact model.onnx: quantization {best['quantization']}, fusion "
+                         f"{'on' if best['fusion'] else 'off'}; fp32 pruned accuracy "
+                         f"{best['accuracy_fp32']:.2%}; parity top-1 "
+                         f"{parity['top1_agreement']:.2%}, cosine {parity['cosine']:.4f}, "
+                         f"max |diff| {parity['max_abs_diff']:.3g}")
         if self.output_dir is not None:
             lines.append(f"written to {self.output_dir}")
         return "\n".join(lines)

@@ -3,8 +3,11 @@
 The machine is shared and noisy, so a candidate's latency alone drifts with the load;
 its *ratio* to the baseline timed in alternating rounds within the same seconds does not.
 :class:`LatencyMeter` owns one measurement subprocess (see ``latency_worker``) for the whole
-search; models travel to it as TorchScript files, and the search process simply waits
-(no compute of its own) while the worker times them.
+search; models travel to it as TorchScript files, ONNX artifacts as their ``.onnx`` path
+(timed by ONNX Runtime), and the search process simply waits (no compute of its own) while
+the worker times them. One meter times one backend: torch and ONNX Runtime thread pools
+timed in one process spin-wait against each other (measured 7x distortion), so the baseline
+of an ONNX comparison is an ONNX artifact too (the fp32 export of the unpruned model).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class LatencyMeter:
         self._example_inputs = tuple(batch)
         self._process: subprocess.Popen | None = None
         self._counter = 0
+        self._baseline_format: str | None = None
 
     def __enter__(self) -> LatencyMeter:
         self._process = subprocess.Popen(
@@ -102,12 +106,16 @@ class LatencyMeter:
         self._process = None
         self._tmp.cleanup()
 
-    def set_baseline(self, model: nn.Module) -> None:
-        """Load the model every later :meth:`compare` is timed against."""
+    def set_baseline(self, model: nn.Module | Path) -> None:
+        """Load the model (or ``.onnx`` artifact) every later :meth:`compare` is timed against."""
+        self._baseline_format = _format_of(model)
         self._load(BASELINE, model)
 
-    def compare(self, model: nn.Module, rounds: int | None = None) -> LatencyComparison:
-        """Time ``model`` and the baseline in alternating rounds."""
+    def compare(self, model: nn.Module | Path, rounds: int | None = None) -> LatencyComparison:
+        """Time ``model`` (a module or an ``.onnx`` path) and the baseline in alternating rounds."""
+        if _format_of(model) != self._baseline_format:
+            raise CompressorError(f"a {_format_of(model)} model cannot be timed against a "
+                                  f"{self._baseline_format or 'missing'} baseline")
         self._load(CANDIDATE, model)
         try:
             reply = self._request({
@@ -126,7 +134,11 @@ class LatencyMeter:
             ratio=statistics.median(reply["round_ratios"]),
         )
 
-    def _load(self, key: str, model: nn.Module) -> None:
+    def _load(self, key: str, model: nn.Module | Path) -> None:
+        if _format_of(model) == "onnx":  # already an artifact on disk: time it as it is
+            self._request({"op": "load", "key": key, "format": "onnx", "path": str(model),
+                           "inputs": str(self._inputs_path)})
+            return
         self._counter += 1
         path = Path(self._tmp.name) / f"{key}-{self._counter}.pt"
         _save_torchscript(model, self._example_inputs, path)
@@ -148,6 +160,10 @@ class LatencyMeter:
         if not reply.get("ok"):
             raise CompressorError(f"latency measurement failed: {reply.get('error')}")
         return reply
+
+
+def _format_of(model: nn.Module | Path) -> str:
+    return "onnx" if isinstance(model, (str, Path)) else "torchscript"
 
 
 def _batched(tensor: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -44,6 +44,22 @@ def _load_torchscript(path: str, inputs_path: str, device: str) -> Runner:
     return run
 
 
+@loader("onnx")
+def _load_onnx(path: str, inputs_path: str, device: str) -> Runner:
+    from compressor.measure.onnx_runtime import open_session
+
+    # Spinning on: this process does nothing else, as a deployed inference server would.
+    session = open_session(path, device=device, threads=torch.get_num_threads(), spinning=True)
+    names = [item.name for item in session.get_inputs()]
+    inputs = torch.load(inputs_path, weights_only=True)
+    feed = {name: t.numpy() for name, t in zip(names, inputs, strict=True)}
+
+    def run():
+        return session.run(None, feed)
+
+    return run
+
+
 def _synchronize(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()

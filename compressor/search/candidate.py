@@ -6,17 +6,20 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from compressor.actions.deploy import DeploySpec
 from compressor.actions.prune import ChannelGroup, prune_model
-from compressor.config import CompressConfig
+from compressor.config import CompressConfig, LatencyTarget
 from compressor.errors import CompressorError
 from compressor.measure.flops import count_flops, count_params
-from compressor.measure.latency import LatencyMeter
+from compressor.measure.latency import LatencyComparison, LatencyMeter
 from compressor.recover import recalibrate_batchnorm
 from compressor.reward import Term, reward
+from compressor.search.artifact import score_artifact
 from compressor.search.space import fit_to_budget
 
 
@@ -35,6 +38,7 @@ class SearchContext:
     baseline_flops: int
     meter: LatencyMeter | None = None
     extra: dict = field(default_factory=dict)
+    workdir: Path | None = None  # scratch folder for candidate artifacts
 
 
 def build_candidate(ctx: SearchContext, ratios: dict[str, float]) -> tuple[nn.Module, dict[str, int]]:
@@ -60,27 +64,49 @@ def plan_for(ctx: SearchContext, preferences: Mapping[str, float]) -> tuple[dict
                          ctx.config.prune.max_ratio)
 
 
-def score_candidate(ctx: SearchContext, preferences: Mapping[str, float]) -> dict:
-    """Fit, build, measure and reward one plan; returns the trial's metrics."""
+def score_candidate(ctx: SearchContext, preferences: Mapping[str, float],
+                    deploy: DeploySpec | None = None) -> dict:
+    """Fit, build, measure and reward one plan; returns the trial's metrics.
+
+    With ``deploy`` the candidate is scored as its ONNX artifact (accuracy and latency in
+    ONNX Runtime); without, as the pruned PyTorch model.
+    """
     started = time.perf_counter()
     ratios, _ = plan_for(ctx, preferences)
     model, kept = build_candidate(ctx, ratios)
     flops = count_flops(model, ctx.example_inputs)
-    accuracy = checked_metric(ctx.evaluate(model))
-    metrics = {"accuracy": accuracy, "flops": flops, "flops_ratio": flops / ctx.baseline_flops,
+    metrics = {"flops": flops, "flops_ratio": flops / ctx.baseline_flops,
                "params": count_params(model), "ratios": ratios, "channels": kept}
+    if deploy is not None:
+        accuracy, latency, metrics["artifact"] = score_artifact(ctx, model, deploy)
+    else:
+        accuracy = ctx.evaluate(model)
+        latency = ctx.meter.compare(model) if ctx.meter is not None else None
+    metrics["accuracy"] = checked_metric(accuracy)
     terms = [Term("flops", flops, ctx.flops_budget, budget=True)]
-    if ctx.meter is not None:
-        latency = ctx.meter.compare(model)
+    if latency is not None:
         metrics.update(latency_ms=latency.candidate.p50_ms, latency_p90_ms=latency.candidate.p90_ms,
                        baseline_latency_ms=latency.baseline.p50_ms, latency_ratio=latency.ratio)
-        # No latency target yet: latency is a soft preference against the baseline.
-        terms.append(Term("latency", latency.ratio, 1.0, budget=False))
+        terms.append(latency_term(latency, ctx.config.target_latency))
     search = ctx.config.search
-    metrics["reward"] = reward(accuracy, terms, search.reward, search.alpha, search.beta)
+    metrics["reward"] = reward(metrics["accuracy"], terms, search.reward, search.alpha,
+                               search.beta)
     metrics["feasible"] = flops <= ctx.flops_budget
     metrics["seconds"] = time.perf_counter() - started
     return metrics
+
+
+def latency_term(latency: LatencyComparison, target: LatencyTarget | None) -> Term:
+    """The reward's latency term: a budget when the user set a target, else a preference.
+
+    A ratio target is compared with the measured ratio to the baseline (stable under load);
+    a millisecond target with the candidate's median.
+    """
+    if target is None:
+        return Term("latency", latency.ratio, 1.0, budget=False)
+    if target.is_ratio:
+        return Term("latency", latency.ratio, target.value, budget=True)
+    return Term("latency", latency.candidate.p50_ms, target.value, budget=True)
 
 
 def checked_metric(value) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 import time
@@ -15,7 +16,7 @@ from optuna.trial import TrialState
 
 from compressor.errors import CompressorError
 from compressor.search.candidate import SearchContext, score_candidate
-from compressor.search.space import suggest_preferences
+from compressor.search.space import suggest_deploy, suggest_flops_level, suggest_preferences
 
 STUDY_NAME = "compress"
 # A worker writes a heartbeat this often; a RUNNING trial silent for GRACE seconds belongs to
@@ -65,16 +66,22 @@ class Objective:
         self.ctx = ctx
 
     def __call__(self, trial: optuna.Trial) -> float:
-        preferences = suggest_preferences(trial, self.ctx.groups, self.ctx.config.prune)
+        ctx = self.ctx
+        config = ctx.config
+        if config.target_flops is None:  # only a latency target: the FLOPs level is searched
+            level = suggest_flops_level(trial)
+            ctx = dataclasses.replace(ctx, flops_budget=int(level * ctx.baseline_flops))
+        preferences = suggest_preferences(trial, ctx.groups, config.prune)
+        deploy = suggest_deploy(trial, config.deploy) if config.deploy.export else None
         try:
-            with time_limit(self.ctx.config.search.trial_timeout):
-                metrics = score_candidate(self.ctx, preferences)
+            with time_limit(config.search.trial_timeout):
+                metrics = score_candidate(ctx, preferences, deploy)
         except Exception as exc:  # the trial fails with its reason; the study goes on
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             raise
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
-        trial.set_constraint("flops", metrics["flops"] / self.ctx.flops_budget - 1.0)
+        trial.set_constraint("flops", metrics["flops"] / ctx.flops_budget - 1.0)
         return metrics["reward"]
 
 
@@ -175,6 +182,9 @@ class ProgressPrinter:
         attrs = trial.user_attrs
         latency = (f"  latency {attrs['latency_ratio']:.2f}x" if "latency_ratio" in attrs else "")
         mark = " " if attrs.get("feasible") else "!"
+        artifact = attrs.get("artifact")
+        if artifact:
+            latency += f"  {artifact['quantization']}{'+fused' if artifact['fusion'] else ''}"
         print(f"[{trial.number + 1:>3}/{self.total}] acc {attrs['accuracy']:.2%}  "
               f"FLOPs {attrs['flops_ratio']:.2f}x{mark}{latency}  R {trial.value:.4f}  "
               f"{best_text}  {elapsed:.0f}s", flush=True)

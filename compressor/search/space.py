@@ -6,6 +6,10 @@ the allocation. Here a trial samples a *preference* per group in [0, 1]; the pla
 are ``min(max_ratio, scale x preference)`` with one ``scale`` found by bisection so the
 plan just fits the budget (the same idea as AMC constraining its actions to the target).
 Equal preferences give the uniform plan.
+
+The same trial also picks how its artifact is deployed: the INT8 quantization mode and
+layer fusion on / off (categorical parameters), so pruning, quantization and fusion are
+searched jointly and judged by the artifact's measured latency and accuracy.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import optuna
 
+from compressor.actions.deploy import DeploySpec
 from compressor.actions.prune import ChannelGroup
-from compressor.config import PruneConfig
+from compressor.config import DeployConfig, PruneConfig
 
 PREFERENCE_PREFIX = "prune."
 FlopsOf = Callable[[Mapping[str, float]], int]
@@ -75,3 +80,47 @@ def fit_to_budget(preferences: Mapping[str, float], flops_of: FlopsOf, budget: i
         else:
             low = middle
     return scaled_ratios(preferences, high, max_ratio), True
+
+
+QUANTIZATION_PARAM = "deploy.quantization"
+FUSION_PARAM = "deploy.fusion"
+
+
+def suggest_deploy(trial: optuna.Trial, config: DeployConfig) -> DeploySpec:
+    """Ask the sampler for the artifact's quantization mode and fusion, in the same study."""
+    return DeploySpec(quantization=trial.suggest_categorical(QUANTIZATION_PARAM,
+                                                             list(config.quantization)),
+                      fusion=trial.suggest_categorical(FUSION_PARAM, list(config.fusion)))
+
+
+def deploy_params(spec: DeploySpec) -> dict[str, str | bool]:
+    """The study parameters that make a trial choose ``spec`` (for seeded trials)."""
+    return {QUANTIZATION_PARAM: spec.quantization, FUSION_PARAM: spec.fusion}
+
+
+FLOPS_LEVEL_PARAM = "prune.flops_level"
+
+
+def suggest_flops_level(trial: optuna.Trial, low: float = 0.2, step: float = 0.05) -> float:
+    """The FLOPs ratio a trial's plan is fitted to, when the user gave no FLOPs target."""
+    return trial.suggest_float(FLOPS_LEVEL_PARAM, low, 1.0, step=step)
+
+
+def seed_deploy_params(config: DeployConfig) -> list[dict[str, str | bool]]:
+    """Every allowed quantization mode once (fused when allowed), for the seeded trials.
+
+    Each mode is then measured on the same plan before the sampler starts preferring some.
+    Without export there is nothing to choose: one seed, no deploy parameters.
+    """
+    if not config.export:
+        return [{}]
+    fusion = max(config.fusion)  # fused when allowed: what a deployment would ship
+    return [deploy_params(DeploySpec(mode, fusion)) for mode in config.quantization]
+
+
+def preferred_deploy_params(config: DeployConfig) -> dict[str, str | bool]:
+    """Static ORT INT8, fused (measured fastest on CNNs here), when the search may use it."""
+    if not config.export:
+        return {}
+    mode = "static_ort" if "static_ort" in config.quantization else config.quantization[0]
+    return deploy_params(DeploySpec(mode, max(config.fusion)))

@@ -132,10 +132,14 @@ def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
     return correct / len(inputs)
 
 
-def train_digits_model(splits, epochs: int = TRAIN_EPOCHS, seed: int = TRAIN_SEED) -> nn.Module:
-    """Train :class:`DigitsResNet` from scratch (deterministic for a given seed)."""
+def train_digits_model(splits, epochs: int = TRAIN_EPOCHS, seed: int = TRAIN_SEED,
+                       blocks: int = 2) -> nn.Module:
+    """Train :class:`DigitsResNet` from scratch (deterministic for a given seed).
+
+    ``blocks=3`` is the CIFAR ResNet-20 layout (benchmarks use it as a larger CNN).
+    """
     torch.manual_seed(seed)
-    model = DigitsResNet()
+    model = DigitsResNet(blocks=blocks)
     x_train, y_train = splits["train"]
     batches = TensorBatches(x_train, y_train, batch_size=64, seed=seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
@@ -159,14 +163,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "compressor"
 
 
-def load_or_train_model(splits, verbose: bool = True) -> nn.Module:
-    """The trained default model from the cache; retrained when the cache is missing or corrupt."""
+def load_or_train_model(splits, verbose: bool = True, blocks: int = 2) -> nn.Module:
+    """The trained default model from the cache; retrained when the cache is missing or corrupt.
+
+    ``blocks=3`` gives the ResNet-20 variant, cached under its own name.
+    """
     from safetensors.torch import load_file, save_file
 
     from compressor.artifacts import atomic_path
 
-    path = cache_dir() / f"{CACHE_VERSION}.safetensors"
-    model = DigitsResNet()
+    name = CACHE_VERSION if blocks == 2 else f"digits-resnet{6 * blocks + 2}-v1"
+    path = cache_dir() / f"{name}.safetensors"
+    model = DigitsResNet(blocks=blocks)
     if path.is_file():
         try:
             model.load_state_dict(load_file(str(path)), strict=True)
@@ -175,9 +183,9 @@ def load_or_train_model(splits, verbose: bool = True) -> nn.Module:
             if verbose:
                 print(f"cached model {path} is unreadable ({type(exc).__name__}); retraining")
     if verbose:
-        print(f"training the default digits model ({TRAIN_EPOCHS} epochs, cached in {path}) ...",
-              flush=True)
-    model = train_digits_model(splits)
+        print(f"training the digits model ({6 * blocks + 2} layers, {TRAIN_EPOCHS} epochs, "
+              f"cached in {path}) ...", flush=True)
+    model = train_digits_model(splits, blocks=blocks)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file(model.state_dict(), str(tmp))
@@ -195,18 +203,29 @@ def splits_fingerprint(splits) -> str:
 @register_task("digits", model_factory=lambda: DigitsResNet())
 def digits_task(verbose: bool = True) -> Task:
     """The embedded default: DigitsResNet trained on scikit-learn's ``load_digits``."""
+    return _digits_task("digits", blocks=2, verbose=verbose)
+
+
+@register_task("digits-resnet20", model_factory=lambda: DigitsResNet(blocks=3))
+def digits_resnet20_task(verbose: bool = True) -> Task:
+    """The CIFAR ResNet-20 layout (3 blocks per stage, 16/32/64) on the same 32x32 digits."""
+    return _digits_task("digits-resnet20", blocks=3, verbose=verbose)
+
+
+def _digits_task(name: str, blocks: int, verbose: bool) -> Task:
     splits = load_splits()
-    model = load_or_train_model(splits, verbose=verbose)
+    model = load_or_train_model(splits, verbose=verbose, blocks=blocks)
     x_val, y_val = splits["val"]
     x_test, y_test = splits["test"]
     return Task(
-        name="digits",
+        name=name,
         model=model,
         example_inputs=(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE),),
         evaluate=lambda m: accuracy(m, x_val, y_val),
         evaluate_test=lambda m: accuracy(m, x_test, y_test),
         train_data=TensorBatches(*splits["train"], batch_size=64, seed=TRAIN_SEED),
         ignored_layers=("fc",),
-        model_factory=DigitsResNet,
-        description=f"DigitsResNet on sklearn load_digits 32x32 (splits {splits_fingerprint(splits)})",
+        model_factory=lambda: DigitsResNet(blocks=blocks),
+        description=f"DigitsResNet ({6 * blocks + 2} layers) on sklearn load_digits 32x32 "
+                    f"(splits {splits_fingerprint(splits)})",
     )
