@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from optuna.trial import TrialState
 from torch import nn
 
 from compressor.actions.export import export_onnx
@@ -41,6 +42,7 @@ from compressor.tasks import Task, get_task
 def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Tensor,
              evaluate: Callable[[nn.Module], float], *,
              train_data: Iterable,
+             calibration_data: Iterable | None = None,
              target_flops: float | str | None = None,
              target_latency: float | str | None = None,
              trials: int | None = None,
@@ -60,6 +62,8 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
         example_inputs: a tensor or tuple of tensors of the deployment shape (batch 1).
         evaluate: ``evaluate(model) -> float``, the accuracy metric on validation data, in
             [0, 1], higher is better. Used to score every candidate.
+        calibration_data: fixed batches for BatchNorm and INT8 calibration (default: the
+            first batches of ``train_data``; pass an unshuffled loader for repeatable runs).
         train_data: re-iterable ``(inputs, labels)`` batches (e.g. a DataLoader), used to
             re-estimate BatchNorm statistics and to fine-tune the chosen variant.
         target_flops: a ratio of the original FLOPs (0 < x <= 1) or a count (``"12M"``).
@@ -85,6 +89,7 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
     task = Task(
         name="custom", model=model, example_inputs=inputs, evaluate=evaluate,
         evaluate_test=test_evaluate or evaluate, train_data=train_data,
+        calibration_data=calibration_data,
         loss_fn=loss_fn or nn.functional.cross_entropy,
         ignored_layers=tuple(ignored_layers) if ignored_layers is not None
         else default_ignored_layers(model))
@@ -128,7 +133,8 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True,
     ignored = tuple(task.ignored_layers) + tuple(config.prune.ignore_layers)
     ctx = SearchContext(
         model=model, example_inputs=task.example_inputs, evaluate=task.evaluate,
-        calibration=first_batches(task.train_data, config.search.calibration_samples),
+        calibration=first_batches(task.calibration_data or task.train_data,
+                                  config.search.calibration_samples),
         groups=channel_groups(model, task.example_inputs, ignored), config=config,
         ignored_layers=ignored, flops_budget=budget, baseline_flops=baseline["flops"])
     if not ctx.groups:
@@ -198,7 +204,7 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True,
                 "alpha": config.search.alpha, "beta": config.search.beta,
                 "uniform_ratio": uniform,
                 "latency": str(config.target_latency) if config.target_latency else None},
-        trials=[_trial_record(t) for t in study.trials],
+        trials=[_trial_record(t) for t in study.trials if t.state != TrialState.WAITING],
         environment={"task": task.name, "task_description": task.description,
                      **environment_info(config.measure.device, threads)},
         output_dir=output_dir, artifacts=artifacts)
@@ -241,10 +247,14 @@ def _measure_baseline(task: Task) -> dict:
 
 
 def _user_metric(evaluate: Callable[[nn.Module], float], model: nn.Module) -> float:
+    """The metric on the unmodified model: any failure here is the caller's to fix."""
     try:
         return checked_metric(evaluate(model))
     except CompressorError as exc:
         raise UserInputError(str(exc)) from None
+    except Exception as exc:
+        raise UserInputError(f"evaluate() failed on the unmodified model: "
+                             f"{type(exc).__name__}: {exc}") from None
 
 
 def _check_reachable(ctx: SearchContext, budget: int) -> float:

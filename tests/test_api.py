@@ -2,12 +2,14 @@ import pytest
 import torch
 
 from compressor import CompressConfig, UserInputError, compress
-from compressor.config import RecoveryConfig, SearchConfig
+from compressor.config import DeployConfig, RecoveryConfig, SearchConfig
 
 
 def _fast_config(seed=0, trials=4, epochs=2):
+    # One quantization mode: the seeded trials are the uniform plan, then the sensitivity plan.
     return CompressConfig(search=SearchConfig(trials=trials, seed=seed),
-                          recovery=RecoveryConfig(epochs=epochs))
+                          recovery=RecoveryConfig(epochs=epochs),
+                          deploy=DeployConfig(quantization=("static_ort",)))
 
 
 def test_compress_from_python(digits_task, tmp_path):
@@ -29,7 +31,9 @@ def test_compress_from_python(digits_task, tmp_path):
 def test_same_seed_gives_the_same_trial_parameters(digits_task, tmp_path):
     def plans(folder):
         result = compress(digits_task.model, digits_task.example_inputs, digits_task.evaluate,
-                          train_data=digits_task.train_data, output_dir=tmp_path / folder,
+                          train_data=digits_task.train_data,
+                          calibration_data=digits_task.calibration_data,
+                          output_dir=tmp_path / folder,
                           config=_fast_config(seed=7, trials=5, epochs=0), verbose=False)
         return [t["plan"] for t in result.trials]
 

@@ -72,7 +72,7 @@ def test_cache_is_retrained_when_corrupt(tmp_path, monkeypatch):
     monkeypatch.setenv("COMPRESSOR_CACHE", str(tmp_path))
     monkeypatch.setattr(digits, "TRAIN_EPOCHS", 1)
     monkeypatch.setattr(digits, "train_digits_model",
-                        lambda splits, epochs=1, seed=0: DigitsResNet().eval())
+                        lambda splits, **options: DigitsResNet().eval())
     cache = tmp_path / f"{digits.CACHE_VERSION}.safetensors"
     cache.write_bytes(b"not a safetensors file")
     model = digits.load_or_train_model(digits.load_splits(), verbose=False)

@@ -13,12 +13,13 @@ import pytest
 
 from compressor import CompressConfig, CompressorError, compress
 from compressor.cli import main
-from compressor.config import RecoveryConfig, SearchConfig
+from compressor.config import DeployConfig, RecoveryConfig, SearchConfig
 
 
 def _config(trials, **search):
     return CompressConfig(search=SearchConfig(trials=trials, **search),
-                          recovery=RecoveryConfig(epochs=1))
+                          recovery=RecoveryConfig(epochs=1),
+                          deploy=DeployConfig(quantization=("static_ort",)))
 
 
 def _completed(db_path):
@@ -75,16 +76,16 @@ class FlakyMetric:
 
 def test_failing_and_nan_trials_are_isolated(digits_task, tmp_path):
     # call 1: baseline; 2-10: sensitivity of the 9 groups; 11 on: trial 0, 1, 2, ...
-    metric = FlakyMetric(digits_task.evaluate, raise_on={12, 16}, nan_on={14})
+    metric = FlakyMetric(digits_task.evaluate, raise_on={13, 17}, nan_on={15})
     result = compress(digits_task.model, digits_task.example_inputs, metric,
                       train_data=digits_task.train_data, test_evaluate=digits_task.evaluate_test,
                       output_dir=tmp_path / "run", config=_config(8), verbose=False)
     failed = [t for t in result.trials if t["state"] == "FAIL"]
-    assert [t["number"] for t in failed] == [1, 3, 5]
+    assert [t["number"] for t in failed] == [2, 4, 6]
     assert "metric backend unavailable" in failed[0]["error"]
     assert "not a finite number" in failed[1]["error"]
     assert sum(t["state"] == "COMPLETE" for t in result.trials) == 5
-    assert result.best["trial"] not in {1, 3, 5}
+    assert result.best["trial"] not in {2, 4, 6}
     assert result.best["accuracy"] >= 0.9
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert [t["error"] for t in saved["trials"] if t["state"] == "FAIL"] == [
@@ -95,7 +96,8 @@ def test_too_many_failures_in_a_row_stop_with_a_summary(digits_task, tmp_path):
     metric = FlakyMetric(digits_task.evaluate, raise_on=set(range(2, 100)), nan_on=set())
     with pytest.raises(CompressorError, match="3 failed trials in a row.*metric backend"):
         compress(digits_task.model, digits_task.example_inputs, metric,
-                 train_data=digits_task.train_data, output_dir=tmp_path / "run",
+                 train_data=digits_task.train_data, test_evaluate=digits_task.evaluate_test,
+                 output_dir=tmp_path / "run",
                  config=_config(6, max_consecutive_failures=3), verbose=False)
 
 
@@ -123,6 +125,19 @@ def test_different_config_on_an_existing_run_is_refused_unless_told(tmp_path, ca
     assert main(["--trials", "2", "--epochs", "0", "--output", str(output), "--quiet",
                  "--overwrite"]) == 0
     assert len(json.loads((output / "result.json").read_text())["trials"]) == 2
+
+
+def test_a_metric_that_fails_on_the_original_model_is_a_user_error(digits_task, tmp_path):
+    from compressor import UserInputError
+
+    def broken(model):
+        raise KeyError("labels")
+
+    with pytest.raises(UserInputError, match="failed on the unmodified model: KeyError"):
+        compress(digits_task.model, digits_task.example_inputs, broken,
+                 train_data=digits_task.train_data, output_dir=tmp_path / "run",
+                 config=_config(2), verbose=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_and_overwrite_are_exclusive(capsys):

@@ -46,3 +46,11 @@ def test_sensitivity_preferences_spare_the_most_sensitive_group():
     preferences = preferences_from_sensitivity({"stem": 0.6, "inner": 0.0, "mid": 0.3}, step=0.05)
     assert preferences == {"stem": 0.0, "inner": 1.0, "mid": 0.5}
     assert preferences_from_sensitivity({"a": 0.0}, 0.05) == {"a": 1.0}
+
+
+def test_uneven_preferences_can_still_reach_a_deep_budget():
+    # Only "a" is strongly preferred, but the budget needs both groups pruned hard: the
+    # scale goes on growing once "a" is clipped at max_ratio.
+    ratios, fits = fit_to_budget({"a": 1.0, "b": 0.1}, linear_flops, budget=60, max_ratio=0.8)
+    assert fits and ratios["a"] == 0.8
+    assert 58 <= linear_flops(ratios) <= 60

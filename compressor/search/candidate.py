@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from compressor.actions.deploy import DeploySpec
-from compressor.actions.prune import ChannelGroup, prune_model
+from compressor.actions.prune import ChannelGroup, kept_channels, prune_model
 from compressor.config import CompressConfig, LatencyTarget
 from compressor.errors import CompressorError
 from compressor.measure.flops import count_flops, count_params
@@ -39,6 +39,8 @@ class SearchContext:
     meter: LatencyMeter | None = None
     extra: dict = field(default_factory=dict)
     workdir: Path | None = None  # scratch folder for candidate artifacts
+    # FLOPs by kept-channel counts: the budget fit asks for the same shapes again and again.
+    flops_cache: dict[tuple[int, ...], int] = field(default_factory=dict)
 
 
 def build_candidate(ctx: SearchContext, ratios: dict[str, float]) -> tuple[nn.Module, dict[str, int]]:
@@ -51,11 +53,19 @@ def build_candidate(ctx: SearchContext, ratios: dict[str, float]) -> tuple[nn.Mo
 
 
 def flops_of_plan(ctx: SearchContext, ratios: Mapping[str, float]) -> int:
-    """FLOPs of the model pruned by ``ratios`` (no BatchNorm work; used to fit the budget)."""
+    """FLOPs of the model pruned by ``ratios`` (no BatchNorm work; used to fit the budget).
+
+    FLOPs depend only on how many channels each group keeps, not on which, so plans with
+    the same kept counts share one (cached) count.
+    """
     prune = ctx.config.prune
-    model, _ = prune_model(ctx.model, ctx.example_inputs, ratios, importance=prune.importance,
-                           round_to=prune.round_to, ignored_layers=ctx.ignored_layers)
-    return count_flops(model, ctx.example_inputs)
+    shape = tuple(kept_channels(g.channels, float(ratios.get(g.name, 0.0)), prune.round_to)
+                  for g in ctx.groups)
+    if shape not in ctx.flops_cache:
+        model, _ = prune_model(ctx.model, ctx.example_inputs, ratios, importance="random",
+                               round_to=prune.round_to, ignored_layers=ctx.ignored_layers)
+        ctx.flops_cache[shape] = count_flops(model, ctx.example_inputs)
+    return ctx.flops_cache[shape]
 
 
 def plan_for(ctx: SearchContext, preferences: Mapping[str, float]) -> tuple[dict[str, float], bool]:

@@ -67,7 +67,9 @@ def fit_to_budget(preferences: Mapping[str, float], flops_of: FlopsOf, budget: i
     if top <= 0:
         ratios = scaled_ratios(preferences, 0.0, max_ratio)
         return ratios, flops_of(ratios) <= budget
-    low, high = 0.0, max_ratio / top  # at `high` every preferred group is at max_ratio...
+    # At `high` every group with a positive preference is at max_ratio (each ratio is
+    # clipped there), so the whole range from no pruning to the most pruning is searched.
+    low, high = 0.0, max_ratio / min(v for v in preferences.values() if v > 0)
     high_ratios = scaled_ratios(preferences, high, max_ratio)
     if flops_of(high_ratios) > budget:
         return high_ratios, False

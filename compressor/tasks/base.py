@@ -25,7 +25,10 @@ class Task:
         example_inputs: inputs of the deployment shape (batch 1), used to trace and to time.
         evaluate: ``evaluate(model) -> float`` on the validation split, higher is better.
         evaluate_test: the same metric on the held-out test split, for the final report.
-        train_data: re-iterable ``(inputs, labels)`` batches: BatchNorm calibration and recovery.
+        train_data: re-iterable ``(inputs, labels)`` batches for recovery.
+        calibration_data: fixed (unshuffled) training batches for BatchNorm re-calibration and
+            INT8 calibration; defaults to ``train_data`` (deterministic only if it does not
+            shuffle).
         loss_fn: training loss for recovery.
         ignored_layers: module names whose *output* channels must not be pruned (the classifier).
         model_factory: builds the uncompressed architecture (used to reload a saved variant).
@@ -40,5 +43,6 @@ class Task:
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy
     ignored_layers: tuple[str, ...] = ()
     model_factory: Callable[[], nn.Module] | None = None
+    calibration_data: Iterable[Batch] | None = None
     description: str = ""
     extra: dict = field(default_factory=dict)

@@ -224,6 +224,7 @@ def _digits_task(name: str, blocks: int, verbose: bool) -> Task:
         evaluate=lambda m: accuracy(m, x_val, y_val),
         evaluate_test=lambda m: accuracy(m, x_test, y_test),
         train_data=TensorBatches(*splits["train"], batch_size=64, seed=TRAIN_SEED),
+        calibration_data=TensorBatches(*splits["train"], batch_size=64, shuffle=False),
         ignored_layers=("fc",),
         model_factory=lambda: DigitsResNet(blocks=blocks),
         description=f"DigitsResNet ({6 * blocks + 2} layers) on sklearn load_digits 32x32 "
