@@ -82,7 +82,8 @@ def run_task(config: CompressConfig, verbose: bool = True) -> CompressionResult:
     """Run a built-in task (``config.task``), as the CLI does."""
     _check_output_dir(config.output)
     _check_device(config.measure.device)
-    return run_compression(get_task(config.task, verbose=verbose), config, verbose=verbose)
+    task = get_task(config.task, verbose=verbose, **config.task_options())
+    return run_compression(task, config, verbose=verbose)
 
 
 def default_ignored_layers(model: nn.Module) -> tuple[str, ...]:

@@ -32,6 +32,10 @@ OVERRIDES = (
     ("device", ("measure", "device")),
     ("threads", ("measure", "threads")),
     ("epochs", ("recovery", "epochs")),
+    # Task inputs (real models, issue 5).
+    ("data", ("data",)),
+    ("model", ("model",)),
+    ("weights", ("weights",)),
 )
 
 
@@ -66,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, help="intra-op threads for latency measurement")
     parser.add_argument("--epochs", type=int, help="recovery fine-tuning epochs (default 3)")
     parser.add_argument("--quiet", action="store_true", help="print only the final table")
+    # Task inputs (real models, issue 5).
+    parser.add_argument("--data", help="the task's data: the shared data folder for built-in "
+                                       "tasks (default ../shared/data), an ImageFolder directory "
+                                       "or a sentence-pair TSV file for your own model")
+    parser.add_argument("--model", help="your model: pkg.module:factory (a Python factory "
+                                        "returning the model, or (model, example_inputs)) or "
+                                        "hf:PATH (a local Hugging Face folder)")
+    parser.add_argument("--weights", help="weights for --model pkg.module:factory: a "
+                                          ".safetensors file or a torch state dict")
     return parser
 
 

@@ -176,6 +176,11 @@ class CompressConfig:
     target_flops: FlopsTarget = field(default_factory=lambda: FlopsTarget(0.5, True))
     task: str = "digits"
     output: Path | None = None
+    # Task inputs (issue 5): the data folder / file, a user model (``pkg.module:factory`` or
+    # ``hf:PATH``) and its weights. None = the task's default; see compressor/tasks.
+    data: Path | None = None
+    model: str | None = None
+    weights: Path | None = None
     prune: PruneConfig = field(default_factory=PruneConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
@@ -186,6 +191,15 @@ class CompressConfig:
             self.target_flops = parse_flops_target(self.target_flops)
         if self.output is not None:
             self.output = Path(self.output)
+        self.data = Path(self.data) if self.data is not None else None
+        self.weights = Path(self.weights) if self.weights is not None else None
+        if self.model is not None and not isinstance(self.model, str):
+            raise UserInputError(f"model must be a string like pkg.module:factory or hf:PATH; "
+                                 f"got {self.model!r}")
+
+    def task_options(self) -> dict[str, Any]:
+        """The options handed to the task builder (``None`` = the task's default)."""
+        return {"data": self.data, "model": self.model, "weights": self.weights}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CompressConfig:
@@ -198,7 +212,7 @@ class CompressConfig:
                 if not isinstance(value, dict):
                     raise UserInputError(f"config section {key!r} must be a mapping")
                 kwargs[key] = _build_section(sections[key], key, value)
-            elif key in ("target_flops", "task", "output"):
+            elif key in ("target_flops", "task", "output", "data", "model", "weights"):
                 kwargs[key] = value
             else:
                 raise UserInputError(f"unknown config key {key!r}")
@@ -210,6 +224,8 @@ class CompressConfig:
         data["target_flops"] = (self.target_flops.value if self.target_flops.is_ratio
                                 else f"{self.target_flops.value:g}")
         data["output"] = str(self.output) if self.output is not None else None
+        for key in ("data", "weights"):
+            data[key] = str(getattr(self, key)) if getattr(self, key) is not None else None
         data["prune"]["ignore_layers"] = list(self.prune.ignore_layers)
         return data
 
