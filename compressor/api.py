@@ -22,7 +22,8 @@ from compressor.environment import environment_info
 from compressor.errors import CompressorError, UserInputError
 from compressor.measure.flops import count_flops, count_params
 from compressor.measure.latency import LatencyMeter, default_threads
-from compressor.recover import fine_tune, first_batches
+from compressor.distill import recover_model
+from compressor.recover import first_batches
 from compressor.result import CompressionResult
 from compressor.search.candidate import (SearchContext, build_candidate, checked_metric,
                                          flops_of_plan, plan_for)
@@ -105,8 +106,10 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True) ->
     ctx = SearchContext(
         model=model, example_inputs=task.example_inputs, evaluate=task.evaluate,
         calibration=first_batches(task.train_data, config.search.calibration_samples),
-        groups=channel_groups(model, task.example_inputs, ignored), config=config,
-        ignored_layers=ignored, flops_budget=budget, baseline_flops=baseline["flops"])
+        groups=(task.pruner.groups() if task.pruner is not None
+                else channel_groups(model, task.example_inputs, ignored)), config=config,
+        ignored_layers=ignored, flops_budget=budget, baseline_flops=baseline["flops"],
+        pruner=task.pruner)
     if not ctx.groups:
         raise UserInputError("the model has no prunable convolution or linear layers")
     uniform = _check_reachable(ctx, budget)
@@ -131,8 +134,7 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True) ->
         log(f"best plan: trial #{best_trial.number}, R {best_trial.value:.4f}; recovering ...")
         best_model, kept = build_candidate(ctx, ratios)
         before = checked_metric(task.evaluate_test(best_model))
-        fine_tune(best_model, task.train_data, task.loss_fn, epochs=config.recovery.epochs,
-                  lr=config.recovery.lr, progress=verbose)
+        best_model = recover_model(task, best_model, config.recovery, progress=verbose)
         latency = meter.compare(best_model, rounds=3 * config.measure.rounds)
 
     baseline.update(latency_ms=latency.baseline.p50_ms, latency_p90_ms=latency.baseline.p90_ms)

@@ -87,6 +87,7 @@ IMPORTANCES = ("magnitude", "l1", "bn_scale", "random")
 REWARDS = ("soft", "hard", "amc")
 SAMPLERS = ("tpe", "random")
 DEVICES = ("cpu", "cuda")
+RECOVERY_METHODS = ("fine_tune", "distill")
 
 
 @dataclass
@@ -162,11 +163,19 @@ class RecoveryConfig:
     epochs: int = 3
     lr: float = 0.01
     batch_size: int = 64
+    # Issue 5: "distill" learns from the uncompressed model (logits KL + labels); tasks with
+    # their own recovery (sentence encoders: embedding distillation) ignore it. `steps`, when
+    # set, replaces `epochs` as the budget.
+    method: str = "fine_tune"
+    steps: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 0:
             raise UserInputError(f"recovery.epochs must be an integer >= 0; got {self.epochs!r}")
         _check_range("recovery.lr", self.lr, 1e-7, 10.0)
+        _check_choice("recovery.method", self.method, RECOVERY_METHODS)
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 0):
+            raise UserInputError(f"recovery.steps must be an integer >= 0; got {self.steps!r}")
 
 
 @dataclass

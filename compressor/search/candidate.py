@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from compressor.actions.prune import ChannelGroup, prune_model
+from compressor.actions.prune import ChannelGroup
+from compressor.actions.pruner import ChannelPruner, Pruner
 from compressor.config import CompressConfig
 from compressor.errors import CompressorError
 from compressor.measure.flops import count_flops, count_params
@@ -35,22 +36,27 @@ class SearchContext:
     baseline_flops: int
     meter: LatencyMeter | None = None
     extra: dict = field(default_factory=dict)
+    pruner: Pruner | None = None  # None = torch-pruning channels with config.prune settings
+
+
+def _prune(ctx: SearchContext, ratios: Mapping[str, float]) -> tuple[nn.Module, dict[str, int]]:
+    prune = ctx.config.prune
+    pruner = ctx.pruner or ChannelPruner(ctx.model, ctx.example_inputs,
+                                         importance=prune.importance, round_to=prune.round_to,
+                                         ignored_layers=ctx.ignored_layers)
+    return pruner.prune(ctx.model, ratios)
 
 
 def build_candidate(ctx: SearchContext, ratios: dict[str, float]) -> tuple[nn.Module, dict[str, int]]:
     """The pruned copy for ``ratios`` with BatchNorm statistics re-estimated (adaptive BN)."""
-    prune = ctx.config.prune
-    model, kept = prune_model(ctx.model, ctx.example_inputs, ratios, importance=prune.importance,
-                              round_to=prune.round_to, ignored_layers=ctx.ignored_layers)
+    model, kept = _prune(ctx, ratios)
     recalibrate_batchnorm(model, ctx.calibration, ctx.config.search.calibration_samples)
     return model, kept
 
 
 def flops_of_plan(ctx: SearchContext, ratios: Mapping[str, float]) -> int:
     """FLOPs of the model pruned by ``ratios`` (no BatchNorm work; used to fit the budget)."""
-    prune = ctx.config.prune
-    model, _ = prune_model(ctx.model, ctx.example_inputs, ratios, importance=prune.importance,
-                           round_to=prune.round_to, ignored_layers=ctx.ignored_layers)
+    model, _ = _prune(ctx, ratios)
     return count_flops(model, ctx.example_inputs)
 
 
