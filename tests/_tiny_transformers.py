@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-WORDS = ("a man woman is are playing guitar piano eating food the dog cat runs sleeps on "
-         "grass sofa child plays ball").split()
+WORDS = ("a", "man", "woman", "is", "are", "playing", "guitar", "piano", "eating", "food",
+         "the", "dog", "cat", "runs", "sleeps", "on", "grass", "sofa", "child", "plays", "ball")
 
 
 def tiny_bert(attn: str = "eager", layers: int = 2, seed: int = 0):

@@ -49,7 +49,8 @@ def test_only_inner_block_channels_are_prunable(model):
 def test_random_pruned_variants_run_and_shrink(model, seed):
     groups = channel_groups(model, EXAMPLE, outer_layers(model))
     generator = torch.Generator().manual_seed(seed)
-    ratios = {g.name: float(r) for g, r in zip(groups, torch.rand(len(groups), generator=generator) * 0.8)}
+    draws = torch.rand(len(groups), generator=generator) * 0.8
+    ratios = {g.name: float(r) for g, r in zip(groups, draws, strict=True)}
     pruned, kept = prune_model(model, EXAMPLE, ratios, round_to=4,
                                ignored_layers=outer_layers(model))
     out = pruned(torch.randn(2, 3, 32, 32))

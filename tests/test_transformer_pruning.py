@@ -8,9 +8,13 @@ import pytest
 import torch
 from _tiny_transformers import tiny_bert, tiny_distilbert
 
+from compressor.actions.prune_transformer import (
+    TransformerPruner,
+    find_transformer,
+    head_scores,
+    neuron_scores,
+)
 from compressor.actions.pruner import Pruner
-from compressor.actions.prune_transformer import (TransformerPruner, find_transformer,
-                                                  head_scores, neuron_scores)
 from compressor.errors import UserInputError
 from compressor.measure.flops import count_flops
 from compressor.tasks.sentence_similarity import SentenceEncoder
@@ -32,7 +36,8 @@ def test_groups_are_heads_and_ffn_per_layer(arch):
     groups = pruner.groups()
     assert [g.name.rsplit(".", 1)[-1] for g in groups] == ["attention", "ffn"] * 2
     assert [g.channels for g in groups] == [4, 64, 4, 64]
-    assert all(len(g.members) == 4 for g in groups[::2]) and all(len(g.members) == 2 for g in groups[1::2])
+    assert all(len(g.members) == 4 for g in groups[::2])  # Q, K, V, output projection
+    assert all(len(g.members) == 2 for g in groups[1::2])  # FFN in, FFN out
 
 
 @pytest.mark.parametrize("arch", BUILDERS)

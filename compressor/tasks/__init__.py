@@ -65,8 +65,7 @@ def get_task_factory(name: str) -> Callable[[], nn.Module]:
 
 def _load_builtin_tasks() -> None:
     # Imported lazily so `compress --help` does not pay for torch model definitions.
-    from compressor.tasks import digits  # noqa: F401
-    from compressor.tasks import custom, resnet_cifar, sentence_similarity  # noqa: F401
+    from compressor.tasks import custom, digits, resnet_cifar, sentence_similarity  # noqa: F401
 
 
 __all__ = ["Task", "get_task", "get_task_factory", "register_task", "task_names"]

@@ -20,8 +20,12 @@ from compressor.errors import UserInputError
 from compressor.tasks import register_task
 from compressor.tasks.base import Task
 from compressor.tasks.digits import accuracy
-from compressor.tasks.image_folder import (AugmentedBatches, load_image_split, normalise,
-                                           split_holdout)
+from compressor.tasks.image_folder import (
+    AugmentedBatches,
+    load_image_split,
+    normalise,
+    split_holdout,
+)
 
 HF_PREFIX = "hf:"
 
@@ -37,7 +41,8 @@ def import_factory(spec: str) -> Callable[[], object]:
         raise UserInputError(f"--model {spec!r}: cannot import {module_name!r} ({exc})") from None
     for attr in attr_path.split("."):
         if not hasattr(target, attr):
-            raise UserInputError(f"--model {spec!r}: {module_name!r} has no attribute {attr_path!r}")
+            raise UserInputError(
+                f"--model {spec!r}: {module_name!r} has no attribute {attr_path!r}")
         target = getattr(target, attr)
     if not callable(target):
         raise UserInputError(f"--model {spec!r} is not callable")
@@ -50,7 +55,8 @@ def build_user_model(spec: str, weights: Path | None = None
     made = import_factory(spec)()
     model, example = made if isinstance(made, tuple) else (made, None)
     if not isinstance(model, nn.Module):
-        raise UserInputError(f"--model {spec!r} returned {type(model).__name__}, not a torch module")
+        raise UserInputError(
+            f"--model {spec!r} returned {type(model).__name__}, not a torch module")
     if example is not None:
         example = (example,) if isinstance(example, torch.Tensor) else tuple(example)
     if weights is not None:

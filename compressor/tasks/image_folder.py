@@ -48,7 +48,8 @@ def list_image_folder(split_dir: Path) -> tuple[list[tuple[Path, int]], tuple[st
              for path in sorted((split_dir / name).iterdir())
              if path.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
-        raise UserInputError(f"image folder {split_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise UserInputError(
+            f"image folder {split_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files, classes
 
 

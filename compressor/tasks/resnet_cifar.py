@@ -27,8 +27,13 @@ from compressor.errors import UserInputError
 from compressor.tasks import register_task
 from compressor.tasks.base import Task
 from compressor.tasks.digits import accuracy, cache_dir
-from compressor.tasks.image_folder import (AugmentedBatches, ImageSplit, load_image_split,
-                                           normalise, split_holdout)
+from compressor.tasks.image_folder import (
+    AugmentedBatches,
+    ImageSplit,
+    load_image_split,
+    normalise,
+    split_holdout,
+)
 
 WEIGHTS = Path("resnet-cifar10/resnet56.safetensors")
 IMAGES = Path("cifar10-jpeg/cifar10-jpeg.tar.gz")
@@ -131,8 +136,8 @@ def check_data(data_root: Path) -> None:
     """One clear error when the checkpoint or the images are missing."""
     missing = [str(data_root / p) for p in (WEIGHTS, IMAGES) if not (data_root / p).is_file()]
     if missing:
-        raise UserInputError(f"ResNet-56/CIFAR-10 data not found: {', '.join(missing)}; "
-                             "pass --data DIR (the folder holding resnet-cifar10/ and cifar10-jpeg/)")
+        raise UserInputError(f"ResNet-56/CIFAR-10 data not found: {', '.join(missing)}; pass "
+                             "--data DIR (the folder holding resnet-cifar10/ and cifar10-jpeg/)")
 
 
 def cifar_splits(data_root: Path) -> dict[str, ImageSplit]:
