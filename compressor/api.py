@@ -46,7 +46,9 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
              ignored_layers: Sequence[str] | None = None,
              config: CompressConfig | None = None,
-             verbose: bool = True) -> CompressionResult:
+             verbose: bool = True,
+             pruner=None,
+             recover: Callable[..., nn.Module] | None = None) -> CompressionResult:
     """Search for the best compressed variant of ``model`` within a FLOPs budget.
 
     Args:
@@ -66,6 +68,11 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
         ignored_layers: module names never pruned (default: the last Linear, the classifier).
         config: a full :class:`CompressConfig`; the keyword arguments above override it.
         verbose: print progress.
+        pruner: your own pruning method (``groups()`` + ``prune(model, ratios)``, see
+            :class:`compressor.actions.pruner.Pruner`), e.g. ``TransformerPruner(model)`` for
+            attention heads and FFN neurons; default: torch-pruning channel groups.
+        recover: ``recover(student, teacher, recovery_config, progress) -> model`` replacing
+            the configured recovery (e.g. :func:`compressor.distill.embedding_recovery`).
     """
     config = _with_overrides(config or CompressConfig(), target_flops=target_flops, trials=trials,
                              time_budget=time_budget, seed=seed, output_dir=output_dir)
@@ -75,7 +82,7 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
         evaluate_test=test_evaluate or evaluate, train_data=train_data,
         loss_fn=loss_fn or nn.functional.cross_entropy,
         ignored_layers=tuple(ignored_layers) if ignored_layers is not None
-        else default_ignored_layers(model))
+        else default_ignored_layers(model), pruner=pruner, recover=recover)
     return run_compression(task, config, verbose=verbose)
 
 
