@@ -131,3 +131,15 @@ def test_minilm_pruned_per_layer_keeps_hidden_384():
     assert out.shape == (2, 384)
     cosine = torch.nn.functional.cosine_similarity(out, model(ids, mask)).mean()
     assert 0.3 < cosine < 0.999  # changed, but still related to the original embedding
+
+
+@pytest.mark.parametrize("arch", BUILDERS)
+def test_saved_pruned_transformer_reloads_into_the_original_architecture(arch, tmp_path):
+    from compressor.artifacts import load_model, save_model
+
+    model = BUILDERS[arch]("sdpa")
+    pruner = TransformerPruner(model)
+    pruned, _ = pruner.prune(model, {g.name: 0.5 for g in pruner.groups()})
+    save_model(pruned, tmp_path / "m.safetensors")
+    restored = load_model(BUILDERS[arch]("sdpa", seed=3), tmp_path / "m.safetensors")
+    torch.testing.assert_close(_hidden(restored), _hidden(pruned))

@@ -158,6 +158,17 @@ def neuron_scores(layer: nn.Module, layout: Layout) -> torch.Tensor:
             + _get(layer, layout.ffn_out).weight.pow(2).sum(0))
 
 
+def sync_attention_heads(attention: nn.Module) -> None:
+    """Set the head count and sizes from the (resized) Q projection: after loading a pruned
+    checkpoint into the original architecture, where the weights were resized but the
+    attributes transformers reads in forward were not."""
+    size = getattr(attention, "attention_head_size", None)
+    query = next((getattr(attention, n) for n in ("query", "q_lin") if hasattr(attention, n)), None)
+    if isinstance(size, int) and isinstance(query, nn.Linear):
+        # the weight, not out_features: the Linear itself may not be re-synced yet
+        _set_size_attributes(attention, query.weight.shape[0] // size, size)
+
+
 def _set_size_attributes(attention: nn.Module, heads: int, size: int) -> None:
     # transformers reads these in forward to split and merge heads; head size is unchanged.
     for attr in HEAD_COUNT_ATTRS:

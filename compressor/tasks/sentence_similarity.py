@@ -196,7 +196,7 @@ def sentence_task(name: str, model_path: Path, splits: dict[str, SentencePairs],
     )
 
 
-@register_task("minilm-stsb")
+@register_task("minilm-stsb", model_factory=lambda: load_encoder(minilm_path()))
 def minilm_stsb_task(data: str | Path | None = None, verbose: bool = True) -> Task:
     """all-MiniLM-L6-v2 on STS Benchmark (``DATA/stsb/sts-{train,dev,test}.csv``)."""
     root = Path(data) if data is not None else default_data_root()
