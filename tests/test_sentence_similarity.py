@@ -59,12 +59,32 @@ def test_spearman_metric_reads_cosine_ranking(tmp_path):
     folder = save_tiny_bert_folder(tmp_path / "m")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     pairs = read_pairs(write_pairs(tmp_path / "p.tsv", count=12))
-    value = spearman_metric(tokenizer, pairs)(SentenceEncoder(tiny_bert()))
-    assert 0.0 <= value <= 1.0
-    # identical sentences in every pair: cosine 1 everywhere, a constant -> no correlation
-    same = read_pairs(write_pairs(tmp_path / "q.tsv", count=12))
-    same = type(same)(same.first, same.first, same.scores)
-    assert spearman_metric(tokenizer, same)(SentenceEncoder(tiny_bert())) == 0.0
+    metric = spearman_metric(tokenizer, pairs)
+    value = metric(SentenceEncoder(tiny_bert()))
+    assert 0.0 <= value <= 1.0 and metric(SentenceEncoder(tiny_bert())) == value
+
+
+def test_spearman_metric_is_one_when_cosine_follows_the_gold_score(tmp_path, monkeypatch):
+    # Replace the embedding step by vectors whose pairwise cosine is a monotone function of
+    # the gold score: the metric must then report a perfect rank correlation.
+    from compressor.tasks import sentence_similarity as module
+
+    pairs = read_pairs(write_pairs(tmp_path / "p.tsv", count=12))
+    sentences = pairs.sentences()
+    angle = {}
+    for a, b, score in zip(pairs.first, pairs.second, pairs.scores, strict=True):
+        angle.setdefault(a, 0.0)
+        angle.setdefault(b, (5.0 - score) / 5.0 * 1.5)  # more similar = smaller angle
+
+    def fake_embed(model, batches, count):
+        theta = torch.tensor([angle[s] for s in sentences])
+        return torch.stack([torch.cos(theta), torch.sin(theta)], dim=1)
+
+    monkeypatch.setattr(module, "embed", fake_embed)
+    monkeypatch.setattr(module, "tokenize_batches", lambda tokenizer, sentences: [])
+    # the fixture's sentences are distinct, so every pair reads its own angle
+    assert all(angle[a] == 0.0 for a in pairs.first) and len(set(pairs.second)) == len(pairs.second)
+    assert spearman_metric(None, pairs)(None) == pytest.approx(1.0)
 
 
 def test_compress_sentence_similarity_end_to_end(tmp_path, capsys):
