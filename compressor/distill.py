@@ -69,6 +69,7 @@ def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, loss_fn: 
     while total is None or done < total:
         order = rng.sample(range(len(batches)), len(batches)) if fixed else None
         stream = ((i, batches[i]) for i in order) if fixed else enumerate(batches)
+        done_before = done
         for key, (inputs, labels) in stream:
             inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
             target = cache.get(key) if fixed else None
@@ -88,6 +89,8 @@ def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, loss_fn: 
             bar.update()
             if total is not None and done >= total:
                 break
+        if done == done_before:  # an exhausted one-shot iterator: nothing more to learn from
+            break
         if total is None:  # an unsized iterable: one pass per epoch
             epochs -= 1
             if epochs <= 0:

@@ -78,6 +78,9 @@ def test_steps_budget_counts_optimiser_steps():
 
     distill(copy.deepcopy(teacher), teacher, iter(_images(10)), loss, steps=7, progress=False)
     assert len(calls) == 7
+    calls.clear()  # more steps than a one-shot iterator holds: stops when it runs dry
+    distill(copy.deepcopy(teacher), teacher, iter(_images(3)), loss, steps=50, progress=False)
+    assert len(calls) == 3
 
 
 def test_embedding_distillation_closes_the_gap_to_the_teacher():
