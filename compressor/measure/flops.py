@@ -37,7 +37,8 @@ def count_flops(model: nn.Module, example_inputs: Sequence[torch.Tensor]) -> int
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS) as counter:
+        counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS)
+        with torch.no_grad(), counter:
             model(*example_inputs)
     finally:
         model.train(was_training)
