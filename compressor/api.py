@@ -25,7 +25,8 @@ from compressor.environment import environment_info
 from compressor.errors import CompressorError, UserInputError
 from compressor.measure.flops import count_flops, count_params
 from compressor.measure.latency import LatencyMeter, default_threads
-from compressor.recover import fine_tune, first_batches
+from compressor.distill import recover_model
+from compressor.recover import first_batches
 from compressor.result import CompressionResult
 from compressor.run_folder import check_output_dir, clear_run_files
 from compressor.search.candidate import (SearchContext, build_candidate, checked_metric,
@@ -54,7 +55,9 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
              ignored_layers: Sequence[str] | None = None,
              config: CompressConfig | None = None,
              existing: str = "auto",
-             verbose: bool = True) -> CompressionResult:
+             verbose: bool = True,
+             pruner=None,
+             recover: Callable[..., nn.Module] | None = None) -> CompressionResult:
     """Search for the best compressed variant of ``model`` within a FLOPs budget.
 
     Args:
@@ -80,6 +83,11 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
         existing: an output folder holding a run is continued if its config matches
             (``auto``), continued with this config (``resume``) or started over (``overwrite``).
         verbose: print progress.
+        pruner: your own pruning method (``groups()`` + ``prune(model, ratios)``, see
+            :class:`compressor.actions.pruner.Pruner`), e.g. ``TransformerPruner(model)`` for
+            attention heads and FFN neurons; default: torch-pruning channel groups.
+        recover: ``recover(student, teacher, recovery_config, progress) -> model`` replacing
+            the configured recovery (e.g. :func:`compressor.distill.embedding_recovery`).
     """
     config = _with_overrides(config or CompressConfig(), target_flops=target_flops, trials=trials,
                              time_budget=time_budget, seed=seed, output_dir=output_dir)
@@ -92,7 +100,7 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
         calibration_data=calibration_data,
         loss_fn=loss_fn or nn.functional.cross_entropy,
         ignored_layers=tuple(ignored_layers) if ignored_layers is not None
-        else default_ignored_layers(model))
+        else default_ignored_layers(model), pruner=pruner, recover=recover)
     return run_compression(task, config, verbose=verbose, existing=existing)
 
 
@@ -108,8 +116,8 @@ def run_task(config: CompressConfig, verbose: bool = True,
     output, _ = check_output_dir(config.output, config, existing)
     config = dataclasses.replace(config, output=output)
     _check_device(config.measure.device)
-    return run_compression(get_task(config.task, verbose=verbose), config, verbose=verbose,
-                           existing=existing)
+    task = get_task(config.task, verbose=verbose, **config.task_options())
+    return run_compression(task, config, verbose=verbose, existing=existing)
 
 
 def default_ignored_layers(model: nn.Module) -> tuple[str, ...]:
@@ -135,8 +143,10 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True,
         model=model, example_inputs=task.example_inputs, evaluate=task.evaluate,
         calibration=first_batches(task.calibration_data or task.train_data,
                                   config.search.calibration_samples),
-        groups=channel_groups(model, task.example_inputs, ignored), config=config,
-        ignored_layers=ignored, flops_budget=budget, baseline_flops=baseline["flops"])
+        groups=(task.pruner.groups() if task.pruner is not None
+                else channel_groups(model, task.example_inputs, ignored)), config=config,
+        ignored_layers=ignored, flops_budget=budget, baseline_flops=baseline["flops"],
+        pruner=task.pruner)
     if not ctx.groups:
         raise UserInputError("the model has no prunable convolution or linear layers")
     uniform = _check_reachable(ctx, budget)
@@ -169,8 +179,7 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True,
         log(f"best plan: trial #{best_trial.number}, R {best_trial.value:.4f}; recovering ...")
         best_model, kept = build_candidate(ctx, ratios)
         before = checked_metric(task.evaluate_test(best_model))
-        fine_tune(best_model, task.train_data, task.loss_fn, epochs=config.recovery.epochs,
-                  lr=config.recovery.lr, progress=verbose)
+        best_model = recover_model(task, best_model, config.recovery, progress=verbose)
         deployed = (deploy_best(ctx, task, best_model, best_trial.params, baseline_artifact,
                                 output_dir) if baseline_artifact else {})
         latency = meter.compare(deployed["path"] if deployed else best_model,

@@ -94,6 +94,10 @@ def _sync_shape_attributes(module: nn.Module) -> None:
             else module.weight.shape[0]
     elif isinstance(module, nn.LayerNorm) and module.weight is not None:
         module.normalized_shape = tuple(module.weight.shape)
+    elif isinstance(getattr(module, "attention_head_size", None), int):  # transformers attention
+        from compressor.actions.prune_transformer import sync_attention_heads
+
+        sync_attention_heads(module)
 
 
 def load_compressed(output_dir: str | Path, base_model: nn.Module | None = None) -> nn.Module:

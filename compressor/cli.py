@@ -37,6 +37,10 @@ OVERRIDES = (
     ("quantization", ("deploy", "quantization")),
     ("keep_fp32", ("deploy", "keep_fp32")),
     ("export", ("deploy", "export")),
+    # Task inputs (real models, issue 5).
+    ("data", ("data",)),
+    ("model", ("model",)),
+    ("weights", ("weights",)),
 )
 
 
@@ -88,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-export", dest="export", action="store_const", const=False,
                         help="score the PyTorch model instead of its ONNX artifact")
     parser.add_argument("--quiet", action="store_true", help="print only the final table")
+    # Task inputs (real models, issue 5).
+    parser.add_argument("--data", help="the task's data: the shared data folder for built-in "
+                                       "tasks (default ../shared/data), an ImageFolder directory "
+                                       "or a sentence-pair TSV file for your own model")
+    parser.add_argument("--model", help="your model: pkg.module:factory (a Python factory "
+                                        "returning the model, or (model, example_inputs)) or "
+                                        "hf:PATH (a local Hugging Face folder)")
+    parser.add_argument("--weights", help="weights for --model pkg.module:factory: a "
+                                          ".safetensors file or a torch state dict")
     return parser
 
 

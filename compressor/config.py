@@ -118,6 +118,7 @@ REWARDS = ("soft", "hard", "amc")
 SAMPLERS = ("tpe", "random")
 DEVICES = ("cpu", "cuda")
 QUANTIZATIONS = ("none", "dynamic", "static_ort", "static_nncf")
+RECOVERY_METHODS = ("fine_tune", "distill")
 
 
 @dataclass
@@ -200,11 +201,19 @@ class RecoveryConfig:
     epochs: int = 3
     lr: float = 0.01
     batch_size: int = 64
+    # Issue 5: "distill" learns from the uncompressed model (logits KL + labels); tasks with
+    # their own recovery (sentence encoders: embedding distillation) ignore it. `steps`, when
+    # set, replaces `epochs` as the budget.
+    method: str = "fine_tune"
+    steps: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 0:
             raise UserInputError(f"recovery.epochs must be an integer >= 0; got {self.epochs!r}")
         _check_range("recovery.lr", self.lr, 1e-7, 10.0)
+        _check_choice("recovery.method", self.method, RECOVERY_METHODS)
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 0):
+            raise UserInputError(f"recovery.steps must be an integer >= 0; got {self.steps!r}")
 
 
 @dataclass
@@ -242,6 +251,11 @@ class CompressConfig:
     target_flops: FlopsTarget | None = field(default_factory=lambda: FlopsTarget(0.5, True))
     task: str = "digits"
     output: Path | None = None
+    # Task inputs (issue 5): the data folder / file, a user model (``pkg.module:factory`` or
+    # ``hf:PATH``) and its weights. None = the task's default; see compressor/tasks.
+    data: Path | None = None
+    model: str | None = None
+    weights: Path | None = None
     prune: PruneConfig = field(default_factory=PruneConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
@@ -259,6 +273,15 @@ class CompressConfig:
             self.target_flops = parse_flops_target(self.target_flops)
         if self.output is not None:
             self.output = Path(self.output)
+        self.data = Path(self.data) if self.data is not None else None
+        self.weights = Path(self.weights) if self.weights is not None else None
+        if self.model is not None and not isinstance(self.model, str):
+            raise UserInputError(f"model must be a string like pkg.module:factory or hf:PATH; "
+                                 f"got {self.model!r}")
+
+    def task_options(self) -> dict[str, Any]:
+        """The options handed to the task builder (``None`` = the task's default)."""
+        return {"data": self.data, "model": self.model, "weights": self.weights}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CompressConfig:
@@ -271,7 +294,8 @@ class CompressConfig:
                 if not isinstance(value, dict):
                     raise UserInputError(f"config section {key!r} must be a mapping")
                 kwargs[key] = _build_section(sections[key], key, value)
-            elif key in ("target_flops", "target_latency", "task", "output"):
+            elif key in ("target_flops", "target_latency", "task", "output", "data", "model",
+                         "weights"):
                 kwargs[key] = value
             else:
                 raise UserInputError(f"unknown config key {key!r}")
@@ -284,6 +308,8 @@ class CompressConfig:
                                 else self.target_flops.value if self.target_flops.is_ratio
                                 else f"{self.target_flops.value:g}")
         data["output"] = str(self.output) if self.output is not None else None
+        for key in ("data", "weights"):
+            data[key] = str(getattr(self, key)) if getattr(self, key) is not None else None
         data["prune"]["ignore_layers"] = list(self.prune.ignore_layers)
         data["target_latency"] = str(self.target_latency) if self.target_latency else None
         data["deploy"] = {key: list(value) if isinstance(value, tuple) else value

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from compressor.actions.deploy import DeploySpec
-from compressor.actions.prune import ChannelGroup, kept_channels, prune_model
+from compressor.actions.prune import ChannelGroup, kept_channels
+from compressor.actions.pruner import ChannelPruner, Pruner
 from compressor.config import CompressConfig, LatencyTarget
 from compressor.errors import CompressorError
 from compressor.measure.flops import count_flops, count_params
@@ -39,15 +40,22 @@ class SearchContext:
     meter: LatencyMeter | None = None
     extra: dict = field(default_factory=dict)
     workdir: Path | None = None  # scratch folder for candidate artifacts
+    pruner: Pruner | None = None  # None = torch-pruning channels with config.prune settings
     # FLOPs by kept-channel counts: the budget fit asks for the same shapes again and again.
     flops_cache: dict[tuple[int, ...], int] = field(default_factory=dict)
 
 
+def _prune(ctx: SearchContext, ratios: Mapping[str, float]) -> tuple[nn.Module, dict[str, int]]:
+    prune = ctx.config.prune
+    pruner = ctx.pruner or ChannelPruner(ctx.model, ctx.example_inputs,
+                                         importance=prune.importance, round_to=prune.round_to,
+                                         ignored_layers=ctx.ignored_layers)
+    return pruner.prune(ctx.model, ratios)
+
+
 def build_candidate(ctx: SearchContext, ratios: dict[str, float]) -> tuple[nn.Module, dict[str, int]]:
     """The pruned copy for ``ratios`` with BatchNorm statistics re-estimated (adaptive BN)."""
-    prune = ctx.config.prune
-    model, kept = prune_model(ctx.model, ctx.example_inputs, ratios, importance=prune.importance,
-                              round_to=prune.round_to, ignored_layers=ctx.ignored_layers)
+    model, kept = _prune(ctx, ratios)
     recalibrate_batchnorm(model, ctx.calibration, ctx.config.search.calibration_samples)
     return model, kept
 
@@ -55,16 +63,15 @@ def build_candidate(ctx: SearchContext, ratios: dict[str, float]) -> tuple[nn.Mo
 def flops_of_plan(ctx: SearchContext, ratios: Mapping[str, float]) -> int:
     """FLOPs of the model pruned by ``ratios`` (no BatchNorm work; used to fit the budget).
 
-    FLOPs depend only on how many channels each group keeps, not on which, so plans with
-    the same kept counts share one (cached) count.
+    With torch-pruning's channel groups, FLOPs depend only on how many channels each group
+    keeps, not on which, so plans with the same kept counts share one (cached) count.
     """
-    prune = ctx.config.prune
-    shape = tuple(kept_channels(g.channels, float(ratios.get(g.name, 0.0)), prune.round_to)
-                  for g in ctx.groups)
+    if ctx.pruner is not None:  # a task's own pruner: no shortcut
+        return count_flops(_prune(ctx, ratios)[0], ctx.example_inputs)
+    shape = tuple(kept_channels(g.channels, float(ratios.get(g.name, 0.0)),
+                                ctx.config.prune.round_to) for g in ctx.groups)
     if shape not in ctx.flops_cache:
-        model, _ = prune_model(ctx.model, ctx.example_inputs, ratios, importance="random",
-                               round_to=prune.round_to, ignored_layers=ctx.ignored_layers)
-        ctx.flops_cache[shape] = count_flops(model, ctx.example_inputs)
+        ctx.flops_cache[shape] = count_flops(_prune(ctx, ratios)[0], ctx.example_inputs)
     return ctx.flops_cache[shape]
 
 

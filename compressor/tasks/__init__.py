@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from torch import nn
@@ -36,11 +37,21 @@ def task_names() -> list[str]:
 
 
 def get_task(name: str, **options) -> Task:
-    """Build the task registered under ``name`` (imports its module on first use)."""
+    """Build the task registered under ``name`` (imports its module on first use).
+
+    Options set to ``None`` are left out (the builder's default applies); an option the
+    builder does not take (``--data`` for the digits task) is the user's mistake.
+    """
     _load_builtin_tasks()
     if name not in _TASKS:
         raise UserInputError(f"unknown task {name!r}; choose one of {', '.join(sorted(_TASKS))}")
-    return _TASKS[name](**options)
+    builder = _TASKS[name]
+    options = {key: value for key, value in options.items() if value is not None}
+    accepted = inspect.signature(builder).parameters
+    for key in options:
+        if key not in accepted:
+            raise UserInputError(f"task {name!r} does not take the option {key!r}")
+    return builder(**options)
 
 
 def get_task_factory(name: str) -> Callable[[], nn.Module]:
@@ -54,7 +65,7 @@ def get_task_factory(name: str) -> Callable[[], nn.Module]:
 
 def _load_builtin_tasks() -> None:
     # Imported lazily so `compress --help` does not pay for torch model definitions.
-    from compressor.tasks import digits  # noqa: F401
+    from compressor.tasks import custom, digits, resnet_cifar, sentence_similarity  # noqa: F401
 
 
 __all__ = ["Task", "get_task", "get_task_factory", "register_task", "task_names"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,6 +33,9 @@ class Task:
         loss_fn: training loss for recovery.
         ignored_layers: module names whose *output* channels must not be pruned (the classifier).
         model_factory: builds the uncompressed architecture (used to reload a saved variant).
+        pruner: the task's own pruning method (groups + prune); None = torch-pruning channels.
+        recover: ``recover(student, teacher, recovery_config, progress) -> model``, the task's
+            own recovery (e.g. embedding distillation); None = the configured method.
     """
 
     name: str
@@ -46,3 +50,5 @@ class Task:
     calibration_data: Iterable[Batch] | None = None
     description: str = ""
     extra: dict = field(default_factory=dict)
+    pruner: Any = None  # a compressor.actions.pruner.Pruner
+    recover: Callable[..., nn.Module] | None = None

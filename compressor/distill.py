@@ -1,0 +1,134 @@
+"""Recovery by knowledge distillation from the uncompressed model (the teacher).
+
+Two losses: for classifiers, KL divergence between temperature-softened logits (Hinton et
+al. 2015) mixed with cross-entropy on the labels where there are labels; for sentence
+encoders, MSE plus cosine distance between student and teacher embeddings. The budget is
+epochs or a number of optimiser steps; a tqdm bar shows progress. When the batches are a
+fixed list (no augmentation), the teacher's outputs are computed once and reused every
+epoch, which halves the cost of every later epoch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from compressor.config import RecoveryConfig
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+def logits_kd_loss(temperature: float = 4.0, label_weight: float = 0.5) -> LossFn:
+    """``T^2 KL(teacher_T || student_T)``, mixed with cross-entropy when labels are given."""
+
+    def loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None):
+        kd = F.kl_div(F.log_softmax(student / temperature, dim=-1),
+                      F.log_softmax(teacher / temperature, dim=-1),
+                      log_target=True, reduction="batchmean") * temperature ** 2
+        if labels is None:
+            return kd
+        return (1 - label_weight) * kd + label_weight * F.cross_entropy(student, labels)
+
+    return loss
+
+
+def embedding_kd_loss(student: torch.Tensor, teacher: torch.Tensor, labels=None) -> torch.Tensor:
+    """MSE (keeps the scale) + cosine distance (what the similarity metric reads)."""
+    cosine = F.cosine_similarity(student, teacher, dim=-1)
+    return F.mse_loss(student, teacher) + (1.0 - cosine).mean()
+
+
+def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, loss_fn: LossFn, *,
+            epochs: int = 1, steps: int | None = None, lr: float = 1e-4,
+            optimizer: str = "adamw", progress: bool = True, seed: int = 0) -> nn.Module:
+    """Train ``student`` to match ``teacher`` on ``batches`` of ``(inputs, labels)``.
+
+    ``inputs`` is a tensor or a tuple of tensors (passed as positional arguments);
+    ``labels`` may be None. ``steps`` (if set) overrides ``epochs``. A list of batches is
+    visited in a seeded shuffled order and the teacher's outputs are cached per batch.
+    """
+    from tqdm.auto import tqdm
+
+    fixed = isinstance(batches, Sequence)
+    per_epoch = len(batches) if hasattr(batches, "__len__") else None
+    total = steps if steps is not None else (epochs * per_epoch if per_epoch else None)
+    if total == 0 or (steps is None and epochs <= 0):
+        return student.eval()
+    opt = _optimizer(student, optimizer, lr)
+    scheduler = (torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
+                 if total else None)
+    cache: dict[int, torch.Tensor] = {}
+    teacher.eval()
+    student.train()
+    bar = tqdm(total=total, desc="distillation", disable=not progress, unit="step")
+    done, rng = 0, random.Random(seed)
+    while total is None or done < total:
+        order = rng.sample(range(len(batches)), len(batches)) if fixed else None
+        stream = ((i, batches[i]) for i in order) if fixed else enumerate(batches)
+        done_before = done
+        for key, (inputs, labels) in stream:
+            inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+            target = cache.get(key) if fixed else None
+            if target is None:
+                with torch.no_grad():
+                    target = teacher(*inputs)
+                if fixed:
+                    cache[key] = target
+            loss = loss_fn(student(*inputs), target, labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if scheduler:
+                scheduler.step()
+            done += 1
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            bar.update()
+            if total is not None and done >= total:
+                break
+        if done == done_before:  # an exhausted one-shot iterator: nothing more to learn from
+            break
+        if total is None:  # an unsized iterable: one pass per epoch
+            epochs -= 1
+            if epochs <= 0:
+                break
+    bar.close()
+    return student.eval()
+
+
+def _optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
+                               weight_decay=5e-4)
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+
+
+def embedding_recovery(batches: Sequence) -> Callable[..., nn.Module]:
+    """A task ``recover`` hook: distil a sentence encoder's embeddings on ``batches`` of
+    model inputs (AdamW; the teacher's embeddings are cached)."""
+
+    def recover(student: nn.Module, teacher: nn.Module, config: RecoveryConfig,
+                progress: bool = True) -> nn.Module:
+        return distill(student, teacher, [(inputs, None) for inputs in batches],
+                       embedding_kd_loss, epochs=config.epochs, steps=config.steps,
+                       lr=config.lr, optimizer="adamw", progress=progress)
+
+    return recover
+
+
+def recover_model(task, student: nn.Module, config: RecoveryConfig,
+                  progress: bool = True) -> nn.Module:
+    """The chosen variant's recovery: the task's own hook, else the configured method
+    (``fine_tune`` on the task's loss, or ``distill`` from the uncompressed model)."""
+    from compressor.recover import fine_tune
+
+    if task.recover is not None:
+        return task.recover(student, task.model, config, progress)
+    if config.method == "distill":
+        return distill(student, task.model, task.train_data, logits_kd_loss(), epochs=config.epochs,
+                       steps=config.steps, lr=config.lr, optimizer="sgd", progress=progress)
+    return fine_tune(student, task.train_data, task.loss_fn, epochs=config.epochs, lr=config.lr,
+                     progress=progress)
