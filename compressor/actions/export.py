@@ -43,7 +43,9 @@ def export_onnx(model: nn.Module, example_inputs: Sequence[torch.Tensor], path: 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = input_names(len(example_inputs))
-    dynamic = {name: {0: "batch"} for name in [*names, "output"]}
+    dynamic = {name: _dynamic_axes(tensor) for name, tensor in zip(names, example_inputs,
+                                                                      strict=True)}
+    dynamic["output"] = {0: "batch"}
     mode = torch.onnx.TrainingMode.EVAL if fold_batchnorm else torch.onnx.TrainingMode.PRESERVE
     model = model.eval()
     with warnings.catch_warnings(), torch.no_grad():
@@ -80,3 +82,11 @@ def module_of_node(node_name: str) -> str:
         else:
             dotted = f"{dotted}.{part}" if dotted else part
     return dotted
+
+
+def _dynamic_axes(tensor: torch.Tensor) -> dict[int, str]:
+    # Token inputs (integer ids, masks) vary in length from batch to batch; image inputs keep
+    # their fixed spatial size, which lets ONNX Runtime plan convolutions ahead.
+    if not tensor.is_floating_point() and tensor.dim() >= 2:
+        return {0: "batch", 1: "sequence"}
+    return {0: "batch"}
