@@ -137,6 +137,10 @@ class PruneConfig:
             raise UserInputError(f"prune.round_to must be a positive integer; got {self.round_to!r}")
         _check_range("prune.max_ratio", self.max_ratio, 0.05, 0.99)
         _check_range("prune.ratio_step", self.ratio_step, 0.01, 0.5)
+        if isinstance(self.ignore_layers, str) or not isinstance(self.ignore_layers, (list, tuple)) \
+                or not all(isinstance(name, str) for name in self.ignore_layers):
+            raise UserInputError("prune.ignore_layers must be a list of module names; "
+                                 f"got {self.ignore_layers!r}")
         self.ignore_layers = tuple(self.ignore_layers)
 
 
@@ -160,6 +164,8 @@ class SearchConfig:
             raise UserInputError(f"search.trials must be a positive integer; got {self.trials!r}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise UserInputError(f"search.time_budget must be > 0 seconds; got {self.time_budget!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise UserInputError(f"search.seed must be an integer; got {self.seed!r}")
         _check_choice("search.sampler", self.sampler, SAMPLERS)
         _check_choice("search.reward", self.reward, REWARDS)
         if self.trial_timeout is not None and not self.trial_timeout > 0:
@@ -322,7 +328,11 @@ def _build_section(section_type: type, name: str, values: dict[str, Any]) -> Any
     unknown = sorted(set(values) - known)
     if unknown:
         raise UserInputError(f"unknown key {name}.{unknown[0]}; known keys: {', '.join(sorted(known))}")
-    return section_type(**values)
+    try:
+        return section_type(**values)
+    except TypeError as exc:  # a value of a type the section's own checks did not expect
+        raise UserInputError(f"config section {name!r} has a value of the wrong type: {exc}") \
+            from None
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -89,3 +89,26 @@ def test_shipped_default_config_loads():
     path = Path(__file__).resolve().parents[1] / "configs" / "digits.yaml"
     config = CompressConfig.from_dict(load_config_file(path))
     assert config.task == "digits" and config.target_flops == FlopsTarget(0.5, True)
+
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-5, 100), st.floats(allow_nan=True),
+                    st.text(max_size=6), st.lists(st.integers(0, 3), max_size=3))
+_sections = {
+    "search": ["trials", "seed", "sampler", "reward", "time_budget", "trial_timeout"],
+    "prune": ["importance", "round_to", "max_ratio", "ratio_step", "ignore_layers"],
+    "measure": ["device", "threads", "batch_size", "rounds"],
+    "recovery": ["epochs", "lr"],
+}
+
+
+@given(st.fixed_dictionaries({}, optional={
+    "target_flops": _values, "task": _values,
+    **{name: st.dictionaries(st.sampled_from(keys), _values, max_size=3)
+       for name, keys in _sections.items()}}))
+def test_any_config_mapping_is_accepted_or_refused_with_one_clear_line(data):
+    try:
+        config = CompressConfig.from_dict(data)
+    except UserInputError as exc:
+        assert str(exc) and "\n" not in str(exc)
+    else:  # whatever was accepted round-trips
+        assert CompressConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()

@@ -61,3 +61,18 @@ def test_magnitude_importance_drops_the_weakest_channels(random_digits_net):
 def test_unknown_ignored_layer_is_a_user_error(random_digits_net):
     with pytest.raises(UserInputError, match="not a module"):
         channel_groups(random_digits_net, INPUTS, ("classifier",))
+
+
+def test_an_untraceable_model_is_a_user_error_that_names_the_fix():
+    class DataDependent(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 8, 3)
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow cannot be traced with these inputs
+                raise RuntimeError("tracer met a branch it cannot follow")
+            return self.conv(x)
+
+    with pytest.raises(UserInputError, match="could not trace the model.*--ignore-layers"):
+        channel_groups(DataDependent(), (torch.ones(1, 1, 8, 8),))

@@ -114,8 +114,14 @@ def _prune_group(graph: tp.DependencyGraph, root: nn.Module, handler, scorer,
 def _dependency_graph(model: nn.Module, example_inputs: Sequence[torch.Tensor]):
     names = {module: name for name, module in model.named_modules()}
     inputs = tuple(example_inputs)
-    graph = tp.DependencyGraph().build_dependency(
-        model, example_inputs=inputs if len(inputs) > 1 else inputs[0])
+    try:
+        graph = tp.DependencyGraph().build_dependency(
+            model, example_inputs=inputs if len(inputs) > 1 else inputs[0])
+    except Exception as exc:  # torch-pruning's tracer meets an operator it cannot follow
+        raise UserInputError(
+            f"torch-pruning could not trace the model ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); exclude the layer it names "
+            "with --ignore-layers, or pass a pruner for this architecture") from None
     return graph, names
 
 
