@@ -39,11 +39,15 @@ def per_mode(trials: list[dict]) -> dict[str, dict]:
     for trial in trials:
         if trial.get("state") == "COMPLETE" and "artifact" in trial:
             groups.setdefault(trial["artifact"]["quantization"], []).append(trial)
-    return {mode: {"trials": len(items),
-                   "latency_ratio_median": statistics.median(t["latency_ratio"] for t in items),
-                   "reward_median": statistics.median(t["reward"] for t in items),
-                   "reward_best": max(t["reward"] for t in items)}
-            for mode, items in sorted(groups.items())}
+    return {
+        mode: {
+            "trials": len(items),
+            "latency_ratio_median": statistics.median(t["latency_ratio"] for t in items),
+            "reward_median": statistics.median(t["reward"] for t in items),
+            "reward_best": max(t["reward"] for t in items),
+        }
+        for mode, items in sorted(groups.items())
+    }
 
 
 def main(argv=None) -> dict:
@@ -52,14 +56,22 @@ def main(argv=None) -> dict:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None)
-    parser.add_argument("--target-latency", default=None,
-                        help="also a latency budget (e.g. 0.5 = half the fp32 baseline artifact)")
+    parser.add_argument(
+        "--target-latency",
+        default=None,
+        help="also a latency budget (e.g. 0.5 = half the fp32 baseline artifact)",
+    )
     args = parser.parse_args(argv)
     output = Path(args.output or f"runs/bench-deploy-{args.task}-{time.strftime('%H%M%S')}")
-    config = CompressConfig.from_dict({"task": args.task, "target_flops": 0.5,
-                                       "target_latency": args.target_latency,
-                                       "output": str(output),
-                                       "search": {"trials": args.trials, "seed": args.seed}})
+    config = CompressConfig.from_dict(
+        {
+            "task": args.task,
+            "target_flops": 0.5,
+            "target_latency": args.target_latency,
+            "output": str(output),
+            "search": {"trials": args.trials, "seed": args.seed},
+        }
+    )
     started = time.perf_counter()
     result = run_task(config, verbose=True)
     seconds = time.perf_counter() - started
@@ -69,19 +81,26 @@ def main(argv=None) -> dict:
     artifacts, best = result.artifacts, result.best
     base_ms = artifacts["baseline_fp32.onnx"]["latency_ms"]["p50"]
     report = {
-        "task": args.task, "trials": args.trials, "seconds": seconds,
+        "task": args.task,
+        "trials": args.trials,
+        "seconds": seconds,
         "target_latency": args.target_latency,
         "speedup_vs_fp32_baseline": 1 / artifacts["model.onnx"]["latency_ratio"],
         "speedup_pruned_fp32": 1 / artifacts["pruned_fp32.onnx"]["latency_ratio"],
         "baseline_fp32_p50_ms": base_ms,
         "artifacts": artifacts,
-        "chosen": {"quantization": best["quantization"], "fusion": best["fusion"],
-                   "flops_ratio": best["flops"] / result.baseline["flops"]},
-        "accuracy": {"baseline_fp32": result.baseline["accuracy"],
-                     "pruned_fp32": best["accuracy_fp32"], "artifact": best["accuracy"],
-                     "artifact_reloaded": reloaded,
-                     "artifact_minus_pruned_fp32_pt": 100 * (best["accuracy"]
-                                                             - best["accuracy_fp32"])},
+        "chosen": {
+            "quantization": best["quantization"],
+            "fusion": best["fusion"],
+            "flops_ratio": best["flops"] / result.baseline["flops"],
+        },
+        "accuracy": {
+            "baseline_fp32": result.baseline["accuracy"],
+            "pruned_fp32": best["accuracy_fp32"],
+            "artifact": best["accuracy"],
+            "artifact_reloaded": reloaded,
+            "artifact_minus_pruned_fp32_pt": 100 * (best["accuracy"] - best["accuracy_fp32"]),
+        },
         "parity": best["parity"],
         "per_quantization_mode": per_mode(result.trials),
     }

@@ -45,32 +45,51 @@ def main() -> None:
     started = time.perf_counter()
     task = get_task(args.task, data=args.data, verbose=False)
     teacher, example = task.model, task.example_inputs
-    pruner = task.pruner or ChannelPruner(teacher, example, round_to=args.round_to,
-                                          ignored_layers=task.ignored_layers)
+    pruner = task.pruner or ChannelPruner(
+        teacher, example, round_to=args.round_to, ignored_layers=task.ignored_layers
+    )
     base_flops = count_flops(teacher, example)
-    ratios, fits = fit_to_budget({g.name: 1.0 for g in pruner.groups()},
-                                 lambda r: count_flops(pruner.prune(teacher, r)[0], example),
-                                 int(args.target * base_flops), max_ratio=0.8)
+    ratios, fits = fit_to_budget(
+        {g.name: 1.0 for g in pruner.groups()},
+        lambda r: count_flops(pruner.prune(teacher, r)[0], example),
+        int(args.target * base_flops),
+        max_ratio=0.8,
+    )
     student, kept = pruner.prune(teacher, ratios)
     recalibrate_batchnorm(student, first_batches(task.train_data, 256), 256)  # adaptive BN
-    record = {"task": args.task, "plan": "uniform", "target_flops_ratio": args.target,
-              "fits": fits, "kept": kept,
-              "baseline_test_x100": 100 * task.evaluate_test(teacher),
-              "flops": count_flops(student, example), "baseline_flops": base_flops,
-              "params": count_params(student), "baseline_params": count_params(teacher)}
+    record = {
+        "task": args.task,
+        "plan": "uniform",
+        "target_flops_ratio": args.target,
+        "fits": fits,
+        "kept": kept,
+        "baseline_test_x100": 100 * task.evaluate_test(teacher),
+        "flops": count_flops(student, example),
+        "baseline_flops": base_flops,
+        "params": count_params(student),
+        "baseline_params": count_params(teacher),
+    }
     record["flops_ratio"] = record["flops"] / base_flops
     record["test_x100_before_recovery"] = 100 * task.evaluate_test(student)
     print(json.dumps(record, indent=1), flush=True)
     recovery = RecoveryConfig(epochs=args.epochs, steps=args.steps, lr=args.lr)
     student = recover_model(task, student, recovery, progress=True)
-    record["recovery"] = {"epochs": args.epochs, "steps": args.steps, "lr": args.lr,
-                          "how": "task hook" if task.recover else "fine_tune (SGD, cosine)"}
+    record["recovery"] = {
+        "epochs": args.epochs,
+        "steps": args.steps,
+        "lr": args.lr,
+        "how": "task hook" if task.recover else "fine_tune (SGD, cosine)",
+    }
     record["test_x100_after_recovery"] = 100 * task.evaluate_test(student)
     with LatencyMeter(MeasureConfig(rounds=10), example) as meter:
         meter.set_baseline(teacher)
         latency = meter.compare(student)
-    record.update(latency_ms=latency.candidate.p50_ms, baseline_latency_ms=latency.baseline.p50_ms,
-                  latency_ratio=latency.ratio, seconds=time.perf_counter() - started)
+    record.update(
+        latency_ms=latency.candidate.p50_ms,
+        baseline_latency_ms=latency.baseline.p50_ms,
+        latency_ratio=latency.ratio,
+        seconds=time.perf_counter() - started,
+    )
     print(json.dumps(record, indent=1))
     output = Path(args.output or f"benchmarks/results/{args.task}.json")
     output.parent.mkdir(parents=True, exist_ok=True)

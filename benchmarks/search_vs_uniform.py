@@ -25,13 +25,13 @@ import torch_pruning as tp
 from scipy.stats import spearmanr
 
 from benchmarks.common import markdown_table, write_results
+from compressor.actions.prune import channel_groups
 from compressor.api import run_compression
 from compressor.config import CompressConfig, RecoveryConfig, SearchConfig
 from compressor.environment import environment_info
 from compressor.measure.flops import count_flops
 from compressor.recover import fine_tune, first_batches, recalibrate_batchnorm
 from compressor.search.candidate import SearchContext, build_candidate, plan_for
-from compressor.actions.prune import channel_groups
 from compressor.tasks import get_task
 
 
@@ -41,9 +41,13 @@ def torch_pruning_uniform(task, budget: int, round_to: int) -> tuple[torch.nn.Mo
     def pruned_at(ratio: float):
         model = copy.deepcopy(task.model).eval()
         pruner = tp.pruner.MagnitudePruner(
-            model, task.example_inputs[0], importance=tp.importance.GroupMagnitudeImportance(p=2),
-            pruning_ratio=ratio, ignored_layers=[model.get_submodule(n) for n in task.ignored_layers],
-            round_to=round_to)
+            model,
+            task.example_inputs[0],
+            importance=tp.importance.GroupMagnitudeImportance(p=2),
+            pruning_ratio=ratio,
+            ignored_layers=[model.get_submodule(n) for n in task.ignored_layers],
+            round_to=round_to,
+        )
         pruner.step()
         return model
 
@@ -64,26 +68,39 @@ def recovered_accuracy(task, model, epochs: int) -> float:
 
 
 def compare_seed(task, seed: int, trials: int, epochs: int) -> dict:
-    config = CompressConfig(search=SearchConfig(trials=trials, seed=seed),
-                            recovery=RecoveryConfig(epochs=epochs))
+    config = CompressConfig(
+        search=SearchConfig(trials=trials, seed=seed), recovery=RecoveryConfig(epochs=epochs)
+    )
     with tempfile.TemporaryDirectory() as folder:
         config.output = Path(folder) / "run"
         started = time.perf_counter()
         result = run_compression(task, config, verbose=False)
         seconds = time.perf_counter() - started
-    return {"seed": seed, "search_val_before": result.best["val_accuracy_before_recovery"],
-            "search_val_after": result.best["val_accuracy"],
-            "search_flops_ratio": result.best["flops"] / result.baseline["flops"],
-            "search_seconds": seconds, "best_trial": result.best["trial"]}
+    return {
+        "seed": seed,
+        "search_val_before": result.best["val_accuracy_before_recovery"],
+        "search_val_after": result.best["val_accuracy"],
+        "search_flops_ratio": result.best["flops"] / result.baseline["flops"],
+        "search_seconds": seconds,
+        "best_trial": result.best["trial"],
+    }
 
 
 def proxy_rank_correlation(task, budget: int, plans: int, epochs: int, seed: int = 0) -> dict:
     """Spearman between the adaptive-BN proxy and accuracy after ``epochs`` of fine-tuning."""
     config = CompressConfig()
     groups = channel_groups(task.model, task.example_inputs, task.ignored_layers)
-    ctx = SearchContext(task.model, task.example_inputs, task.evaluate,
-                        first_batches(task.train_data, 256), groups, config, task.ignored_layers,
-                        budget, count_flops(task.model, task.example_inputs))
+    ctx = SearchContext(
+        task.model,
+        task.example_inputs,
+        task.evaluate,
+        first_batches(task.train_data, 256),
+        groups,
+        config,
+        task.ignored_layers,
+        budget,
+        count_flops(task.model, task.example_inputs),
+    )
     generator = torch.Generator().manual_seed(seed)
     proxy, tuned = [], []
     for _ in range(plans):
@@ -93,8 +110,13 @@ def proxy_rank_correlation(task, budget: int, plans: int, epochs: int, seed: int
         proxy.append(task.evaluate(model))
         tuned.append(recovered_accuracy(task, model, epochs))
     rho = spearmanr(proxy, tuned).statistic
-    return {"plans": plans, "fine_tune_epochs": epochs, "spearman": float(rho),
-            "proxy": proxy, "after_fine_tune": tuned}
+    return {
+        "plans": plans,
+        "fine_tune_epochs": epochs,
+        "spearman": float(rho),
+        "proxy": proxy,
+        "after_fine_tune": tuned,
+    }
 
 
 def main(argv=None) -> None:
@@ -111,33 +133,71 @@ def main(argv=None) -> None:
     uniform, ratio = torch_pruning_uniform(task, budget, round_to=8)
     calibrated = copy.deepcopy(uniform)
     recalibrate_batchnorm(calibrated, first_batches(task.train_data, 256), 256)
-    uniform_row = {"ratio": ratio, "flops_ratio": count_flops(uniform, task.example_inputs)
-                   / baseline_flops, "val_stale_bn": task.evaluate(uniform),
-                   "val_adaptive_bn": task.evaluate(calibrated),
-                   "val_after": recovered_accuracy(task, calibrated, args.epochs)}
+    uniform_row = {
+        "ratio": ratio,
+        "flops_ratio": count_flops(uniform, task.example_inputs) / baseline_flops,
+        "val_stale_bn": task.evaluate(uniform),
+        "val_adaptive_bn": task.evaluate(calibrated),
+        "val_after": recovered_accuracy(task, calibrated, args.epochs),
+    }
     seeds = [compare_seed(task, seed, args.trials, args.epochs) for seed in args.seeds]
     margins = [s["search_val_before"] - uniform_row["val_adaptive_bn"] for s in seeds]
     proxy = proxy_rank_correlation(task, budget, args.plans, epochs=1)
 
-    data = {"task": "digits", "budget_flops": budget, "baseline_flops": baseline_flops,
-            "baseline_val": task.evaluate(task.model), "uniform": uniform_row, "search": seeds,
-            "margin_before_recovery": {"per_seed": margins, "median": statistics.median(margins),
-                                       "min": min(margins)},
-            "proxy": proxy, "environment": environment_info("cpu", torch.get_num_threads())}
-    rows = [["torch-pruning uniform (stale BN)", f"{uniform_row['flops_ratio']:.3f}",
-             f"{uniform_row['val_stale_bn']:.2%}", "-"],
-            ["torch-pruning uniform (adaptive BN)", f"{uniform_row['flops_ratio']:.3f}",
-             f"{uniform_row['val_adaptive_bn']:.2%}", f"{uniform_row['val_after']:.2%}"]]
-    rows += [[f"search, seed {s['seed']} ({args.trials} trials, {s['search_seconds']:.0f} s)",
-              f"{s['search_flops_ratio']:.3f}", f"{s['search_val_before']:.2%}",
-              f"{s['search_val_after']:.2%}"] for s in seeds]
-    markdown = (f"# Search vs uniform pruning, digits, FLOPs <= 50 %\n\n"
-                + markdown_table(["method", "FLOPs ratio", "val acc before recovery",
-                                  f"val acc after {args.epochs} epochs"], rows)
-                + f"\nSearch minus uniform (adaptive BN), before recovery: median "
-                  f"{statistics.median(margins) * 100:+.2f} pt, min {min(margins) * 100:+.2f} pt.\n"
-                + f"\nProxy quality: Spearman {proxy['spearman']:.3f} between the adaptive-BN "
-                  f"proxy and validation accuracy after 1 epoch, over {args.plans} random plans.\n")
+    data = {
+        "task": "digits",
+        "budget_flops": budget,
+        "baseline_flops": baseline_flops,
+        "baseline_val": task.evaluate(task.model),
+        "uniform": uniform_row,
+        "search": seeds,
+        "margin_before_recovery": {
+            "per_seed": margins,
+            "median": statistics.median(margins),
+            "min": min(margins),
+        },
+        "proxy": proxy,
+        "environment": environment_info("cpu", torch.get_num_threads()),
+    }
+    rows = [
+        [
+            "torch-pruning uniform (stale BN)",
+            f"{uniform_row['flops_ratio']:.3f}",
+            f"{uniform_row['val_stale_bn']:.2%}",
+            "-",
+        ],
+        [
+            "torch-pruning uniform (adaptive BN)",
+            f"{uniform_row['flops_ratio']:.3f}",
+            f"{uniform_row['val_adaptive_bn']:.2%}",
+            f"{uniform_row['val_after']:.2%}",
+        ],
+    ]
+    rows += [
+        [
+            f"search, seed {s['seed']} ({args.trials} trials, {s['search_seconds']:.0f} s)",
+            f"{s['search_flops_ratio']:.3f}",
+            f"{s['search_val_before']:.2%}",
+            f"{s['search_val_after']:.2%}",
+        ]
+        for s in seeds
+    ]
+    markdown = (
+        "# Search vs uniform pruning, digits, FLOPs <= 50 %\n\n"
+        + markdown_table(
+            [
+                "method",
+                "FLOPs ratio",
+                "val acc before recovery",
+                f"val acc after {args.epochs} epochs",
+            ],
+            rows,
+        )
+        + f"\nSearch minus uniform (adaptive BN), before recovery: median "
+        f"{statistics.median(margins) * 100:+.2f} pt, min {min(margins) * 100:+.2f} pt.\n"
+        + f"\nProxy quality: Spearman {proxy['spearman']:.3f} between the adaptive-BN "
+        f"proxy and validation accuracy after 1 epoch, over {args.plans} random plans.\n"
+    )
     json_path, md_path = write_results("search-vs-uniform", data, markdown)
     print(markdown)
     print(f"written {json_path} and {md_path}")

@@ -8,8 +8,15 @@ latency), recovers the best by fine-tuning and returns a :class:`CompressionResu
 from compressor.config import CompressConfig, parse_flops_target
 from compressor.errors import CompressorError, UserInputError
 
-__all__ = ["CompressConfig", "CompressionResult", "CompressorError", "UserInputError",
-           "compress", "load_compressed", "parse_flops_target"]
+__all__ = [
+    "CompressConfig",
+    "CompressionResult",
+    "CompressorError",
+    "UserInputError",
+    "compress",
+    "load_compressed",
+    "parse_flops_target",
+]
 __version__ = "0.1.0"
 
 

@@ -21,43 +21,61 @@ from compressor.actions.export import export_onnx
 from compressor.actions.prune import channel_groups
 from compressor.artifacts import atomic_path, save_model, write_json
 from compressor.config import CompressConfig, parse_flops_target, parse_latency_target
+from compressor.deployment import artifact_table, deploy_best
+from compressor.distill import recover_model
 from compressor.environment import environment_info
 from compressor.errors import CompressorError, UserInputError
 from compressor.measure.flops import count_flops, count_params
 from compressor.measure.latency import LatencyMeter, default_threads
-from compressor.distill import recover_model
 from compressor.recover import first_batches
 from compressor.result import CompressionResult
 from compressor.run_folder import check_output_dir, clear_run_files
-from compressor.search.candidate import (SearchContext, build_candidate, checked_metric,
-                                         flops_of_plan, plan_for)
-from compressor.search.loop import (ProgressPrinter, best_feasible_trial, make_sampler,
-                                    open_study, run_study)
+from compressor.search.candidate import (
+    SearchContext,
+    build_candidate,
+    checked_metric,
+    flops_of_plan,
+    plan_for,
+)
+from compressor.search.loop import (
+    ProgressPrinter,
+    best_feasible_trial,
+    make_sampler,
+    open_study,
+    run_study,
+)
 from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
-from compressor.deployment import artifact_table, deploy_best
-from compressor.search.space import (preference_param, preferred_deploy_params,
-                                     seed_deploy_params, uniform_params)
+from compressor.search.space import (
+    preference_param,
+    preferred_deploy_params,
+    seed_deploy_params,
+    uniform_params,
+)
 from compressor.tasks import Task, get_task
 
 
-def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Tensor,
-             evaluate: Callable[[nn.Module], float], *,
-             train_data: Iterable,
-             calibration_data: Iterable | None = None,
-             target_flops: float | str | None = None,
-             target_latency: float | str | None = None,
-             trials: int | None = None,
-             time_budget: float | None = None,
-             seed: int | None = None,
-             output_dir: str | Path | None = None,
-             test_evaluate: Callable[[nn.Module], float] | None = None,
-             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-             ignored_layers: Sequence[str] | None = None,
-             config: CompressConfig | None = None,
-             existing: str = "auto",
-             verbose: bool = True,
-             pruner=None,
-             recover: Callable[..., nn.Module] | None = None) -> CompressionResult:
+def compress(
+    model: nn.Module,
+    example_inputs: Sequence[torch.Tensor] | torch.Tensor,
+    evaluate: Callable[[nn.Module], float],
+    *,
+    train_data: Iterable,
+    calibration_data: Iterable | None = None,
+    target_flops: float | str | None = None,
+    target_latency: float | str | None = None,
+    trials: int | None = None,
+    time_budget: float | None = None,
+    seed: int | None = None,
+    output_dir: str | Path | None = None,
+    test_evaluate: Callable[[nn.Module], float] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ignored_layers: Sequence[str] | None = None,
+    config: CompressConfig | None = None,
+    existing: str = "auto",
+    verbose: bool = True,
+    pruner=None,
+    recover: Callable[..., nn.Module] | None = None,
+) -> CompressionResult:
     """Search for the best compressed variant of ``model`` within a FLOPs budget.
 
     Args:
@@ -89,23 +107,40 @@ def compress(model: nn.Module, example_inputs: Sequence[torch.Tensor] | torch.Te
         recover: ``recover(student, teacher, recovery_config, progress) -> model`` replacing
             the configured recovery (e.g. :func:`compressor.distill.embedding_recovery`).
     """
-    config = _with_overrides(config or CompressConfig(), target_flops=target_flops, trials=trials,
-                             time_budget=time_budget, seed=seed, output_dir=output_dir)
+    config = _with_overrides(
+        config or CompressConfig(),
+        target_flops=target_flops,
+        trials=trials,
+        time_budget=time_budget,
+        seed=seed,
+        output_dir=output_dir,
+    )
     if target_latency is not None:
         config = dataclasses.replace(config, target_latency=parse_latency_target(target_latency))
-    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    inputs = (
+        (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    )
     task = Task(
-        name="custom", model=model, example_inputs=inputs, evaluate=evaluate,
-        evaluate_test=test_evaluate or evaluate, train_data=train_data,
+        name="custom",
+        model=model,
+        example_inputs=inputs,
+        evaluate=evaluate,
+        evaluate_test=test_evaluate or evaluate,
+        train_data=train_data,
         calibration_data=calibration_data,
         loss_fn=loss_fn or nn.functional.cross_entropy,
-        ignored_layers=tuple(ignored_layers) if ignored_layers is not None
-        else default_ignored_layers(model), pruner=pruner, recover=recover)
+        ignored_layers=tuple(ignored_layers)
+        if ignored_layers is not None
+        else default_ignored_layers(model),
+        pruner=pruner,
+        recover=recover,
+    )
     return run_compression(task, config, verbose=verbose, existing=existing)
 
 
-def run_task(config: CompressConfig, verbose: bool = True,
-             existing: str = "auto") -> CompressionResult:
+def run_task(
+    config: CompressConfig, verbose: bool = True, existing: str = "auto"
+) -> CompressionResult:
     """Run a built-in task (``config.task``), as the CLI does.
 
     ``existing`` says what to do with an output folder that holds a run: ``auto`` continues
@@ -126,8 +161,9 @@ def default_ignored_layers(model: nn.Module) -> tuple[str, ...]:
     return (linears[-1],) if linears else ()
 
 
-def run_compression(task: Task, config: CompressConfig, verbose: bool = True,
-                    existing: str = "auto") -> CompressionResult:
+def run_compression(
+    task: Task, config: CompressConfig, verbose: bool = True, existing: str = "auto"
+) -> CompressionResult:
     """Baseline -> search -> rebuild the best plan -> recovery -> outputs."""
     log = print if verbose else (lambda *args, **kwargs: None)
     output_dir, resuming = check_output_dir(config.output, config, existing)
@@ -136,23 +172,36 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True,
 
     baseline = _measure_baseline(task)
     # Without a FLOPs target the budget is the whole model; each trial samples its own level.
-    budget = (config.target_flops.resolve(baseline["flops"]) if config.target_flops
-              else baseline["flops"])
+    budget = (
+        config.target_flops.resolve(baseline["flops"]) if config.target_flops else baseline["flops"]
+    )
     ignored = tuple(task.ignored_layers) + tuple(config.prune.ignore_layers)
     ctx = SearchContext(
-        model=model, example_inputs=task.example_inputs, evaluate=task.evaluate,
-        calibration=first_batches(task.calibration_data or task.train_data,
-                                  config.search.calibration_samples),
-        groups=(task.pruner.groups() if task.pruner is not None
-                else channel_groups(model, task.example_inputs, ignored)), config=config,
-        ignored_layers=ignored, flops_budget=budget, baseline_flops=baseline["flops"],
-        pruner=task.pruner)
+        model=model,
+        example_inputs=task.example_inputs,
+        evaluate=task.evaluate,
+        calibration=first_batches(
+            task.calibration_data or task.train_data, config.search.calibration_samples
+        ),
+        groups=(
+            task.pruner.groups()
+            if task.pruner is not None
+            else channel_groups(model, task.example_inputs, ignored)
+        ),
+        config=config,
+        ignored_layers=ignored,
+        flops_budget=budget,
+        baseline_flops=baseline["flops"],
+        pruner=task.pruner,
+    )
     if not ctx.groups:
         raise UserInputError("the model has no prunable convolution or linear layers")
     uniform = _check_reachable(ctx, budget)
-    log(f"baseline: val {baseline['val_accuracy']:.2%}  test {baseline['accuracy']:.2%}  "
+    log(
+        f"baseline: val {baseline['val_accuracy']:.2%}  test {baseline['accuracy']:.2%}  "
         f"FLOPs {baseline['flops'] / 1e6:.1f}M  params {baseline['params'] / 1e3:.1f}K  "
-        f"{len(ctx.groups)} prunable groups; target FLOPs <= {budget / 1e6:.1f}M")
+        f"{len(ctx.groups)} prunable groups; target FLOPs <= {budget / 1e6:.1f}M"
+    )
 
     if existing == "overwrite":
         clear_run_files(output_dir)
@@ -162,11 +211,16 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True,
     with atomic_path(output_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     threads = config.measure.threads or default_threads()
-    with LatencyMeter(config.measure, task.example_inputs) as meter, \
-            tempfile.TemporaryDirectory(prefix="compressor-") as workdir:
+    with (
+        LatencyMeter(config.measure, task.example_inputs) as meter,
+        tempfile.TemporaryDirectory(prefix="compressor-") as workdir,
+    ):
         ctx.workdir = Path(workdir)
-        baseline_artifact = (export_onnx(model, task.example_inputs, ctx.workdir / "baseline.onnx")
-                             if config.deploy.export else None)
+        baseline_artifact = (
+            export_onnx(model, task.example_inputs, ctx.workdir / "baseline.onnx")
+            if config.deploy.export
+            else None
+        )
         meter.set_baseline(baseline_artifact or model)
         ctx.meter = meter
         study = _search(ctx, output_dir, baseline["val_accuracy"], log)
@@ -174,32 +228,44 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True,
         if best_trial is None:
             raise CompressorError(
                 f"no trial met the FLOPs target ({budget / 1e6:.2f}M) within the budget; "
-                "raise --trials or loosen --target-flops")
+                "raise --trials or loosen --target-flops"
+            )
         ratios = best_trial.user_attrs["ratios"]
         log(f"best plan: trial #{best_trial.number}, R {best_trial.value:.4f}; recovering ...")
         best_model, kept = build_candidate(ctx, ratios)
         before = checked_metric(task.evaluate_test(best_model))
         best_model = recover_model(task, best_model, config.recovery, progress=verbose)
-        deployed = (deploy_best(ctx, task, best_model, best_trial.params, baseline_artifact,
-                                output_dir) if baseline_artifact else {})
-        latency = meter.compare(deployed["path"] if deployed else best_model,
-                                rounds=3 * config.measure.rounds)
+        deployed = (
+            deploy_best(ctx, task, best_model, best_trial.params, baseline_artifact, output_dir)
+            if baseline_artifact
+            else {}
+        )
+        latency = meter.compare(
+            deployed["path"] if deployed else best_model, rounds=3 * config.measure.rounds
+        )
 
     baseline.update(latency_ms=latency.baseline.p50_ms, latency_p90_ms=latency.baseline.p90_ms)
     fp32_accuracy = checked_metric(task.evaluate_test(best_model))
     best = {
         "accuracy": deployed.get("accuracy", fp32_accuracy),
         "accuracy_before_recovery": before,
-        "val_accuracy": (deployed["val_accuracy"] if deployed
-                         else checked_metric(task.evaluate(best_model))),
+        "val_accuracy": (
+            deployed["val_accuracy"] if deployed else checked_metric(task.evaluate(best_model))
+        ),
         "val_accuracy_before_recovery": best_trial.user_attrs["accuracy"],
         "flops": count_flops(best_model, task.example_inputs),
         "params": count_params(best_model),
-        "latency_ms": latency.candidate.p50_ms, "latency_p90_ms": latency.candidate.p90_ms,
+        "latency_ms": latency.candidate.p50_ms,
+        "latency_p90_ms": latency.candidate.p90_ms,
         "latency_ratio": latency.ratio,
-        "reward": best_trial.value, "trial": best_trial.number,
-        "plan": {"ratios": ratios, "channels": kept, "importance": config.prune.importance,
-                 "round_to": config.prune.round_to},
+        "reward": best_trial.value,
+        "trial": best_trial.number,
+        "plan": {
+            "ratios": ratios,
+            "channels": kept,
+            "importance": config.prune.importance,
+            "round_to": config.prune.round_to,
+        },
         "recovery": dataclasses.asdict(config.recovery),
     }
     artifacts = {}
@@ -207,16 +273,28 @@ def run_compression(task: Task, config: CompressConfig, verbose: bool = True,
         best.update(accuracy_fp32=fp32_accuracy, **deployed["best"])
         artifacts = artifact_table(deployed, latency)
     result = CompressionResult(
-        model=best_model, baseline=baseline, best=best,
-        target={"flops": budget, "flops_ratio": budget / baseline["flops"],
-                "spec": str(config.target_flops), "reward": config.search.reward,
-                "alpha": config.search.alpha, "beta": config.search.beta,
-                "uniform_ratio": uniform,
-                "latency": str(config.target_latency) if config.target_latency else None},
+        model=best_model,
+        baseline=baseline,
+        best=best,
+        target={
+            "flops": budget,
+            "flops_ratio": budget / baseline["flops"],
+            "spec": str(config.target_flops),
+            "reward": config.search.reward,
+            "alpha": config.search.alpha,
+            "beta": config.search.beta,
+            "uniform_ratio": uniform,
+            "latency": str(config.target_latency) if config.target_latency else None,
+        },
         trials=[_trial_record(t) for t in study.trials if t.state != TrialState.WAITING],
-        environment={"task": task.name, "task_description": task.description,
-                     **environment_info(config.measure.device, threads)},
-        output_dir=output_dir, artifacts=artifacts)
+        environment={
+            "task": task.name,
+            "task_description": task.description,
+            **environment_info(config.measure.device, threads),
+        },
+        output_dir=output_dir,
+        artifacts=artifacts,
+    )
     save_model(best_model, output_dir / "model.safetensors")
     write_json(output_dir / "result.json", result.to_json())
     return result
@@ -235,10 +313,17 @@ def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float, 
         log(f"sensitivity of {len(ctx.groups)} groups (each pruned alone) ...", flush=True)
         drops = group_sensitivity(ctx, baseline_val_accuracy)
         preferences = preferences_from_sensitivity(drops, ctx.config.prune.ratio_step)
-        study.enqueue_trial({preference_param(name): value for name, value in preferences.items()}
-                            | preferred_deploy_params(ctx.config.deploy))
-    run_study(study, ctx, search.trials, search.time_budget,
-              ProgressPrinter(search.trials, enabled=log is print))
+        study.enqueue_trial(
+            {preference_param(name): value for name, value in preferences.items()}
+            | preferred_deploy_params(ctx.config.deploy)
+        )
+    run_study(
+        study,
+        ctx,
+        search.trials,
+        search.time_budget,
+        ProgressPrinter(search.trials, enabled=log is print),
+    )
     return study
 
 
@@ -262,8 +347,9 @@ def _user_metric(evaluate: Callable[[nn.Module], float], model: nn.Module) -> fl
     except CompressorError as exc:
         raise UserInputError(str(exc)) from None
     except Exception as exc:
-        raise UserInputError(f"evaluate() failed on the unmodified model: "
-                             f"{type(exc).__name__}: {exc}") from None
+        raise UserInputError(
+            f"evaluate() failed on the unmodified model: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _check_reachable(ctx: SearchContext, budget: int) -> float:
@@ -274,15 +360,27 @@ def _check_reachable(ctx: SearchContext, budget: int) -> float:
         raise UserInputError(
             f"target {budget / 1e6:.3g}M FLOPs cannot be reached: the smallest reachable is "
             f"{smallest / 1e6:.3g}M ({smallest / ctx.baseline_flops:.2f} of the model) at "
-            f"prune.max_ratio {ctx.config.prune.max_ratio}")
+            f"prune.max_ratio {ctx.config.prune.max_ratio}"
+        )
     return max(ratios.values())
 
 
 def _trial_record(trial) -> dict:
     attrs = trial.user_attrs
     record = {"number": trial.number, "state": trial.state.name, "reward": trial.value}
-    for key in ("accuracy", "flops", "flops_ratio", "params", "latency_ms", "latency_p90_ms",
-                "latency_ratio", "feasible", "seconds", "error", "artifact"):
+    for key in (
+        "accuracy",
+        "flops",
+        "flops_ratio",
+        "params",
+        "latency_ms",
+        "latency_p90_ms",
+        "latency_ratio",
+        "feasible",
+        "seconds",
+        "error",
+        "artifact",
+    ):
         if key in attrs:
             record[key] = attrs[key]
     record["plan"] = attrs.get("ratios", {})
@@ -291,18 +389,27 @@ def _trial_record(trial) -> dict:
 
 def _check_device(device: str) -> None:
     if device == "cuda" and not torch.cuda.is_available():
-        raise UserInputError("--device cuda was requested but CUDA is not available here; "
-                             "use --device cpu")
+        raise UserInputError(
+            "--device cuda was requested but CUDA is not available here; use --device cpu"
+        )
 
 
-def _with_overrides(config: CompressConfig, *, target_flops, trials, time_budget, seed,
-                    output_dir) -> CompressConfig:
+def _with_overrides(
+    config: CompressConfig, *, target_flops, trials, time_budget, seed, output_dir
+) -> CompressConfig:
     search = dataclasses.replace(
         config.search,
-        **{k: v for k, v in (("trials", trials), ("time_budget", time_budget), ("seed", seed))
-           if v is not None})
+        **{
+            k: v
+            for k, v in (("trials", trials), ("time_budget", time_budget), ("seed", seed))
+            if v is not None
+        },
+    )
     return dataclasses.replace(
-        config, search=search,
-        target_flops=(parse_flops_target(target_flops) if target_flops is not None
-                      else config.target_flops),
-        output=Path(output_dir) if output_dir is not None else config.output)
+        config,
+        search=search,
+        target_flops=(
+            parse_flops_target(target_flops) if target_flops is not None else config.target_flops
+        ),
+        output=Path(output_dir) if output_dir is not None else config.output,
+    )

@@ -55,7 +55,9 @@ def save_model(model: nn.Module, path: str | Path) -> None:
     """Save the (pruned) model's tensors to a safetensors file, atomically."""
     from safetensors.torch import save_file
 
-    state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
+    state = {
+        name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()
+    }
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
 
@@ -90,8 +92,11 @@ def _sync_shape_attributes(module: nn.Module) -> None:
     elif isinstance(module, nn.Linear):
         module.out_features, module.in_features = module.weight.shape
     elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-        module.num_features = module.running_mean.shape[0] if module.running_mean is not None \
+        module.num_features = (
+            module.running_mean.shape[0]
+            if module.running_mean is not None
             else module.weight.shape[0]
+        )
     elif isinstance(module, nn.LayerNorm) and module.weight is not None:
         module.normalized_shape = tuple(module.weight.shape)
     elif isinstance(getattr(module, "attention_head_size", None), int):  # transformers attention

@@ -12,8 +12,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from compressor.config import (DEVICES, IMPORTANCES, QUANTIZATIONS, REWARDS, SAMPLERS,
-                               CompressConfig, load_config_file)
+from compressor.config import (
+    DEVICES,
+    IMPORTANCES,
+    QUANTIZATIONS,
+    REWARDS,
+    SAMPLERS,
+    CompressConfig,
+    load_config_file,
+)
 from compressor.errors import CompressorError, UserInputError
 
 # (command-line destination, config path) for every option that overrides a config key.
@@ -53,54 +60,110 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="compress",
         description="Search pruning plans for a trained model within a FLOPs budget, scored by "
-                    "accuracy x delta(FLOPs, measured latency); recover and save the best.")
+        "accuracy x delta(FLOPs, measured latency); recover and save the best.",
+    )
     parser.add_argument("--config", help="YAML config file (command-line options override it)")
     parser.add_argument("--task", help="built-in task (default: digits, the embedded default)")
-    parser.add_argument("--target-flops", dest="target_flops",
-                        help="FLOPs budget: a ratio of the original (0 < x <= 1) or a count "
-                             "such as 12M or 1.5G (default 0.5, or searched when only "
-                             "--target-latency is given)")
-    parser.add_argument("--target-latency", dest="target_latency",
-                        help="latency budget of the artifact: a ratio of the fp32 baseline "
-                             "artifact's latency (0.5) or milliseconds (2.5ms)")
+    parser.add_argument(
+        "--target-flops",
+        dest="target_flops",
+        help="FLOPs budget: a ratio of the original (0 < x <= 1) or a count "
+        "such as 12M or 1.5G (default 0.5, or searched when only "
+        "--target-latency is given)",
+    )
+    parser.add_argument(
+        "--target-latency",
+        dest="target_latency",
+        help="latency budget of the artifact: a ratio of the fp32 baseline "
+        "artifact's latency (0.5) or milliseconds (2.5ms)",
+    )
     parser.add_argument("--trials", type=int, help="number of candidates to score (default 30)")
-    parser.add_argument("--time-budget", dest="time_budget", type=float,
-                        help="stop the search after this many seconds")
+    parser.add_argument(
+        "--time-budget",
+        dest="time_budget",
+        type=float,
+        help="stop the search after this many seconds",
+    )
     parser.add_argument("--seed", type=int, help="seed for the sampler (default 0)")
     parser.add_argument("--output", help="output folder (default runs/<timestamp>)")
     parser.add_argument("--sampler", choices=SAMPLERS)
     parser.add_argument("--reward", choices=REWARDS, help="delta function (default soft)")
     parser.add_argument("--importance", choices=IMPORTANCES, help="channel importance criterion")
-    parser.add_argument("--round-to", dest="round_to", type=int,
-                        help="round kept channel counts to this multiple (1 = no rounding)")
-    parser.add_argument("--ignore-layers", dest="ignore_layers", nargs="+", metavar="MODULE",
-                        help="module names whose output channels are never pruned")
+    parser.add_argument(
+        "--round-to",
+        dest="round_to",
+        type=int,
+        help="round kept channel counts to this multiple (1 = no rounding)",
+    )
+    parser.add_argument(
+        "--ignore-layers",
+        dest="ignore_layers",
+        nargs="+",
+        metavar="MODULE",
+        help="module names whose output channels are never pruned",
+    )
     parser.add_argument("--device", choices=DEVICES, help="where latency is measured")
     parser.add_argument("--threads", type=int, help="intra-op threads for latency measurement")
     parser.add_argument("--epochs", type=int, help="recovery fine-tuning epochs (default 3)")
-    parser.add_argument("--trial-timeout", dest="trial_timeout", type=float,
-                        help="seconds; a slower trial fails with that reason")
+    parser.add_argument(
+        "--trial-timeout",
+        dest="trial_timeout",
+        type=float,
+        help="seconds; a slower trial fails with that reason",
+    )
     existing = parser.add_mutually_exclusive_group()
-    existing.add_argument("--resume", action="store_const", const="resume", dest="existing",
-                          help="continue the run in --output even if the config changed")
-    existing.add_argument("--overwrite", action="store_const", const="overwrite",
-                          dest="existing", help="discard the run in --output and start over")
-    parser.add_argument("--quantization", nargs="+", choices=QUANTIZATIONS,
-                        help="INT8 modes the search may choose (default: all)")
-    parser.add_argument("--keep-fp32", dest="keep_fp32", nargs="+", metavar="MODULE",
-                        help="module names never quantized (e.g. conv1 fc)")
-    parser.add_argument("--no-export", dest="export", action="store_const", const=False,
-                        help="score the PyTorch model instead of its ONNX artifact")
+    existing.add_argument(
+        "--resume",
+        action="store_const",
+        const="resume",
+        dest="existing",
+        help="continue the run in --output even if the config changed",
+    )
+    existing.add_argument(
+        "--overwrite",
+        action="store_const",
+        const="overwrite",
+        dest="existing",
+        help="discard the run in --output and start over",
+    )
+    parser.add_argument(
+        "--quantization",
+        nargs="+",
+        choices=QUANTIZATIONS,
+        help="INT8 modes the search may choose (default: all)",
+    )
+    parser.add_argument(
+        "--keep-fp32",
+        dest="keep_fp32",
+        nargs="+",
+        metavar="MODULE",
+        help="module names never quantized (e.g. conv1 fc)",
+    )
+    parser.add_argument(
+        "--no-export",
+        dest="export",
+        action="store_const",
+        const=False,
+        help="score the PyTorch model instead of its ONNX artifact",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the final table")
     # Task inputs (real models, issue 5).
-    parser.add_argument("--data", help="the task's data: the shared data folder for built-in "
-                                       "tasks (default ../shared/data), an ImageFolder directory "
-                                       "or a sentence-pair TSV file for your own model")
-    parser.add_argument("--model", help="your model: pkg.module:factory (a Python factory "
-                                        "returning the model, or (model, example_inputs)) or "
-                                        "hf:PATH (a local Hugging Face folder)")
-    parser.add_argument("--weights", help="weights for --model pkg.module:factory: a "
-                                          ".safetensors file or a torch state dict")
+    parser.add_argument(
+        "--data",
+        help="the task's data: the shared data folder for built-in "
+        "tasks (default ../shared/data), an ImageFolder directory "
+        "or a sentence-pair TSV file for your own model",
+    )
+    parser.add_argument(
+        "--model",
+        help="your model: pkg.module:factory (a Python factory "
+        "returning the model, or (model, example_inputs)) or "
+        "hf:PATH (a local Hugging Face folder)",
+    )
+    parser.add_argument(
+        "--weights",
+        help="weights for --model pkg.module:factory: a .safetensors file or a torch state dict",
+    )
     return parser
 
 

@@ -87,8 +87,10 @@ class LatencyTarget:
         if not math.isfinite(self.value) or self.value <= 0:
             raise UserInputError(f"--target-latency must be > 0, got {self.value:g}")
         if self.is_ratio and self.value > 1:
-            raise UserInputError(f"--target-latency {self.value:g} is a ratio above 1; use "
-                                 "0 < x <= 1 or milliseconds such as 2.5ms")
+            raise UserInputError(
+                f"--target-latency {self.value:g} is a ratio above 1; use "
+                "0 < x <= 1 or milliseconds such as 2.5ms"
+            )
 
     def __str__(self) -> str:
         return f"{self.value:g}" if self.is_ratio else f"{self.value:g}ms"
@@ -98,8 +100,9 @@ def parse_latency_target(text: str | float | int) -> LatencyTarget:
     """Parse ``0.5`` (a ratio of the baseline's latency) or ``2.5ms`` (milliseconds)."""
     match = None if isinstance(text, bool) else _LATENCY_RE.match(str(text))
     if not match:
-        raise UserInputError(f"--target-latency {text!r} is not a ratio like 0.5 or a time "
-                             "like 2.5ms")
+        raise UserInputError(
+            f"--target-latency {text!r} is not a ratio like 0.5 or a time like 2.5ms"
+        )
     return LatencyTarget(float(match.group(1)), is_ratio=match.group(2) is None)
 
 
@@ -134,13 +137,19 @@ class PruneConfig:
     def __post_init__(self) -> None:
         _check_choice("prune.importance", self.importance, IMPORTANCES)
         if self.round_to is not None and (not isinstance(self.round_to, int) or self.round_to < 1):
-            raise UserInputError(f"prune.round_to must be a positive integer; got {self.round_to!r}")
+            raise UserInputError(
+                f"prune.round_to must be a positive integer; got {self.round_to!r}"
+            )
         _check_range("prune.max_ratio", self.max_ratio, 0.05, 0.99)
         _check_range("prune.ratio_step", self.ratio_step, 0.01, 0.5)
-        if isinstance(self.ignore_layers, str) or not isinstance(self.ignore_layers, (list, tuple)) \
-                or not all(isinstance(name, str) for name in self.ignore_layers):
-            raise UserInputError("prune.ignore_layers must be a list of module names; "
-                                 f"got {self.ignore_layers!r}")
+        if (
+            isinstance(self.ignore_layers, str)
+            or not isinstance(self.ignore_layers, (list, tuple))
+            or not all(isinstance(name, str) for name in self.ignore_layers)
+        ):
+            raise UserInputError(
+                f"prune.ignore_layers must be a list of module names; got {self.ignore_layers!r}"
+            )
         self.ignore_layers = tuple(self.ignore_layers)
 
 
@@ -163,19 +172,26 @@ class SearchConfig:
         if not isinstance(self.trials, int) or self.trials < 1:
             raise UserInputError(f"search.trials must be a positive integer; got {self.trials!r}")
         if self.time_budget is not None and not self.time_budget > 0:
-            raise UserInputError(f"search.time_budget must be > 0 seconds; got {self.time_budget!r}")
+            raise UserInputError(
+                f"search.time_budget must be > 0 seconds; got {self.time_budget!r}"
+            )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise UserInputError(f"search.seed must be an integer; got {self.seed!r}")
         _check_choice("search.sampler", self.sampler, SAMPLERS)
         _check_choice("search.reward", self.reward, REWARDS)
         if self.trial_timeout is not None and not self.trial_timeout > 0:
-            raise UserInputError(f"search.trial_timeout must be > 0 seconds; got {self.trial_timeout!r}")
+            raise UserInputError(
+                f"search.trial_timeout must be > 0 seconds; got {self.trial_timeout!r}"
+            )
         if not isinstance(self.max_consecutive_failures, int) or self.max_consecutive_failures < 1:
-            raise UserInputError("search.max_consecutive_failures must be a positive integer; "
-                                 f"got {self.max_consecutive_failures!r}")
+            raise UserInputError(
+                "search.max_consecutive_failures must be a positive integer; "
+                f"got {self.max_consecutive_failures!r}"
+            )
         if not isinstance(self.calibration_samples, int) or self.calibration_samples < 1:
             raise UserInputError(
-                f"search.calibration_samples must be a positive integer; got {self.calibration_samples!r}"
+                "search.calibration_samples must be a positive integer; "
+                f"got {self.calibration_samples!r}"
             )
 
 
@@ -193,7 +209,9 @@ class MeasureConfig:
     def __post_init__(self) -> None:
         _check_choice("measure.device", self.device, DEVICES)
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise UserInputError(f"measure.threads must be a positive integer; got {self.threads!r}")
+            raise UserInputError(
+                f"measure.threads must be a positive integer; got {self.threads!r}"
+            )
         for name in ("batch_size", "rounds", "runs_per_round"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -270,8 +288,7 @@ class CompressConfig:
     target_latency: LatencyTarget | None = None
 
     def __post_init__(self) -> None:
-        if self.target_latency is not None and not isinstance(self.target_latency,
-                                                              LatencyTarget):
+        if self.target_latency is not None and not isinstance(self.target_latency, LatencyTarget):
             self.target_latency = parse_latency_target(self.target_latency)
         if self.target_flops is None and self.target_latency is None:
             raise UserInputError("give --target-flops, --target-latency or both")
@@ -282,8 +299,9 @@ class CompressConfig:
         self.data = Path(self.data) if self.data is not None else None
         self.weights = Path(self.weights) if self.weights is not None else None
         if self.model is not None and not isinstance(self.model, str):
-            raise UserInputError(f"model must be a string like pkg.module:factory or hf:PATH; "
-                                 f"got {self.model!r}")
+            raise UserInputError(
+                f"model must be a string like pkg.module:factory or hf:PATH; got {self.model!r}"
+            )
 
     def task_options(self) -> dict[str, Any]:
         """The options handed to the task builder (``None`` = the task's default)."""
@@ -292,16 +310,28 @@ class CompressConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CompressConfig:
         """Build from nested plain data (a parsed YAML file); unknown keys are errors."""
-        sections = {"prune": PruneConfig, "search": SearchConfig, "measure": MeasureConfig,
-                    "recovery": RecoveryConfig, "deploy": DeployConfig}
+        sections = {
+            "prune": PruneConfig,
+            "search": SearchConfig,
+            "measure": MeasureConfig,
+            "recovery": RecoveryConfig,
+            "deploy": DeployConfig,
+        }
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key in sections:
                 if not isinstance(value, dict):
                     raise UserInputError(f"config section {key!r} must be a mapping")
                 kwargs[key] = _build_section(sections[key], key, value)
-            elif key in ("target_flops", "target_latency", "task", "output", "data", "model",
-                         "weights"):
+            elif key in (
+                "target_flops",
+                "target_latency",
+                "task",
+                "output",
+                "data",
+                "model",
+                "weights",
+            ):
                 kwargs[key] = value
             else:
                 raise UserInputError(f"unknown config key {key!r}")
@@ -310,16 +340,22 @@ class CompressConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain data, suitable for YAML / JSON; round-trips through :meth:`from_dict`."""
         data = dataclasses.asdict(self)
-        data["target_flops"] = (None if self.target_flops is None
-                                else self.target_flops.value if self.target_flops.is_ratio
-                                else f"{self.target_flops.value:g}")
+        data["target_flops"] = (
+            None
+            if self.target_flops is None
+            else self.target_flops.value
+            if self.target_flops.is_ratio
+            else f"{self.target_flops.value:g}"
+        )
         data["output"] = str(self.output) if self.output is not None else None
         for key in ("data", "weights"):
             data[key] = str(getattr(self, key)) if getattr(self, key) is not None else None
         data["prune"]["ignore_layers"] = list(self.prune.ignore_layers)
         data["target_latency"] = str(self.target_latency) if self.target_latency else None
-        data["deploy"] = {key: list(value) if isinstance(value, tuple) else value
-                          for key, value in data["deploy"].items()}
+        data["deploy"] = {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in data["deploy"].items()
+        }
         return data
 
 
@@ -327,16 +363,19 @@ def _build_section(section_type: type, name: str, values: dict[str, Any]) -> Any
     known = {f.name for f in dataclasses.fields(section_type)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise UserInputError(f"unknown key {name}.{unknown[0]}; known keys: {', '.join(sorted(known))}")
+        raise UserInputError(
+            f"unknown key {name}.{unknown[0]}; known keys: {', '.join(sorted(known))}"
+        )
     try:
         return section_type(**values)
     except TypeError as exc:  # a value of a type the section's own checks did not expect
-        raise UserInputError(f"config section {name!r} has a value of the wrong type: {exc}") \
-            from None
+        raise UserInputError(
+            f"config section {name!r} has a value of the wrong type: {exc}"
+        ) from None
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file into plain data (validated later by :meth:`CompressConfig.from_dict`)."""
+    """Read a YAML config file into plain data (validated by :meth:`CompressConfig.from_dict`)."""
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"config file {path} does not exist")
@@ -348,5 +387,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserInputError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
+        raise UserInputError(
+            f"config file {path} must hold a mapping of keys, not {type(data).__name__}"
+        )
     return data

@@ -23,8 +23,14 @@ from compressor.search.space import FUSION_PARAM, QUANTIZATION_PARAM
 from compressor.tasks import Task
 
 
-def deploy_best(ctx: SearchContext, task: Task, model: nn.Module, params: Mapping,
-                baseline: Path, output_dir: Path) -> dict:
+def deploy_best(
+    ctx: SearchContext,
+    task: Task,
+    model: nn.Module,
+    params: Mapping,
+    baseline: Path,
+    output_dir: Path,
+) -> dict:
     """Write ``output_dir/model.onnx`` for the trial ``params`` chose, and measure it.
 
     Also times the fp32 export of the pruned model, to tell pruning's speed-up from
@@ -42,11 +48,17 @@ def deploy_best(ctx: SearchContext, task: Task, model: nn.Module, params: Mappin
         "path": artifact.path,
         "accuracy": checked_metric(task.evaluate_test(module)),
         "val_accuracy": checked_metric(task.evaluate(module)),
-        "best": {"quantization": spec.quantization, "fusion": spec.fusion,
-                 "parity": parity_of(ctx, model, module), "artifact": artifact.describe()},
-        "sizes": {"baseline_fp32.onnx": baseline.stat().st_size,
-                  "pruned_fp32.onnx": pruned_fp32.stat().st_size,
-                  "model.onnx": artifact.size_bytes},
+        "best": {
+            "quantization": spec.quantization,
+            "fusion": spec.fusion,
+            "parity": parity_of(ctx, model, module),
+            "artifact": artifact.describe(),
+        },
+        "sizes": {
+            "baseline_fp32.onnx": baseline.stat().st_size,
+            "pruned_fp32.onnx": pruned_fp32.stat().st_size,
+            "model.onnx": artifact.size_bytes,
+        },
         "pruned_fp32": ctx.meter.compare(pruned_fp32, rounds=3 * ctx.config.measure.rounds),
     }
 
@@ -56,10 +68,14 @@ def artifact_table(deployed: dict, latency: LatencyComparison) -> dict:
     sizes, pruned = deployed["sizes"], deployed["pruned_fp32"]
     return {
         "baseline_fp32.onnx": _row(latency.baseline, sizes["baseline_fp32.onnx"]),
-        "pruned_fp32.onnx": {**_row(pruned.candidate, sizes["pruned_fp32.onnx"]),
-                             "latency_ratio": pruned.ratio},
-        "model.onnx": {**_row(latency.candidate, sizes["model.onnx"]),
-                       "latency_ratio": latency.ratio},
+        "pruned_fp32.onnx": {
+            **_row(pruned.candidate, sizes["pruned_fp32.onnx"]),
+            "latency_ratio": pruned.ratio,
+        },
+        "model.onnx": {
+            **_row(latency.candidate, sizes["model.onnx"]),
+            "latency_ratio": latency.ratio,
+        },
     }
 
 

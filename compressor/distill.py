@@ -26,9 +26,15 @@ def logits_kd_loss(temperature: float = 4.0, label_weight: float = 0.5) -> LossF
     """``T^2 KL(teacher_T || student_T)``, mixed with cross-entropy when labels are given."""
 
     def loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None):
-        kd = F.kl_div(F.log_softmax(student / temperature, dim=-1),
-                      F.log_softmax(teacher / temperature, dim=-1),
-                      log_target=True, reduction="batchmean") * temperature ** 2
+        kd = (
+            F.kl_div(
+                F.log_softmax(student / temperature, dim=-1),
+                F.log_softmax(teacher / temperature, dim=-1),
+                log_target=True,
+                reduction="batchmean",
+            )
+            * temperature**2
+        )
         if labels is None:
             return kd
         return (1 - label_weight) * kd + label_weight * F.cross_entropy(student, labels)
@@ -42,9 +48,19 @@ def embedding_kd_loss(student: torch.Tensor, teacher: torch.Tensor, labels=None)
     return F.mse_loss(student, teacher) + (1.0 - cosine).mean()
 
 
-def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, loss_fn: LossFn, *,
-            epochs: int = 1, steps: int | None = None, lr: float = 1e-4,
-            optimizer: str = "adamw", progress: bool = True, seed: int = 0) -> nn.Module:
+def distill(
+    student: nn.Module,
+    teacher: nn.Module,
+    batches: Iterable,
+    loss_fn: LossFn,
+    *,
+    epochs: int = 1,
+    steps: int | None = None,
+    lr: float = 1e-4,
+    optimizer: str = "adamw",
+    progress: bool = True,
+    seed: int = 0,
+) -> nn.Module:
     """Train ``student`` to match ``teacher`` on ``batches`` of ``(inputs, labels)``.
 
     ``inputs`` is a tensor or a tuple of tensors (passed as positional arguments);
@@ -59,8 +75,9 @@ def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, loss_fn: 
     if total == 0 or (steps is None and epochs <= 0):
         return student.eval()
     opt = _optimizer(student, optimizer, lr)
-    scheduler = (torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
-                 if total else None)
+    scheduler = (
+        torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total)) if total else None
+    )
     cache: dict[int, torch.Tensor] = {}
     teacher.eval()
     student.train()
@@ -101,8 +118,9 @@ def distill(student: nn.Module, teacher: nn.Module, batches: Iterable, loss_fn: 
 
 def _optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optimizer:
     if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
-                               weight_decay=5e-4)
+        return torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4
+        )
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
 
 
@@ -110,17 +128,27 @@ def embedding_recovery(batches: Sequence) -> Callable[..., nn.Module]:
     """A task ``recover`` hook: distil a sentence encoder's embeddings on ``batches`` of
     model inputs (AdamW; the teacher's embeddings are cached)."""
 
-    def recover(student: nn.Module, teacher: nn.Module, config: RecoveryConfig,
-                progress: bool = True) -> nn.Module:
-        return distill(student, teacher, [(inputs, None) for inputs in batches],
-                       embedding_kd_loss, epochs=config.epochs, steps=config.steps,
-                       lr=config.lr, optimizer="adamw", progress=progress)
+    def recover(
+        student: nn.Module, teacher: nn.Module, config: RecoveryConfig, progress: bool = True
+    ) -> nn.Module:
+        return distill(
+            student,
+            teacher,
+            [(inputs, None) for inputs in batches],
+            embedding_kd_loss,
+            epochs=config.epochs,
+            steps=config.steps,
+            lr=config.lr,
+            optimizer="adamw",
+            progress=progress,
+        )
 
     return recover
 
 
-def recover_model(task, student: nn.Module, config: RecoveryConfig,
-                  progress: bool = True) -> nn.Module:
+def recover_model(
+    task, student: nn.Module, config: RecoveryConfig, progress: bool = True
+) -> nn.Module:
     """The chosen variant's recovery: the task's own hook, else the configured method
     (``fine_tune`` on the task's loss, or ``distill`` from the uncompressed model)."""
     from compressor.recover import fine_tune
@@ -128,7 +156,22 @@ def recover_model(task, student: nn.Module, config: RecoveryConfig,
     if task.recover is not None:
         return task.recover(student, task.model, config, progress)
     if config.method == "distill":
-        return distill(student, task.model, task.train_data, logits_kd_loss(), epochs=config.epochs,
-                       steps=config.steps, lr=config.lr, optimizer="sgd", progress=progress)
-    return fine_tune(student, task.train_data, task.loss_fn, epochs=config.epochs, lr=config.lr,
-                     progress=progress)
+        return distill(
+            student,
+            task.model,
+            task.train_data,
+            logits_kd_loss(),
+            epochs=config.epochs,
+            steps=config.steps,
+            lr=config.lr,
+            optimizer="sgd",
+            progress=progress,
+        )
+    return fine_tune(
+        student,
+        task.train_data,
+        task.loss_fn,
+        epochs=config.epochs,
+        lr=config.lr,
+        progress=progress,
+    )

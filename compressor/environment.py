@@ -20,7 +20,9 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def cpu_flags(wanted: tuple[str, ...] = ("avx2", "avx512f", "avx512_vnni", "amx_int8")) -> list[str]:
+def cpu_flags(
+    wanted: tuple[str, ...] = ("avx2", "avx512f", "avx512_vnni", "amx_int8"),
+) -> list[str]:
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:

@@ -33,22 +33,31 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable, num_samples: int)
         seen += len(inputs)
         if seen >= num_samples:
             break
-    for norm, momentum in zip(norms, saved_momentum):
+    for norm, momentum in zip(norms, saved_momentum, strict=True):
         norm.momentum = momentum
     return model.eval()
 
 
-def fine_tune(model: nn.Module, batches: Iterable, loss_fn: Callable, *, epochs: int,
-              lr: float, progress: bool = True) -> nn.Module:
+def fine_tune(
+    model: nn.Module,
+    batches: Iterable,
+    loss_fn: Callable,
+    *,
+    epochs: int,
+    lr: float,
+    progress: bool = True,
+) -> nn.Module:
     """Train all weights for ``epochs`` passes (SGD + Nesterov momentum, cosine schedule)."""
     steps_per_epoch = len(batches) if hasattr(batches, "__len__") else None
     if epochs <= 0:
         return model.eval()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
-                                weight_decay=5e-4)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
     total = epochs * steps_per_epoch if steps_per_epoch else None
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-                 if total else None)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total) if total else None
+    )
     bar = _progress(total, progress, "recovery")
     model.train()
     for epoch in range(epochs):

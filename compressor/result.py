@@ -26,36 +26,69 @@ class CompressionResult:
     artifacts: dict[str, Any] = field(default_factory=dict)  # per ONNX file: latency, size
 
     def to_json(self) -> dict[str, Any]:
-        return {"baseline": self.baseline, "best": self.best, "target": self.target,
-                "artifacts": self.artifacts, "trials": self.trials,
-                "environment": self.environment}
+        return {
+            "baseline": self.baseline,
+            "best": self.best,
+            "target": self.target,
+            "artifacts": self.artifacts,
+            "trials": self.trials,
+            "environment": self.environment,
+        }
 
     def __str__(self) -> str:
         base, best = self.baseline, self.best
         rows = [
-            ("test accuracy", f"{base['accuracy']:.2%}", f"{best['accuracy']:.2%}",
-             f"{(best['accuracy'] - base['accuracy']) * 100:+.2f} pt"),
-            ("FLOPs", _count(base["flops"]), _count(best["flops"]),
-             f"{best['flops'] / base['flops']:.2f}x"),
-            ("params", _count(base["params"]), _count(best["params"]),
-             f"{best['params'] / base['params']:.2f}x"),
-            ("latency p50", f"{base['latency_ms']:.3f} ms", f"{best['latency_ms']:.3f} ms",
-             f"{best['latency_ratio']:.2f}x"),
+            (
+                "test accuracy",
+                f"{base['accuracy']:.2%}",
+                f"{best['accuracy']:.2%}",
+                f"{(best['accuracy'] - base['accuracy']) * 100:+.2f} pt",
+            ),
+            (
+                "FLOPs",
+                _count(base["flops"]),
+                _count(best["flops"]),
+                f"{best['flops'] / base['flops']:.2f}x",
+            ),
+            (
+                "params",
+                _count(base["params"]),
+                _count(best["params"]),
+                f"{best['params'] / base['params']:.2f}x",
+            ),
+            (
+                "latency p50",
+                f"{base['latency_ms']:.3f} ms",
+                f"{best['latency_ms']:.3f} ms",
+                f"{best['latency_ratio']:.2f}x",
+            ),
         ]
-        widths = [max(len(row[i]) for row in rows + [("", "baseline", "best", "change")])
-                  for i in range(4)]
-        lines = ["  ".join(text.ljust(w) for text, w in zip(("", "baseline", "best", "change"),
-                                                          widths))]
-        lines += ["  ".join(text.ljust(w) for text, w in zip(row, widths)) for row in rows]
-        lines.append(f"accuracy before recovery: {best['accuracy_before_recovery']:.2%}   "
-                     f"reward: {best['reward']:.4f}   trial #{best['trial']}")
+        widths = [
+            max(len(row[i]) for row in rows + [("", "baseline", "best", "change")])
+            for i in range(4)
+        ]
+        lines = [
+            "  ".join(
+                text.ljust(w)
+                for text, w in zip(("", "baseline", "best", "change"), widths, strict=True)
+            )
+        ]
+        lines += [
+            "  ".join(text.ljust(w) for text, w in zip(row, widths, strict=True)) for row in rows
+        ]
+        lines.append(
+            f"accuracy before recovery: {best['accuracy_before_recovery']:.2%}   "
+            f"reward: {best['reward']:.4f}   trial #{best['trial']}"
+        )
         if "quantization" in best:
             parity = best["parity"]
-            lines.append(f"artifact model.onnx: quantization {best['quantization']}, fusion "
-                         f"{'on' if best['fusion'] else 'off'}; fp32 pruned accuracy "
-                         f"{best['accuracy_fp32']:.2%}; parity top-1 "
-                         f"{parity['top1_agreement']:.2%}, cosine {parity['cosine']:.4f}, "
-                         f"max |diff| {parity['max_abs_diff']:.3g}")
+            lines.append(
+                f"artifact model.onnx: quantization {best['quantization']}, fusion "
+                f"{'on' if best['fusion'] else 'off'}; fp32 pruned accuracy "
+                f"{best['accuracy_fp32']:.2%}; parity top-1 "
+                f"{parity['top1_agreement']:.2%}, cosine {parity['cosine']:.4f}, "
+                f"max |diff| {parity['max_abs_diff']:.3g}"
+            )
         if self.output_dir is not None:
             lines.append(f"written to {self.output_dir}")
         return "\n".join(lines)

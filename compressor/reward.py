@@ -60,8 +60,13 @@ def hard_factor(ratio: float, beta: float = HARD_BETA) -> float:
     return 1.0 if ratio <= 1.0 else ratio**beta
 
 
-def reward(accuracy: float, terms: Sequence[Term], mode: str = "soft",
-           alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA) -> float:
+def reward(
+    accuracy: float,
+    terms: Sequence[Term],
+    mode: str = "soft",
+    alpha: float = DEFAULT_ALPHA,
+    beta: float = DEFAULT_BETA,
+) -> float:
     """R for a variant with metric ``accuracy`` (in [0, 1]) and complexity ``terms``.
 
     For ``amc`` the FLOPs term's value is used as AMC's absolute FLOPs.

@@ -26,8 +26,9 @@ def default_output_dir() -> Path:
     return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
 
 
-def check_output_dir(output: Path | None, config: CompressConfig,
-                     existing: str = "auto") -> tuple[Path, bool]:
+def check_output_dir(
+    output: Path | None, config: CompressConfig, existing: str = "auto"
+) -> tuple[Path, bool]:
     """Validate the output folder; returns it and whether the run continues an earlier one.
 
     Raises :class:`UserInputError` (and touches nothing) when the folder cannot be used.
@@ -40,20 +41,25 @@ def check_output_dir(output: Path | None, config: CompressConfig,
     if not path.is_dir():
         raise UserInputError(f"output {path} exists and is not a folder; choose another --output")
     if not (path / CONFIG_FILE).is_file():
-        raise UserInputError(f"output folder {path} is not empty and holds no compress run; "
-                             "choose a new --output")
-    foreign = sorted(p.name for p in path.iterdir()
-                     if p.name not in RUN_FILES and not p.name.startswith("."))
+        raise UserInputError(
+            f"output folder {path} is not empty and holds no compress run; choose a new --output"
+        )
+    foreign = sorted(
+        p.name for p in path.iterdir() if p.name not in RUN_FILES and not p.name.startswith(".")
+    )
     if existing == "overwrite" and foreign:
-        raise UserInputError(f"output folder {path} holds files compress did not write "
-                             f"({foreign[0]}); refusing to overwrite it")
+        raise UserInputError(
+            f"output folder {path} holds files compress did not write "
+            f"({foreign[0]}); refusing to overwrite it"
+        )
     if existing == "overwrite":
         return path, False
     difference = _config_difference(_saved_config(path), config)
     if difference and existing != "resume":
         raise UserInputError(
             f"output folder {path} holds a run with a different config ({difference}); pass "
-            "--resume to continue it with the new settings or --overwrite to start over")
+            "--resume to continue it with the new settings or --overwrite to start over"
+        )
     return path, True
 
 
@@ -67,8 +73,9 @@ def _saved_config(path: Path) -> dict:
     try:
         return CompressConfig.from_dict(yaml.safe_load((path / CONFIG_FILE).read_text())).to_dict()
     except (OSError, yaml.YAMLError, UserInputError, TypeError) as exc:
-        raise UserInputError(f"{path / CONFIG_FILE} is unreadable ({exc}); pass --overwrite to "
-                             "start over") from None
+        raise UserInputError(
+            f"{path / CONFIG_FILE} is unreadable ({exc}); pass --overwrite to start over"
+        ) from None
 
 
 def _config_difference(saved: dict, config: CompressConfig) -> str:

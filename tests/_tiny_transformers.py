@@ -7,17 +7,43 @@ from pathlib import Path
 
 import torch
 
-WORDS = ("a", "man", "woman", "is", "are", "playing", "guitar", "piano", "eating", "food",
-         "the", "dog", "cat", "runs", "sleeps", "on", "grass", "sofa", "child", "plays", "ball")
+WORDS = (
+    "a",
+    "man",
+    "woman",
+    "is",
+    "are",
+    "playing",
+    "guitar",
+    "piano",
+    "eating",
+    "food",
+    "the",
+    "dog",
+    "cat",
+    "runs",
+    "sleeps",
+    "on",
+    "grass",
+    "sofa",
+    "child",
+    "plays",
+    "ball",
+)
 
 
 def tiny_bert(attn: str = "eager", layers: int = 2, seed: int = 0):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
-    config = BertConfig(hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
-                        intermediate_size=64, vocab_size=len(WORDS) + 5,
-                        max_position_embeddings=64)
+    config = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=64,
+        vocab_size=len(WORDS) + 5,
+        max_position_embeddings=64,
+    )
     return BertModel._from_config(config, attn_implementation=attn).eval()
 
 
@@ -25,8 +51,14 @@ def tiny_distilbert(attn: str = "eager", seed: int = 0):
     from transformers import DistilBertConfig, DistilBertModel
 
     torch.manual_seed(seed)
-    config = DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64,
-                              vocab_size=len(WORDS) + 5, max_position_embeddings=64)
+    config = DistilBertConfig(
+        dim=32,
+        n_layers=2,
+        n_heads=4,
+        hidden_dim=64,
+        vocab_size=len(WORDS) + 5,
+        max_position_embeddings=64,
+    )
     return DistilBertModel._from_config(config, attn_implementation=attn).eval()
 
 

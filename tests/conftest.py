@@ -9,8 +9,9 @@ import pytest
 import torch
 
 # The digits model is trained once (~15 s) and cached; tests share the project-local cache.
-os.environ.setdefault("COMPRESSOR_CACHE", str(Path(__file__).resolve().parents[1] / ".cache"
-                                              / "compressor"))
+os.environ.setdefault(
+    "COMPRESSOR_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "compressor")
+)
 torch.set_num_threads(2)
 
 

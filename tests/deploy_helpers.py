@@ -46,4 +46,4 @@ def labelled_batches(count: int = 128, batch: int = 32) -> list:
     """``(inputs, labels)`` batches like a task's training data."""
     images = image_batch(count, seed=7)
     labels = torch.zeros(count, dtype=torch.long)
-    return [(images[i:i + batch], labels[i:i + batch]) for i in range(0, count, batch)]
+    return [(images[i : i + batch], labels[i : i + batch]) for i in range(0, count, batch)]

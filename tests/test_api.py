@@ -7,17 +7,26 @@ from compressor.config import DeployConfig, RecoveryConfig, SearchConfig
 
 def _fast_config(seed=0, trials=4, epochs=2):
     # One quantization mode: the seeded trials are the uniform plan, then the sensitivity plan.
-    return CompressConfig(search=SearchConfig(trials=trials, seed=seed),
-                          recovery=RecoveryConfig(epochs=epochs),
-                          deploy=DeployConfig(quantization=("static_ort",)))
+    return CompressConfig(
+        search=SearchConfig(trials=trials, seed=seed),
+        recovery=RecoveryConfig(epochs=epochs),
+        deploy=DeployConfig(quantization=("static_ort",)),
+    )
 
 
 def test_compress_from_python(digits_task, tmp_path):
     before = {k: v.clone() for k, v in digits_task.model.state_dict().items()}
-    result = compress(digits_task.model, digits_task.example_inputs[0], digits_task.evaluate,
-                      train_data=digits_task.train_data, test_evaluate=digits_task.evaluate_test,
-                      target_flops="26M", output_dir=tmp_path / "api", config=_fast_config(),
-                      verbose=False)
+    result = compress(
+        digits_task.model,
+        digits_task.example_inputs[0],
+        digits_task.evaluate,
+        train_data=digits_task.train_data,
+        test_evaluate=digits_task.evaluate_test,
+        target_flops="26M",
+        output_dir=tmp_path / "api",
+        config=_fast_config(),
+        verbose=False,
+    )
     assert result.best["flops"] <= 26e6
     assert result.best["accuracy"] >= result.baseline["accuracy"] - 0.03
     assert len(result.trials) == 4
@@ -30,11 +39,16 @@ def test_compress_from_python(digits_task, tmp_path):
 
 def test_same_seed_gives_the_same_trial_parameters(digits_task, tmp_path):
     def plans(folder):
-        result = compress(digits_task.model, digits_task.example_inputs, digits_task.evaluate,
-                          train_data=digits_task.train_data,
-                          calibration_data=digits_task.calibration_data,
-                          output_dir=tmp_path / folder,
-                          config=_fast_config(seed=7, trials=5, epochs=0), verbose=False)
+        result = compress(
+            digits_task.model,
+            digits_task.example_inputs,
+            digits_task.evaluate,
+            train_data=digits_task.train_data,
+            calibration_data=digits_task.calibration_data,
+            output_dir=tmp_path / folder,
+            config=_fast_config(seed=7, trials=5, epochs=0),
+            verbose=False,
+        )
         return [t["plan"] for t in result.trials]
 
     # The seeded plans and the sampler's random start-up trials do not depend on latency;
@@ -42,12 +56,23 @@ def test_same_seed_gives_the_same_trial_parameters(digits_task, tmp_path):
     assert plans("a") == plans("b")
 
 
-@pytest.mark.parametrize("bad_value, message", [
-    ("seven", "not a number"), (float("nan"), "not a finite"), (3.5, r"in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "bad_value, message",
+    [
+        ("seven", "not a number"),
+        (float("nan"), "not a finite"),
+        (3.5, r"in \[0, 1\]"),
+    ],
+)
 def test_evaluate_must_return_an_accuracy(digits_task, tmp_path, bad_value, message):
     with pytest.raises(UserInputError, match=message):
-        compress(digits_task.model, digits_task.example_inputs, lambda m: bad_value,
-                 train_data=digits_task.train_data, output_dir=tmp_path / "x",
-                 config=_fast_config(), verbose=False)
+        compress(
+            digits_task.model,
+            digits_task.example_inputs,
+            lambda m: bad_value,
+            train_data=digits_task.train_data,
+            output_dir=tmp_path / "x",
+            config=_fast_config(),
+            verbose=False,
+        )
     assert not (tmp_path / "x").exists()

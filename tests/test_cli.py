@@ -33,10 +33,16 @@ def test_cli_run_meets_the_budget_and_keeps_accuracy(cli_run):
     assert best["latency_ms"] > 0 and baseline["latency_ms"] > 0
     assert len(result["trials"]) == 4
     assert {"number", "state", "reward", "accuracy", "flops", "latency_ms", "params"} <= set(
-        result["trials"][0])
+        result["trials"][0]
+    )
     assert result["environment"]["libraries"]["torch"].startswith("2.")
     assert sorted(p.name for p in output.iterdir()) == [
-        "config.yaml", "model.onnx", "model.safetensors", "result.json", "study.db"]
+        "config.yaml",
+        "model.onnx",
+        "model.safetensors",
+        "result.json",
+        "study.db",
+    ]
 
 
 def test_saved_model_reloads_and_reproduces_the_recorded_accuracy(cli_run, digits_task):
@@ -62,9 +68,24 @@ def test_first_trials_are_the_seeded_plans(cli_run):
 def test_cli_as_a_subprocess_with_a_config_file(tmp_path):
     output = tmp_path / "run"
     completed = subprocess.run(
-        [sys.executable, "-m", "compressor.cli", "--config", str(ROOT / "configs" / "digits.yaml"),
-         "--trials", "3", "--epochs", "0", "--output", str(output)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "compressor.cli",
+            "--config",
+            str(ROOT / "configs" / "digits.yaml"),
+            "--trials",
+            "3",
+            "--epochs",
+            "0",
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert completed.returncode == 0, completed.stderr
     assert "[  3/3]" in completed.stdout  # progress lines
     assert f"written to {output}" in completed.stdout
@@ -80,23 +101,27 @@ def test_console_script_help_is_installed():
     assert completed.returncode == 0 and "--target-flops" in completed.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--target-flops", "0"], "must be > 0"),
-    (["--target-flops", "-1"], "not a number"),
-    (["--target-flops", "1.5"], "ratio above 1"),
-    (["--target-flops", "abc"], "not a number"),
-    (["--target-flops", "1K"], "cannot be reached"),
-    (["--config", "missing.yaml"], "does not exist"),
-    (["--reward", "fancy"], "invalid choice"),
-    (["--device", "tpu"], "invalid choice"),
-    (["--trials", "many"], "invalid int value"),
-    (["--trials", "0"], "search.trials"),
-    (["--task", "imagenet"], "unknown task"),
-    (["--ignore-layers", "head"], "not a module"),
-    (["--bogus"], "unrecognized arguments"),
-])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path, capsys,
-                                                        digits_task):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--target-flops", "0"], "must be > 0"),
+        (["--target-flops", "-1"], "not a number"),
+        (["--target-flops", "1.5"], "ratio above 1"),
+        (["--target-flops", "abc"], "not a number"),
+        (["--target-flops", "1K"], "cannot be reached"),
+        (["--config", "missing.yaml"], "does not exist"),
+        (["--reward", "fancy"], "invalid choice"),
+        (["--device", "tpu"], "invalid choice"),
+        (["--trials", "many"], "invalid int value"),
+        (["--trials", "0"], "search.trials"),
+        (["--task", "imagenet"], "unknown task"),
+        (["--ignore-layers", "head"], "not a module"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    args, message, tmp_path, capsys, digits_task
+):
     output = tmp_path / "out"
     code = main([*args, "--output", str(output), "--quiet"])
     err = capsys.readouterr().err

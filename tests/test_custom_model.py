@@ -17,12 +17,15 @@ def test_import_factory_resolves_module_and_dotted_attribute():
     assert import_factory("torch.nn:Linear.forward") is torch.nn.Linear.forward
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("no_colon", "must look like"),
-    ("not_a_module_xyz:f", "cannot import"),
-    ("_real_model_helpers:missing", "no attribute"),
-    ("_real_model_helpers:SHARED_DATA", "not callable"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("no_colon", "must look like"),
+        ("not_a_module_xyz:f", "cannot import"),
+        ("_real_model_helpers:missing", "no attribute"),
+        ("_real_model_helpers:SHARED_DATA", "not callable"),
+    ],
+)
 def test_bad_factory_specs_are_user_errors(spec, message):
     with pytest.raises(UserInputError, match=message):
         import_factory(spec)
@@ -56,8 +59,9 @@ def test_factory_may_return_example_inputs():
 
 def test_image_folder_task_builds_from_directory(tmp_path):
     data = write_image_folder(tmp_path / "imgs")
-    task = get_task("image-classification", model="_real_model_helpers:tiny_cnn", data=data,
-                    verbose=False)
+    task = get_task(
+        "image-classification", model="_real_model_helpers:tiny_cnn", data=data, verbose=False
+    )
     assert task.example_inputs[0].shape == (1, 3, 8, 8)
     assert task.ignored_layers == ("8",)  # the classifier
     inputs, labels = next(iter(task.train_data))
@@ -69,9 +73,27 @@ def test_image_folder_task_builds_from_directory(tmp_path):
 def test_compress_cli_on_own_model_and_image_folder(tmp_path, capsys):
     data = write_image_folder(tmp_path / "imgs", per_class=20)
     out = tmp_path / "run"
-    code = main(["--task", "image-classification", "--model", "_real_model_helpers:tiny_cnn",
-                 "--data", str(data), "--target-flops", "0.6", "--trials", "3", "--epochs", "1",
-                 "--round-to", "1", "--output", str(out), "--quiet"])
+    code = main(
+        [
+            "--task",
+            "image-classification",
+            "--model",
+            "_real_model_helpers:tiny_cnn",
+            "--data",
+            str(data),
+            "--target-flops",
+            "0.6",
+            "--trials",
+            "3",
+            "--epochs",
+            "1",
+            "--round-to",
+            "1",
+            "--output",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     import json
 

@@ -11,10 +11,17 @@ from compressor.measure.latency import LatencyComparison, LatencyStats
 from compressor.search.candidate import latency_term
 
 
-@pytest.mark.parametrize("text, value, is_ratio", [
-    ("0.5", 0.5, True), (0.25, 0.25, True), ("1", 1.0, True),
-    ("2.5ms", 2.5, False), (" 12 ms ", 12.0, False), ("0.8ms", 0.8, False),
-])
+@pytest.mark.parametrize(
+    "text, value, is_ratio",
+    [
+        ("0.5", 0.5, True),
+        (0.25, 0.25, True),
+        ("1", 1.0, True),
+        ("2.5ms", 2.5, False),
+        (" 12 ms ", 12.0, False),
+        ("0.8ms", 0.8, False),
+    ],
+)
 def test_latency_targets_parse(text, value, is_ratio):
     assert parse_latency_target(text) == LatencyTarget(value, is_ratio)
 
@@ -33,12 +40,15 @@ def test_latency_target_round_trips_through_yaml_data():
     assert data["deploy"]["quantization"] == ["none", "dynamic", "static_ort", "static_nncf"]
 
 
-@pytest.mark.parametrize("values, field", [
-    ({"quantization": ["int4"]}, "deploy.quantization"),
-    ({"quantization": []}, "deploy.quantization"),
-    ({"fusion": ["yes"]}, "deploy.fusion"),
-    ({"calibration_samples": 0}, "deploy.calibration_samples"),
-])
+@pytest.mark.parametrize(
+    "values, field",
+    [
+        ({"quantization": ["int4"]}, "deploy.quantization"),
+        ({"quantization": []}, "deploy.quantization"),
+        ({"fusion": ["yes"]}, "deploy.fusion"),
+        ({"calibration_samples": 0}, "deploy.calibration_samples"),
+    ],
+)
 def test_bad_deploy_values_name_the_field(values, field):
     with pytest.raises(UserInputError, match=field):
         DeployConfig(**values)
@@ -46,8 +56,18 @@ def test_bad_deploy_values_name_the_field(values, field):
 
 def test_cli_maps_deploy_options_onto_the_config():
     args = build_parser().parse_args(
-        ["--target-latency", "0.4", "--quantization", "static_ort", "none",
-         "--keep-fp32", "conv1", "fc", "--no-export"])
+        [
+            "--target-latency",
+            "0.4",
+            "--quantization",
+            "static_ort",
+            "none",
+            "--keep-fp32",
+            "conv1",
+            "fc",
+            "--no-export",
+        ]
+    )
     config = config_from_args(args)
     assert config.target_latency == LatencyTarget(0.4, True)
     assert config.deploy.quantization == ("static_ort", "none")
@@ -63,9 +83,11 @@ def test_cli_refuses_a_bad_latency_target(capsys, tmp_path):
 
 
 def _comparison(candidate_ms: float, baseline_ms: float) -> LatencyComparison:
-    return LatencyComparison(LatencyStats(candidate_ms, candidate_ms, 10),
-                             LatencyStats(baseline_ms, baseline_ms, 10),
-                             ratio=candidate_ms / baseline_ms)
+    return LatencyComparison(
+        LatencyStats(candidate_ms, candidate_ms, 10),
+        LatencyStats(baseline_ms, baseline_ms, 10),
+        ratio=candidate_ms / baseline_ms,
+    )
 
 
 def test_latency_term_is_a_budget_only_with_a_target():
@@ -82,8 +104,9 @@ def test_a_latency_target_alone_lets_the_search_choose_the_flops_level():
     config = config_from_args(build_parser().parse_args(["--target-latency", "2ms"]))
     assert config.target_flops is None
     assert config.to_dict()["target_flops"] is None
-    both = config_from_args(build_parser().parse_args(["--target-latency", "0.5",
-                                                       "--target-flops", "0.4"]))
+    both = config_from_args(
+        build_parser().parse_args(["--target-latency", "0.5", "--target-flops", "0.4"])
+    )
     assert both.target_flops.value == 0.4
     with pytest.raises(UserInputError, match="target-flops, --target-latency"):
         CompressConfig(target_flops=None)

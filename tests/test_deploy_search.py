@@ -24,10 +24,15 @@ PARITY_MIN_TOP1 = 0.95  # INT8 artifact vs fp32 PyTorch model, predictions on re
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     output = tmp_path_factory.mktemp("deploy") / "run"
-    config = CompressConfig.from_dict({
-        "output": str(output), "search": {"trials": 2, "seed": 0},
-        "deploy": {"quantization": ["static_ort", "dynamic"]},
-        "recovery": {"epochs": 1}, "measure": {"rounds": 3, "runs_per_round": 10}})
+    config = CompressConfig.from_dict(
+        {
+            "output": str(output),
+            "search": {"trials": 2, "seed": 0},
+            "deploy": {"quantization": ["static_ort", "dynamic"]},
+            "recovery": {"epochs": 1},
+            "measure": {"rounds": 3, "runs_per_round": 10},
+        }
+    )
     result = run_task(config, verbose=False)
     return result, output, json.loads((output / "result.json").read_text())
 
@@ -84,19 +89,26 @@ def test_the_pytorch_model_is_still_saved_beside_it(run):
 
 @pytest.mark.slow  # a second full run (~1.5 min on 2 cores)
 def test_a_latency_target_alone_searches_the_flops_level(tmp_path):
-    config = CompressConfig.from_dict({
-        "target_flops": None, "target_latency": 0.9, "output": str(tmp_path / "run"),
-        "search": {"trials": 2, "seed": 0}, "recovery": {"epochs": 0},
-        "deploy": {"quantization": ["static_ort"], "fusion": [True]},
-        "measure": {"rounds": 2, "runs_per_round": 5}})
+    config = CompressConfig.from_dict(
+        {
+            "target_flops": None,
+            "target_latency": 0.9,
+            "output": str(tmp_path / "run"),
+            "search": {"trials": 2, "seed": 0},
+            "recovery": {"epochs": 0},
+            "deploy": {"quantization": ["static_ort"], "fusion": [True]},
+            "measure": {"rounds": 2, "runs_per_round": 5},
+        }
+    )
     result = run_task(config, verbose=False)
     data = json.loads((tmp_path / "run" / "result.json").read_text())
     assert data["target"]["latency"] == "0.9"
     assert data["target"]["flops_ratio"] == 1.0  # no FLOPs budget of the user's
     import optuna
 
-    study = optuna.load_study(study_name="compress",
-                              storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
+    study = optuna.load_study(
+        study_name="compress", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}"
+    )
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 2
     for trial in done:  # each plan was fitted to its own sampled FLOPs level

@@ -29,8 +29,13 @@ class CountingTeacher(torch.nn.Module):
 
 def _images(batches=4, seed=0):
     generator = torch.Generator().manual_seed(seed)
-    return [(torch.randn(8, 3, 8, 8, generator=generator),
-             torch.randint(0, 2, (8,), generator=generator)) for _ in range(batches)]
+    return [
+        (
+            torch.randn(8, 3, 8, 8, generator=generator),
+            torch.randint(0, 2, (8,), generator=generator),
+        )
+        for _ in range(batches)
+    ]
 
 
 def _kl(student, teacher, batches):
@@ -49,9 +54,13 @@ def test_kd_losses_vanish_when_student_equals_teacher():
 def _plain_cnn(width: int, scale: float = 1.0, seed: int = 0) -> torch.nn.Module:
     # No BatchNorm: train/eval mode then computes the same function, so the KL is comparable.
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, width, 3, padding=1), torch.nn.ReLU(),
-                                torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(),
-                                torch.nn.Linear(4 * width, 2))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, width, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * width, 2),
+    )
     with torch.no_grad():
         model[4].weight.mul_(scale)
     return model.eval()
@@ -62,8 +71,16 @@ def test_logit_distillation_moves_student_towards_teacher_and_caches_it():
     batches = _images()
     before = _kl(student, teacher, batches)
     counting = CountingTeacher(teacher)
-    distill(student, counting, batches, logits_kd_loss(), epochs=10, lr=0.01, optimizer="adamw",
-            progress=False)
+    distill(
+        student,
+        counting,
+        batches,
+        logits_kd_loss(),
+        epochs=10,
+        lr=0.01,
+        optimizer="adamw",
+        progress=False,
+    )
     assert _kl(student, teacher, batches) < 0.5 * before
     assert counting.calls == len(batches)  # a fixed list: teacher outputs computed once
 
@@ -89,8 +106,10 @@ def test_embedding_distillation_closes_the_gap_to_the_teacher():
     pruner = TransformerPruner(other, round_to=None)
     student, _ = pruner.prune(other, {g.name: 0.5 for g in pruner.groups()})
     generator = torch.Generator().manual_seed(0)
-    batches = [((ids, torch.ones_like(ids)), None)
-               for ids in torch.randint(5, 25, (6, 8, 10), generator=generator)]
+    batches = [
+        ((ids, torch.ones_like(ids)), None)
+        for ids in torch.randint(5, 25, (6, 8, 10), generator=generator)
+    ]
 
     def gap():
         with torch.no_grad():
@@ -109,15 +128,22 @@ def test_recover_model_uses_task_hook_then_configured_method():
         seen["teacher"] = given_teacher
         return student
 
-    task = Task(name="t", model=teacher, example_inputs=(torch.zeros(1, 3, 8, 8),),
-                evaluate=lambda m: 1.0, evaluate_test=lambda m: 1.0, train_data=_images(),
-                recover=hook)
+    task = Task(
+        name="t",
+        model=teacher,
+        example_inputs=(torch.zeros(1, 3, 8, 8),),
+        evaluate=lambda m: 1.0,
+        evaluate_test=lambda m: 1.0,
+        train_data=_images(),
+        recover=hook,
+    )
     recover_model(task, copy.deepcopy(teacher), RecoveryConfig(epochs=1), progress=False)
     assert seen["teacher"] is teacher
     task.recover = None
     student = copy.deepcopy(teacher)
-    recover_model(task, student, RecoveryConfig(epochs=1, method="distill", lr=0.01),
-                  progress=False)
+    recover_model(
+        task, student, RecoveryConfig(epochs=1, method="distill", lr=0.01), progress=False
+    )
     assert not torch.equal(student[0].weight, teacher[0].weight)
 
 

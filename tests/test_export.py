@@ -18,8 +18,9 @@ FP32_TOLERANCE = 1e-4  # max |diff| of logits between PyTorch and the fp32 ONNX 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     model = tiny_resnet()
-    path = export_onnx(model, (torch.zeros(1, 1, 16, 16),),
-                       tmp_path_factory.mktemp("export") / "model.onnx")
+    path = export_onnx(
+        model, (torch.zeros(1, 1, 16, 16),), tmp_path_factory.mktemp("export") / "model.onnx"
+    )
     return model, path
 
 
@@ -49,12 +50,15 @@ def test_fusion_folds_batchnorm_into_convolutions(exported, tmp_path):
     assert parity["max_abs_diff"] < FP32_TOLERANCE
 
 
-@pytest.mark.parametrize("node, module", [
-    ("/conv1/Conv", "conv1"),
-    ("/layer1/layer1.0/conv1/Conv", "layer1.0.conv1"),
-    ("/layer2/layer2.0/shortcut/shortcut.0/Conv", "layer2.0.shortcut.0"),
-    ("/Relu", ""),
-])
+@pytest.mark.parametrize(
+    "node, module",
+    [
+        ("/conv1/Conv", "conv1"),
+        ("/layer1/layer1.0/conv1/Conv", "layer1.0.conv1"),
+        ("/layer2/layer2.0/shortcut/shortcut.0/Conv", "layer2.0.shortcut.0"),
+        ("/Relu", ""),
+    ],
+)
 def test_node_names_map_back_to_modules(node, module):
     assert module_of_node(node) == module
 
@@ -67,9 +71,14 @@ def test_nodes_of_modules_finds_first_conv_and_classifier(exported):
 def test_transformer_fusion_on_a_tiny_bert(tmp_path):
     transformers = pytest.importorskip("transformers")
     layers, heads, hidden = 2, 4, 32
-    config = transformers.BertConfig(vocab_size=100, hidden_size=hidden,
-                                     num_hidden_layers=layers, num_attention_heads=heads,
-                                     intermediate_size=64, max_position_embeddings=64)
+    config = transformers.BertConfig(
+        vocab_size=100,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     bert = transformers.BertModel(config, add_pooling_layer=False).eval()
 
@@ -86,8 +95,12 @@ def test_transformer_fusion_on_a_tiny_bert(tmp_path):
     model = Encoder().eval()
     path = export_onnx(model, (ids[:1], mask[:1]), tmp_path / "bert.onnx")
     fused = fuse_onnx(path, tmp_path / "bert-fused.onnx", num_heads=heads, hidden_size=hidden)
-    assert fused_counts(fused) == {"EmbedLayerNormalization": 1, "Attention": layers,
-                                   "SkipLayerNormalization": 2 * layers, "BiasGelu": layers}
+    assert fused_counts(fused) == {
+        "EmbedLayerNormalization": 1,
+        "Attention": layers,
+        "SkipLayerNormalization": 2 * layers,
+        "BiasGelu": layers,
+    }
     assert op_counts(fused).get("Softmax", 0) == 0  # attention really replaced
     parity = measure_parity(model, OnnxModule(fused), [(ids, mask)])
     assert parity["cosine"] > 0.9999 and parity["max_abs_diff"] < 1e-3

@@ -18,12 +18,14 @@ MASK = torch.ones_like(IDS)
 def hand_count(heads: int = HEADS, ffn: int = FFN) -> int:
     """FLOPs (2 x MACs) of one BERT layer plus the pooler, counted by hand."""
     inner = heads * HEAD
-    macs = (3 * L * H * inner  # Q, K, V projections
-            + L * inner * H  # attention output projection
-            + L * L * inner  # Q K^T (all heads)
-            + L * L * inner  # softmax(.) V
-            + 2 * L * H * ffn  # FFN in and out
-            + H * H)  # pooler dense on the [CLS] token
+    macs = (
+        3 * L * H * inner  # Q, K, V projections
+        + L * inner * H  # attention output projection
+        + L * L * inner  # Q K^T (all heads)
+        + L * L * inner  # softmax(.) V
+        + 2 * L * H * ffn  # FFN in and out
+        + H * H
+    )  # pooler dense on the [CLS] token
     return 2 * macs
 
 
@@ -36,8 +38,9 @@ def test_one_layer_matches_the_hand_count(attn):
 def test_pruned_layer_matches_the_hand_count(attn):
     model = tiny_bert(attn, layers=1)
     pruner = TransformerPruner(model, round_to=None)
-    pruned, kept = pruner.prune(model, {"encoder.layer.0.attention": 0.5,
-                                        "encoder.layer.0.ffn": 0.5})
+    pruned, kept = pruner.prune(
+        model, {"encoder.layer.0.attention": 0.5, "encoder.layer.0.ffn": 0.5}
+    )
     assert kept == {"encoder.layer.0.attention": 2, "encoder.layer.0.ffn": 32}
     assert count_flops(pruned, (IDS, MASK)) == hand_count(heads=2, ffn=32)
 

@@ -16,8 +16,9 @@ def test_stats_from_samples():
 
 
 def _conv_net(width):
-    return nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(width, width, 3, padding=1)).eval()
+    return nn.Sequential(
+        nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1)
+    ).eval()
 
 
 def test_meter_interleaves_candidate_and_baseline_in_a_subprocess():
@@ -29,17 +30,30 @@ def test_meter_interleaves_candidate_and_baseline_in_a_subprocess():
         assert worker.poll() is None  # one persistent measurement process
     assert worker.poll() is not None  # and it is gone after the block
     assert comparison.candidate.runs == comparison.baseline.runs == 20
-    assert comparison.candidate.p50_ms > 0 and comparison.baseline.p90_ms >= comparison.baseline.p50_ms
+    assert (
+        comparison.candidate.p50_ms > 0 and comparison.baseline.p90_ms >= comparison.baseline.p50_ms
+    )
     assert math.isfinite(comparison.ratio) and comparison.ratio > 0
 
 
 def test_meter_reports_worker_errors_instead_of_hanging():
     from compressor.errors import CompressorError
 
-    with LatencyMeter(MeasureConfig(rounds=2, runs_per_round=2), (torch.zeros(1, 3),)) as meter:
-        with pytest.raises(CompressorError, match="latency measurement failed"):
-            meter._request({"op": "compare", "keys": ["missing", "baseline"], "rounds": 1,
-                            "runs_per_round": 1, "warmup": 0, "max_seconds": 1})
+    config = MeasureConfig(rounds=2, runs_per_round=2)
+    with (
+        LatencyMeter(config, (torch.zeros(1, 3),)) as meter,
+        pytest.raises(CompressorError, match="latency measurement failed"),
+    ):
+        meter._request(
+            {
+                "op": "compare",
+                "keys": ["missing", "baseline"],
+                "rounds": 1,
+                "runs_per_round": 1,
+                "warmup": 0,
+                "max_seconds": 1,
+            }
+        )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

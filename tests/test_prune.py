@@ -8,10 +8,19 @@ from compressor.measure.flops import count_flops
 INPUTS = (torch.zeros(1, 1, 32, 32),)
 
 
-@pytest.mark.parametrize("channels, ratio, round_to, kept", [
-    (64, 0.5, None, 32), (64, 0.3, None, 45), (64, 0.3, 8, 48), (16, 0.3, 8, 8), (16, 0.2, 8, 16),
-    (64, 0.99, 8, 8), (10, 0.95, None, 1), (4, 0.5, 8, 2),
-])
+@pytest.mark.parametrize(
+    "channels, ratio, round_to, kept",
+    [
+        (64, 0.5, None, 32),
+        (64, 0.3, None, 45),
+        (64, 0.3, 8, 48),
+        (16, 0.3, 8, 8),
+        (16, 0.2, 8, 16),
+        (64, 0.99, 8, 8),
+        (10, 0.95, None, 1),
+        (4, 0.5, 8, 2),
+    ],
+)
 def test_kept_channels(channels, ratio, round_to, kept):
     assert kept_channels(channels, ratio, round_to) == kept
 
@@ -28,22 +37,26 @@ def test_pruning_cuts_flops_keeps_shapes_and_leaves_the_original_alone(random_di
     before = {k: v.clone() for k, v in random_digits_net.state_dict().items()}
     base_flops = count_flops(random_digits_net, INPUTS)
     groups = channel_groups(random_digits_net, INPUTS, ("fc",))
-    pruned, kept = prune_model(random_digits_net, INPUTS, {g.name: 0.5 for g in groups},
-                               round_to=8, ignored_layers=("fc",))
+    pruned, kept = prune_model(
+        random_digits_net, INPUTS, {g.name: 0.5 for g in groups}, round_to=8, ignored_layers=("fc",)
+    )
     assert count_flops(pruned, INPUTS) <= 0.3 * base_flops  # both sides of most convs halve
     assert pruned(torch.randn(3, 1, 32, 32)).shape == (3, 10)
     assert pruned.fc.out_features == 10
     assert all(k % 8 == 0 for k in kept.values())
     # residual partners stay equal: the stem and the stage-1 block outputs
     assert pruned.conv1.out_channels == kept["conv1"]
-    assert pruned.layer1[0].conv2.out_channels == pruned.layer1[1].conv2.out_channels == kept["conv1"]
+    assert (
+        pruned.layer1[0].conv2.out_channels == pruned.layer1[1].conv2.out_channels == kept["conv1"]
+    )
     for name, tensor in random_digits_net.state_dict().items():
         assert torch.equal(tensor, before[name]), name
 
 
 def test_per_group_ratios_are_applied_independently(random_digits_net):
-    pruned, kept = prune_model(random_digits_net, INPUTS, {"layer3.0.conv1": 0.75},
-                               ignored_layers=("fc",))
+    pruned, kept = prune_model(
+        random_digits_net, INPUTS, {"layer3.0.conv1": 0.75}, ignored_layers=("fc",)
+    )
     assert kept["layer3.0.conv1"] == 16 and pruned.layer3[0].conv1.out_channels == 16
     assert pruned.layer3[1].conv1.out_channels == 64  # untouched group
     assert pruned.layer3[0].conv2.in_channels == 16
@@ -52,8 +65,9 @@ def test_per_group_ratios_are_applied_independently(random_digits_net):
 def test_magnitude_importance_drops_the_weakest_channels(random_digits_net):
     with torch.no_grad():
         random_digits_net.layer2[0].conv1.weight[:8].mul_(1e-4)  # make 8 channels negligible
-    pruned, _ = prune_model(random_digits_net, INPUTS, {"layer2.0.conv1": 0.25},
-                            ignored_layers=("fc",))
+    pruned, _ = prune_model(
+        random_digits_net, INPUTS, {"layer2.0.conv1": 0.25}, ignored_layers=("fc",)
+    )
     kept_weights = pruned.layer2[0].conv1.weight
     assert kept_weights.abs().amax(dim=(1, 2, 3)).min() > 1e-3
 

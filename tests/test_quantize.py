@@ -47,11 +47,13 @@ def feeds():
     return calibration_feeds(labelled_batches(), 64)
 
 
-@pytest.mark.parametrize("case", CASES,
-                         ids=lambda c: f"{c.mode}-{'fused' if c.fusion else 'plain'}")
+@pytest.mark.parametrize(
+    "case", CASES, ids=lambda c: f"{c.mode}-{'fused' if c.fusion else 'plain'}"
+)
 def test_artifact_structure_and_parity(case, model, feeds, tmp_path):
-    artifact = build_artifact(model, EXAMPLE, DeploySpec(case.mode, case.fusion),
-                              tmp_path / "a.onnx", calibration=feeds)
+    artifact = build_artifact(
+        model, EXAMPLE, DeploySpec(case.mode, case.fusion), tmp_path / "a.onnx", calibration=feeds
+    )
     onnx.checker.check_model(str(artifact.path))
     ops = {node.op_type for node in onnx.load(str(artifact.path)).graph.node}
     assert set(case.must_have) <= ops
@@ -64,16 +66,23 @@ def test_artifact_structure_and_parity(case, model, feeds, tmp_path):
 
 def test_static_int8_graph_is_smaller_than_fp32(model, feeds, tmp_path):
     fp32 = build_artifact(model, EXAMPLE, DeploySpec("none", True), tmp_path / "f.onnx")
-    int8 = build_artifact(model, EXAMPLE, DeploySpec("static_ort", True), tmp_path / "q.onnx",
-                          calibration=feeds)
+    int8 = build_artifact(
+        model, EXAMPLE, DeploySpec("static_ort", True), tmp_path / "q.onnx", calibration=feeds
+    )
     assert int8.int8_ops["QuantizeLinear"] >= 3
     assert int8.size_bytes < fp32.size_bytes
 
 
 @pytest.mark.parametrize("mode", ["static_ort", "static_nncf", "dynamic"])
 def test_kept_modules_stay_fp32(mode, model, feeds, tmp_path):
-    artifact = build_artifact(model, EXAMPLE, DeploySpec(mode, True), tmp_path / "a.onnx",
-                              calibration=feeds, keep_fp32=("conv1", "fc"))
+    artifact = build_artifact(
+        model,
+        EXAMPLE,
+        DeploySpec(mode, True),
+        tmp_path / "a.onnx",
+        calibration=feeds,
+        keep_fp32=("conv1", "fc"),
+    )
     assert artifact.fp32_nodes == ("/conv1/Conv", "/fc/Gemm")
     graph = onnx.load(str(artifact.path)).graph
     producers = {out: node.op_type for node in graph.node for out in node.output}
@@ -82,8 +91,11 @@ def test_kept_modules_stay_fp32(mode, model, feeds, tmp_path):
             # fp32 weights straight from initializers, not from a DequantizeLinear
             assert node.op_type in ("Conv", "Gemm")
             assert producers.get(node.input[1]) != "DequantizeLinear"
-    quantized = [n for n in graph.node if n.op_type in ("ConvInteger", "Conv")
-                 and n.name not in artifact.fp32_nodes]
+    quantized = [
+        n
+        for n in graph.node
+        if n.op_type in ("ConvInteger", "Conv") and n.name not in artifact.fp32_nodes
+    ]
     assert quantized, "the other convolution is still quantized"
 
 

@@ -13,9 +13,13 @@ def _inner_only_plan(task):
 
 
 def test_adaptive_bn_makes_the_proxy_meaningful(digits_task):
-    pruned, _ = prune_model(digits_task.model, digits_task.example_inputs,
-                            _inner_only_plan(digits_task), round_to=8,
-                            ignored_layers=digits_task.ignored_layers)
+    pruned, _ = prune_model(
+        digits_task.model,
+        digits_task.example_inputs,
+        _inner_only_plan(digits_task),
+        round_to=8,
+        ignored_layers=digits_task.ignored_layers,
+    )
     stale = digits_task.evaluate(pruned)
     recalibrate_batchnorm(pruned, first_batches(digits_task.train_data, 256), 256)
     calibrated = digits_task.evaluate(pruned)
@@ -25,15 +29,21 @@ def test_adaptive_bn_makes_the_proxy_meaningful(digits_task):
 
 
 def test_fine_tune_recovers_a_heavily_pruned_model(digits_task):
-    groups = channel_groups(digits_task.model, digits_task.example_inputs,
-                            digits_task.ignored_layers)
-    pruned, _ = prune_model(digits_task.model, digits_task.example_inputs,
-                            {g.name: 0.5 for g in groups}, round_to=8,
-                            ignored_layers=digits_task.ignored_layers)
+    groups = channel_groups(
+        digits_task.model, digits_task.example_inputs, digits_task.ignored_layers
+    )
+    pruned, _ = prune_model(
+        digits_task.model,
+        digits_task.example_inputs,
+        {g.name: 0.5 for g in groups},
+        round_to=8,
+        ignored_layers=digits_task.ignored_layers,
+    )
     recalibrate_batchnorm(pruned, first_batches(digits_task.train_data, 256), 256)
     before = digits_task.evaluate(pruned)
-    fine_tune(pruned, digits_task.train_data, digits_task.loss_fn, epochs=2, lr=0.01,
-              progress=False)
+    fine_tune(
+        pruned, digits_task.train_data, digits_task.loss_fn, epochs=2, lr=0.01, progress=False
+    )
     after = digits_task.evaluate(pruned)
     assert after >= 0.95 and after > before  # measured 0.28 -> 0.97
 
@@ -43,9 +53,13 @@ def test_default_model_is_accurate(digits_task):
 
 
 def test_saved_pruned_model_reloads_with_identical_outputs(digits_task, tmp_path):
-    pruned, kept = prune_model(digits_task.model, digits_task.example_inputs,
-                               _inner_only_plan(digits_task), round_to=8,
-                               ignored_layers=digits_task.ignored_layers)
+    pruned, kept = prune_model(
+        digits_task.model,
+        digits_task.example_inputs,
+        _inner_only_plan(digits_task),
+        round_to=8,
+        ignored_layers=digits_task.ignored_layers,
+    )
     save_model(pruned, tmp_path / "model.safetensors")
     restored = load_model(DigitsResNet(), tmp_path / "model.safetensors")
     inputs = torch.randn(5, 1, 32, 32)
@@ -71,8 +85,9 @@ def test_cache_is_retrained_when_corrupt(tmp_path, monkeypatch):
 
     monkeypatch.setenv("COMPRESSOR_CACHE", str(tmp_path))
     monkeypatch.setattr(digits, "TRAIN_EPOCHS", 1)
-    monkeypatch.setattr(digits, "train_digits_model",
-                        lambda splits, **options: DigitsResNet().eval())
+    monkeypatch.setattr(
+        digits, "train_digits_model", lambda splits, **options: DigitsResNet().eval()
+    )
     cache = tmp_path / f"{digits.CACHE_VERSION}.safetensors"
     cache.write_bytes(b"not a safetensors file")
     model = digits.load_or_train_model(digits.load_splits(), verbose=False)

@@ -17,9 +17,11 @@ from compressor.config import DeployConfig, RecoveryConfig, SearchConfig
 
 
 def _config(trials, **search):
-    return CompressConfig(search=SearchConfig(trials=trials, **search),
-                          recovery=RecoveryConfig(epochs=1),
-                          deploy=DeployConfig(quantization=("static_ort",)))
+    return CompressConfig(
+        search=SearchConfig(trials=trials, **search),
+        recovery=RecoveryConfig(epochs=1),
+        deploy=DeployConfig(quantization=("static_ort",)),
+    )
 
 
 def _completed(db_path):
@@ -33,8 +35,20 @@ def _completed(db_path):
 
 def test_killed_run_resumes_without_losing_trials(tmp_path):
     output = tmp_path / "run"
-    command = [sys.executable, "-m", "compressor.cli", "--trials", "7", "--epochs", "1",
-               "--seed", "3", "--output", str(output), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "compressor.cli",
+        "--trials",
+        "7",
+        "--epochs",
+        "1",
+        "--seed",
+        "3",
+        "--output",
+        str(output),
+        "--quiet",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 400
     while len(_completed(output / "study.db")) < 3:
@@ -77,9 +91,16 @@ class FlakyMetric:
 def test_failing_and_nan_trials_are_isolated(digits_task, tmp_path):
     # call 1: baseline; 2-10: sensitivity of the 9 groups; 11 on: trial 0, 1, 2, ...
     metric = FlakyMetric(digits_task.evaluate, raise_on={13, 17}, nan_on={15})
-    result = compress(digits_task.model, digits_task.example_inputs, metric,
-                      train_data=digits_task.train_data, test_evaluate=digits_task.evaluate_test,
-                      output_dir=tmp_path / "run", config=_config(8), verbose=False)
+    result = compress(
+        digits_task.model,
+        digits_task.example_inputs,
+        metric,
+        train_data=digits_task.train_data,
+        test_evaluate=digits_task.evaluate_test,
+        output_dir=tmp_path / "run",
+        config=_config(8),
+        verbose=False,
+    )
     failed = [t for t in result.trials if t["state"] == "FAIL"]
     assert [t["number"] for t in failed] == [2, 4, 6]
     assert "metric backend unavailable" in failed[0]["error"]
@@ -89,28 +110,40 @@ def test_failing_and_nan_trials_are_isolated(digits_task, tmp_path):
     assert result.best["accuracy"] >= 0.9
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert [t["error"] for t in saved["trials"] if t["state"] == "FAIL"] == [
-        t["error"] for t in failed]
+        t["error"] for t in failed
+    ]
 
 
 def test_too_many_failures_in_a_row_stop_with_a_summary(digits_task, tmp_path):
     metric = FlakyMetric(digits_task.evaluate, raise_on=set(range(2, 100)), nan_on=set())
     with pytest.raises(CompressorError, match="3 failed trials in a row.*metric backend"):
-        compress(digits_task.model, digits_task.example_inputs, metric,
-                 train_data=digits_task.train_data, test_evaluate=digits_task.evaluate_test,
-                 output_dir=tmp_path / "run",
-                 config=_config(6, max_consecutive_failures=3), verbose=False)
+        compress(
+            digits_task.model,
+            digits_task.example_inputs,
+            metric,
+            train_data=digits_task.train_data,
+            test_evaluate=digits_task.evaluate_test,
+            output_dir=tmp_path / "run",
+            config=_config(6, max_consecutive_failures=3),
+            verbose=False,
+        )
 
 
 def test_trial_time_limit_fails_the_trial_with_its_reason(digits_task, tmp_path, capsys):
     config = _config(6, trial_timeout=0.001, max_consecutive_failures=2)
     with pytest.raises(CompressorError, match="time limit of 0.001 s"):
-        compress(digits_task.model, digits_task.example_inputs, digits_task.evaluate,
-                 train_data=digits_task.train_data, output_dir=tmp_path / "run", config=config,
-                 verbose=False)
+        compress(
+            digits_task.model,
+            digits_task.example_inputs,
+            digits_task.evaluate,
+            train_data=digits_task.train_data,
+            output_dir=tmp_path / "run",
+            config=config,
+            verbose=False,
+        )
 
 
-def test_different_config_on_an_existing_run_is_refused_unless_told(tmp_path, capsys,
-                                                                  digits_task):
+def test_different_config_on_an_existing_run_is_refused_unless_told(tmp_path, capsys, digits_task):
     output = tmp_path / "run"
     assert main(["--trials", "2", "--epochs", "0", "--output", str(output), "--quiet"]) == 0
     stamp = (output / "result.json").stat().st_mtime_ns
@@ -118,12 +151,16 @@ def test_different_config_on_an_existing_run_is_refused_unless_told(tmp_path, ca
     err = capsys.readouterr().err
     assert "different config (search.trials: 2 -> 3)" in err and "--resume" in err
     assert (output / "result.json").stat().st_mtime_ns == stamp  # untouched
-    assert main(["--trials", "3", "--epochs", "0", "--output", str(output), "--quiet",
-                 "--resume"]) == 0
+    assert (
+        main(["--trials", "3", "--epochs", "0", "--output", str(output), "--quiet", "--resume"])
+        == 0
+    )
     result = json.loads((output / "result.json").read_text())
     assert len(result["trials"]) == 3  # the 2 earlier trials kept, 1 more run
-    assert main(["--trials", "2", "--epochs", "0", "--output", str(output), "--quiet",
-                 "--overwrite"]) == 0
+    assert (
+        main(["--trials", "2", "--epochs", "0", "--output", str(output), "--quiet", "--overwrite"])
+        == 0
+    )
     assert len(json.loads((output / "result.json").read_text())["trials"]) == 2
 
 
@@ -134,9 +171,15 @@ def test_a_metric_that_fails_on_the_original_model_is_a_user_error(digits_task, 
         raise KeyError("labels")
 
     with pytest.raises(UserInputError, match="failed on the unmodified model: KeyError"):
-        compress(digits_task.model, digits_task.example_inputs, broken,
-                 train_data=digits_task.train_data, output_dir=tmp_path / "run",
-                 config=_config(2), verbose=False)
+        compress(
+            digits_task.model,
+            digits_task.example_inputs,
+            broken,
+            train_data=digits_task.train_data,
+            output_dir=tmp_path / "run",
+            config=_config(2),
+            verbose=False,
+        )
     assert not (tmp_path / "run").exists()
 
 

@@ -51,8 +51,9 @@ def test_random_pruned_variants_run_and_shrink(model, seed):
     generator = torch.Generator().manual_seed(seed)
     draws = torch.rand(len(groups), generator=generator) * 0.8
     ratios = {g.name: float(r) for g, r in zip(groups, draws, strict=True)}
-    pruned, kept = prune_model(model, EXAMPLE, ratios, round_to=4,
-                               ignored_layers=outer_layers(model))
+    pruned, kept = prune_model(
+        model, EXAMPLE, ratios, round_to=4, ignored_layers=outer_layers(model)
+    )
     out = pruned(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 10)
     assert count_flops(pruned, EXAMPLE) < count_flops(model, EXAMPLE)
@@ -63,8 +64,19 @@ def test_random_pruned_variants_run_and_shrink(model, seed):
 
 
 def test_missing_data_is_one_line_exit_2(tmp_path, capsys):
-    assert main(["--config", "configs/resnet56-cifar10.yaml", "--data", str(tmp_path / "nope"),
-                 "--output", str(tmp_path / "out")]) == 2
+    assert (
+        main(
+            [
+                "--config",
+                "configs/resnet56-cifar10.yaml",
+                "--data",
+                str(tmp_path / "nope"),
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--data" in err and "not found" in err
     assert not (tmp_path / "out").exists()

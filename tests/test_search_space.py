@@ -4,8 +4,12 @@ import pytest
 from compressor.actions.prune import ChannelGroup
 from compressor.config import PruneConfig
 from compressor.search.sensitivity import preferences_from_sensitivity
-from compressor.search.space import (fit_to_budget, preferences_from_params, suggest_preferences,
-                                     uniform_params)
+from compressor.search.space import (
+    fit_to_budget,
+    preferences_from_params,
+    suggest_preferences,
+    uniform_params,
+)
 
 
 def linear_flops(ratios):

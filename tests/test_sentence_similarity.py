@@ -49,8 +49,9 @@ def test_mean_pooling_ignores_padding():
     ids = torch.tensor([[2, 7, 9, 3]])
     padded = torch.tensor([[2, 7, 9, 3, 0, 0]])
     mask = torch.tensor([[1, 1, 1, 1, 0, 0]])
-    torch.testing.assert_close(encoder(ids, torch.ones_like(ids)), encoder(padded, mask),
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        encoder(ids, torch.ones_like(ids)), encoder(padded, mask), atol=1e-5, rtol=1e-4
+    )
 
 
 def test_spearman_metric_reads_cosine_ranking(tmp_path):
@@ -91,15 +92,32 @@ def test_compress_sentence_similarity_end_to_end(tmp_path, capsys):
     folder = save_tiny_bert_folder(tmp_path / "model")
     data = write_pairs(tmp_path / "pairs.tsv", count=40)
     out = tmp_path / "run"
-    code = main(["--task", "sentence-similarity", "--model", f"hf:{folder}", "--data", str(data),
-                 "--target-flops", "0.6", "--trials", "3", "--epochs", "1", "--output", str(out),
-                 "--quiet"])
+    code = main(
+        [
+            "--task",
+            "sentence-similarity",
+            "--model",
+            f"hf:{folder}",
+            "--data",
+            str(data),
+            "--target-flops",
+            "0.6",
+            "--trials",
+            "3",
+            "--epochs",
+            "1",
+            "--output",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     result = json.loads((out / "result.json").read_text())
     assert result["best"]["flops"] <= 0.6 * result["baseline"]["flops"]
     channels = result["best"]["plan"]["channels"]
-    assert len(channels) == 4 and all(name.startswith("transformer.encoder.layer.")
-                                      for name in channels)
+    assert len(channels) == 4 and all(
+        name.startswith("transformer.encoder.layer.") for name in channels
+    )
 
 
 def test_sentence_similarity_refuses_non_hf_model(tmp_path):

@@ -76,10 +76,12 @@ def test_head_pruning_equals_masking_those_heads():
     head_mask = torch.ones(2, 4)
     for index, heads in enumerate(dropped):
         head_mask[index, heads] = 0.0
-    pruned, _ = TransformerPruner(model).prune(model, {"encoder.layer.0.attention": 0.5,
-                                                       "encoder.layer.1.attention": 0.5})
-    torch.testing.assert_close(_hidden(pruned), _hidden(model, head_mask=head_mask),
-                               atol=1e-5, rtol=1e-4)
+    pruned, _ = TransformerPruner(model).prune(
+        model, {"encoder.layer.0.attention": 0.5, "encoder.layer.1.attention": 0.5}
+    )
+    torch.testing.assert_close(
+        _hidden(pruned), _hidden(model, head_mask=head_mask), atol=1e-5, rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize("arch", BUILDERS)
@@ -94,8 +96,9 @@ def test_ffn_pruning_equals_zeroing_those_neurons(arch):
         with torch.no_grad():
             ref_layer.get_submodule(layout.ffn_out).weight[:, dropped] = 0.0
     pruner = TransformerPruner(model, round_to=None)
-    pruned, kept = pruner.prune(model, {g.name: 0.25 for g in pruner.groups()
-                                        if g.name.endswith("ffn")})
+    pruned, kept = pruner.prune(
+        model, {g.name: 0.25 for g in pruner.groups() if g.name.endswith("ffn")}
+    )
     assert set(kept.values()) == {4, 48}
     torch.testing.assert_close(_hidden(pruned), _hidden(reference), atol=1e-5, rtol=1e-4)
 

@@ -1,1 +1,4 @@
-"""Actions transform a model and return a new one; they never measure and never modify their input."""
+"""Actions transform a model and return a new one.
+
+They never measure and never modify their input.
+"""

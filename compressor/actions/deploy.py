@@ -19,8 +19,15 @@ from compressor.actions.fuse import fuse_onnx, fused_counts, op_counts
 from compressor.actions.quantize import QuantizeSpec, quantize_onnx
 
 # Operators whose presence shows a graph is really INT8 (QDQ or integer kernels).
-INT8_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
-            "QLinearMatMul", "ConvInteger", "MatMulInteger")
+INT8_OPS = (
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "ConvInteger",
+    "MatMulInteger",
+)
 
 
 @dataclass(frozen=True)
@@ -44,14 +51,25 @@ class Artifact:
 
     def describe(self) -> dict:
         """Plain data for trials and ``result.json``."""
-        return {"quantization": self.spec.quantization, "fusion": self.spec.fusion,
-                "size_bytes": self.size_bytes, "int8_ops": self.int8_ops,
-                "fused_ops": self.fused_ops, "fp32_nodes": list(self.fp32_nodes)}
+        return {
+            "quantization": self.spec.quantization,
+            "fusion": self.spec.fusion,
+            "size_bytes": self.size_bytes,
+            "int8_ops": self.int8_ops,
+            "fused_ops": self.fused_ops,
+            "fp32_nodes": list(self.fp32_nodes),
+        }
 
 
-def build_artifact(model: nn.Module, example_inputs: Sequence[torch.Tensor], spec: DeploySpec,
-                   path: str | Path, *, calibration: Sequence[dict[str, np.ndarray]] = (),
-                   keep_fp32: Sequence[str] = ()) -> Artifact:
+def build_artifact(
+    model: nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    spec: DeploySpec,
+    path: str | Path,
+    *,
+    calibration: Sequence[dict[str, np.ndarray]] = (),
+    keep_fp32: Sequence[str] = (),
+) -> Artifact:
     """Write ``model``'s artifact for ``spec`` to ``path``.
 
     Args:
@@ -70,18 +88,24 @@ def build_artifact(model: nn.Module, example_inputs: Sequence[torch.Tensor], spe
     quantize_onnx(stage, path, QuantizeSpec(spec.quantization, tuple(calibration), fp32_nodes))
     stage.unlink(missing_ok=True)
     counts = op_counts(path)
-    return Artifact(path=path, spec=spec, size_bytes=path.stat().st_size,
-                    int8_ops={op: n for op, n in counts.items() if op in INT8_OPS},
-                    fused_ops=fused_counts(path), fp32_nodes=fp32_nodes)
+    return Artifact(
+        path=path,
+        spec=spec,
+        size_bytes=path.stat().st_size,
+        int8_ops={op: n for op, n in counts.items() if op in INT8_OPS},
+        fused_ops=fused_counts(path),
+        fp32_nodes=fp32_nodes,
+    )
 
 
-def calibration_feeds(batches: Sequence, num_samples: int,
-                      batch_size: int = 32) -> list[dict[str, np.ndarray]]:
+def calibration_feeds(
+    batches: Sequence, num_samples: int, batch_size: int = 32
+) -> list[dict[str, np.ndarray]]:
     """ONNX input feeds of about ``num_samples`` real inputs from ``(inputs, labels)`` batches."""
     feeds, seen = [], 0
     for inputs in model_inputs(batches, num_samples):
         for start in range(0, inputs[0].shape[0], batch_size):
-            chunk = [tensor[start:start + batch_size].numpy() for tensor in inputs]
+            chunk = [tensor[start : start + batch_size].numpy() for tensor in inputs]
             feeds.append(dict(zip(input_names(len(chunk)), chunk, strict=True)))
             seen += chunk[0].shape[0]
             if seen >= num_samples:
@@ -94,7 +118,7 @@ def model_inputs(batches: Sequence, num_samples: int) -> list[tuple[torch.Tensor
     taken, seen = [], 0
     for inputs, _ in batches:
         inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-        taken.append(tuple(t[:num_samples - seen] for t in inputs))
+        taken.append(tuple(t[: num_samples - seen] for t in inputs))
         seen += taken[-1][0].shape[0]
         if seen >= num_samples:
             break
@@ -104,5 +128,3 @@ def model_inputs(batches: Sequence, num_samples: int) -> list[tuple[torch.Tensor
 def _replace(old: Path, new: Path) -> Path:
     old.unlink(missing_ok=True)
     return new
-
-

@@ -30,8 +30,13 @@ def input_names(count: int) -> list[str]:
     return ["input"] if count == 1 else [f"input_{index}" for index in range(count)]
 
 
-def export_onnx(model: nn.Module, example_inputs: Sequence[torch.Tensor], path: str | Path,
-                *, fold_batchnorm: bool = False) -> Path:
+def export_onnx(
+    model: nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    path: str | Path,
+    *,
+    fold_batchnorm: bool = False,
+) -> Path:
     """Write ``model`` to ``path`` (one file, batch dimension dynamic) and check it.
 
     Args:
@@ -43,16 +48,25 @@ def export_onnx(model: nn.Module, example_inputs: Sequence[torch.Tensor], path: 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = input_names(len(example_inputs))
-    dynamic = {name: _dynamic_axes(tensor) for name, tensor in zip(names, example_inputs,
-                                                                      strict=True)}
+    dynamic = {
+        name: _dynamic_axes(tensor) for name, tensor in zip(names, example_inputs, strict=True)
+    }
     dynamic["output"] = {0: "batch"}
     mode = torch.onnx.TrainingMode.EVAL if fold_batchnorm else torch.onnx.TrainingMode.PRESERVE
     model = model.eval()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice, by choice
-        torch.onnx.export(model, tuple(example_inputs), str(path), dynamo=False,
-                          opset_version=OPSET, training=mode, input_names=names,
-                          output_names=["output"], dynamic_axes=dynamic)
+        torch.onnx.export(
+            model,
+            tuple(example_inputs),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            training=mode,
+            input_names=names,
+            output_names=["output"],
+            dynamic_axes=dynamic,
+        )
     onnx.checker.check_model(str(path), full_check=True)
     return path
 
@@ -78,7 +92,7 @@ def module_of_node(node_name: str) -> str:
     for part in node_name.strip("/").split("/")[:-1]:
         last = dotted.rsplit(".", 1)[-1]
         if dotted and part.startswith(last + "."):
-            dotted += part[len(last):]
+            dotted += part[len(last) :]
         else:
             dotted = f"{dotted}.{part}" if dotted else part
     return dotted

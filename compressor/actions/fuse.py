@@ -20,13 +20,22 @@ from pathlib import Path
 import onnx
 
 # Operators only a fusion produces; counted in reports and tests.
-FUSED_OPS = ("Attention", "MultiHeadAttention", "EmbedLayerNormalization",
-             "SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "BiasGelu",
-             "FastGelu", "Gelu", "LayerNormalization")
+FUSED_OPS = (
+    "Attention",
+    "MultiHeadAttention",
+    "EmbedLayerNormalization",
+    "SkipLayerNormalization",
+    "SkipSimplifiedLayerNormalization",
+    "BiasGelu",
+    "FastGelu",
+    "Gelu",
+    "LayerNormalization",
+)
 
 
-def fuse_onnx(src: str | Path, dst: str | Path, *, num_heads: int = 0,
-              hidden_size: int = 0) -> Path:
+def fuse_onnx(
+    src: str | Path, dst: str | Path, *, num_heads: int = 0, hidden_size: int = 0
+) -> Path:
     """Write the fused graph of ``src`` to ``dst`` (one file) and return ``dst``.
 
     ``num_heads`` / ``hidden_size`` help the attention fusion on transformer graphs;
@@ -36,8 +45,14 @@ def fuse_onnx(src: str | Path, dst: str | Path, *, num_heads: int = 0,
 
     # The optimizer logs every fusion it tries at WARNING; a search runs it many times.
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
-    optimized = optimize_model(str(src), model_type="bert", num_heads=num_heads,
-                               hidden_size=hidden_size, opt_level=1, use_gpu=False)
+    optimized = optimize_model(
+        str(src),
+        model_type="bert",
+        num_heads=num_heads,
+        hidden_size=hidden_size,
+        opt_level=1,
+        use_gpu=False,
+    )
     dst = Path(dst)
     optimized.save_model_to_file(str(dst), use_external_data_format=False)
     return dst

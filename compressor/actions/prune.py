@@ -44,15 +44,22 @@ class ChannelGroup:
     members: tuple[str, ...]
 
 
-def channel_groups(model: nn.Module, example_inputs: Sequence[torch.Tensor],
-                   ignored_layers: Sequence[str] = ()) -> list[ChannelGroup]:
+def channel_groups(
+    model: nn.Module, example_inputs: Sequence[torch.Tensor], ignored_layers: Sequence[str] = ()
+) -> list[ChannelGroup]:
     """The prunable groups of ``model``, as torch-pruning's dependency graph forms them."""
     graph, names = _dependency_graph(model, example_inputs)
     groups = []
-    for group in graph.get_all_groups(ignored_layers=_modules(model, ignored_layers),
-                                      root_module_types=ROOT_MODULE_TYPES):
-        members = sorted({names[dep.target.module] for dep, _ in group
-                          if isinstance(dep.target.module, ROOT_MODULE_TYPES)})
+    for group in graph.get_all_groups(
+        ignored_layers=_modules(model, ignored_layers), root_module_types=ROOT_MODULE_TYPES
+    ):
+        members = sorted(
+            {
+                names[dep.target.module]
+                for dep, _ in group
+                if isinstance(dep.target.module, ROOT_MODULE_TYPES)
+            }
+        )
         root = group[0].dep.target.module
         groups.append(ChannelGroup(names[root], len(group[0].idxs), tuple(members)))
     return groups
@@ -70,10 +77,15 @@ def kept_channels(channels: int, ratio: float, round_to: int | None = None) -> i
     return int(min(channels, max(1, round(keep))))
 
 
-def prune_model(model: nn.Module, example_inputs: Sequence[torch.Tensor],
-                ratios: Mapping[str, float], *, importance: str = "magnitude",
-                round_to: int | None = None,
-                ignored_layers: Sequence[str] = ()) -> tuple[nn.Module, dict[str, int]]:
+def prune_model(
+    model: nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    ratios: Mapping[str, float],
+    *,
+    importance: str = "magnitude",
+    round_to: int | None = None,
+    ignored_layers: Sequence[str] = (),
+) -> tuple[nn.Module, dict[str, int]]:
     """Prune a copy of ``model``: group ``name`` loses ``ratios[name]`` of its channels.
 
     Groups missing from ``ratios`` are left whole. The least important channels go, as
@@ -83,14 +95,18 @@ def prune_model(model: nn.Module, example_inputs: Sequence[torch.Tensor],
         The pruned copy (eval mode) and the kept channel count of every group.
     """
     if importance not in IMPORTANCES:
-        raise UserInputError(f"unknown importance {importance!r}; choose one of "
-                             f"{', '.join(IMPORTANCES)}")
+        raise UserInputError(
+            f"unknown importance {importance!r}; choose one of {', '.join(IMPORTANCES)}"
+        )
     pruned = copy.deepcopy(model).eval()
     graph, names = _dependency_graph(pruned, example_inputs)
     scorer = IMPORTANCES[importance]()
-    roots = [(group[0].dep.target.module, group[0].dep.handler)
-             for group in graph.get_all_groups(ignored_layers=_modules(pruned, ignored_layers),
-                                               root_module_types=ROOT_MODULE_TYPES)]
+    roots = [
+        (group[0].dep.target.module, group[0].dep.handler)
+        for group in graph.get_all_groups(
+            ignored_layers=_modules(pruned, ignored_layers), root_module_types=ROOT_MODULE_TYPES
+        )
+    ]
     kept: dict[str, int] = {}
     for root, handler in roots:
         channels = _out_channels(root)
@@ -101,8 +117,9 @@ def prune_model(model: nn.Module, example_inputs: Sequence[torch.Tensor],
     return pruned, kept
 
 
-def _prune_group(graph: tp.DependencyGraph, root: nn.Module, handler, scorer,
-                 n_remove: int) -> None:
+def _prune_group(
+    graph: tp.DependencyGraph, root: nn.Module, handler, scorer, n_remove: int
+) -> None:
     # Score the whole group (all coupled layers), then drop the lowest-scoring channels.
     whole = graph.get_pruning_group(root, handler, idxs=list(range(_out_channels(root))))
     with torch.no_grad():
@@ -116,12 +133,14 @@ def _dependency_graph(model: nn.Module, example_inputs: Sequence[torch.Tensor]):
     inputs = tuple(example_inputs)
     try:
         graph = tp.DependencyGraph().build_dependency(
-            model, example_inputs=inputs if len(inputs) > 1 else inputs[0])
+            model, example_inputs=inputs if len(inputs) > 1 else inputs[0]
+        )
     except Exception as exc:  # torch-pruning's tracer meets an operator it cannot follow
         raise UserInputError(
             f"torch-pruning could not trace the model ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); exclude the layer it names "
-            "with --ignore-layers, or pass a pruner for this architecture") from None
+            "with --ignore-layers, or pass a pruner for this architecture"
+        ) from None
     return graph, names
 
 

@@ -38,12 +38,27 @@ class Layout:
     ffn_out: str
 
 
-BERT = Layout("encoder.layer", "attention.self", ("query", "key", "value"),
-              "attention.output.dense", "intermediate.dense", "output.dense")
+BERT = Layout(
+    "encoder.layer",
+    "attention.self",
+    ("query", "key", "value"),
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+)
 LAYOUTS = {
-    "bert": BERT, "roberta": BERT, "xlm-roberta": BERT, "electra": BERT,
-    "distilbert": Layout("transformer.layer", "attention", ("q_lin", "k_lin", "v_lin"),
-                         "attention.out_lin", "ffn.lin1", "ffn.lin2"),
+    "bert": BERT,
+    "roberta": BERT,
+    "xlm-roberta": BERT,
+    "electra": BERT,
+    "distilbert": Layout(
+        "transformer.layer",
+        "attention",
+        ("q_lin", "k_lin", "v_lin"),
+        "attention.out_lin",
+        "ffn.lin1",
+        "ffn.lin2",
+    ),
 }
 HEAD_COUNT_ATTRS = ("num_attention_heads", "n_heads", "num_heads")
 ALL_HEAD_SIZE_ATTRS = ("all_head_size", "dim")  # DistilBERT's attention calls it `dim`
@@ -59,8 +74,9 @@ def find_transformer(model: nn.Module) -> tuple[str, nn.Module, Layout]:
             continue
         layout = LAYOUTS.get(model_type)
         if layout is None:
-            raise UserInputError(f"transformer pruning supports {', '.join(LAYOUTS)}; "
-                                 f"not {model_type!r}")
+            raise UserInputError(
+                f"transformer pruning supports {', '.join(LAYOUTS)}; not {model_type!r}"
+            )
         base = module.base_model
         prefix = ".".join(p for p in (name, _relative(module, base)) if p)
         return prefix, base, layout
@@ -94,16 +110,30 @@ class TransformerPruner:
         for index, layer in enumerate(self._layers):
             name = self._layer_name(index)
             heads = _head_count(_get(layer, layout.attention))
-            groups.append(ChannelGroup(f"{name}.attention", heads, tuple(
-                f"{name}.{p}" for p in (*[f"{layout.attention}.{q}" for q in layout.qkv],
-                                        layout.attention_out))))
+            groups.append(
+                ChannelGroup(
+                    f"{name}.attention",
+                    heads,
+                    tuple(
+                        f"{name}.{p}"
+                        for p in (
+                            *[f"{layout.attention}.{q}" for q in layout.qkv],
+                            layout.attention_out,
+                        )
+                    ),
+                )
+            )
             neurons = _get(layer, layout.ffn_in).out_features
-            groups.append(ChannelGroup(f"{name}.ffn", neurons,
-                                       (f"{name}.{layout.ffn_in}", f"{name}.{layout.ffn_out}")))
+            groups.append(
+                ChannelGroup(
+                    f"{name}.ffn", neurons, (f"{name}.{layout.ffn_in}", f"{name}.{layout.ffn_out}")
+                )
+            )
         return groups
 
-    def prune(self, model: nn.Module, ratios: Mapping[str, float]
-              ) -> tuple[nn.Module, dict[str, int]]:
+    def prune(
+        self, model: nn.Module, ratios: Mapping[str, float]
+    ) -> tuple[nn.Module, dict[str, int]]:
         """A pruned copy: each layer keeps its most important heads and neurons."""
         pruned = copy.deepcopy(model).eval()
         _, base, layout = find_transformer(pruned)
@@ -146,16 +176,18 @@ def head_scores(layer: nn.Module, layout: Layout) -> torch.Tensor:
     heads = _head_count(attention)
     size = _get(attention, layout.qkv[0]).out_features // heads
     out = _get(layer, layout.attention_out)
-    score = sum(_get(attention, name).weight.view(heads, size, -1).pow(2).sum((1, 2))
-                for name in layout.qkv)
+    score = sum(
+        _get(attention, name).weight.view(heads, size, -1).pow(2).sum((1, 2)) for name in layout.qkv
+    )
     return score + out.weight.view(out.out_features, heads, size).pow(2).sum((0, 2))
 
 
 @torch.no_grad()
 def neuron_scores(layer: nn.Module, layout: Layout) -> torch.Tensor:
     """Per-neuron squared L2 norm of its FFN-in row and FFN-out column."""
-    return (_get(layer, layout.ffn_in).weight.pow(2).sum(1)
-            + _get(layer, layout.ffn_out).weight.pow(2).sum(0))
+    return _get(layer, layout.ffn_in).weight.pow(2).sum(1) + _get(layer, layout.ffn_out).weight.pow(
+        2
+    ).sum(0)
 
 
 def sync_attention_heads(attention: nn.Module) -> None:
@@ -181,7 +213,7 @@ def _set_size_attributes(attention: nn.Module, heads: int, size: int) -> None:
         if isinstance(getattr(attention, attr, None), int):
             setattr(attention, attr, size)
     if hasattr(attention, "scaling"):
-        attention.scaling = size ** -0.5
+        attention.scaling = size**-0.5
 
 
 @torch.no_grad()

@@ -23,16 +23,23 @@ class Pruner(Protocol):
 
     def groups(self) -> list[ChannelGroup]: ...
 
-    def prune(self, model: nn.Module, ratios: Mapping[str, float]
-              ) -> tuple[nn.Module, dict[str, int]]: ...
+    def prune(
+        self, model: nn.Module, ratios: Mapping[str, float]
+    ) -> tuple[nn.Module, dict[str, int]]: ...
 
 
 class ChannelPruner:
     """The default: torch-pruning channel groups (see :mod:`compressor.actions.prune`)."""
 
-    def __init__(self, model: nn.Module, example_inputs: Sequence[torch.Tensor], *,
-                 importance: str = "magnitude", round_to: int | None = None,
-                 ignored_layers: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        example_inputs: Sequence[torch.Tensor],
+        *,
+        importance: str = "magnitude",
+        round_to: int | None = None,
+        ignored_layers: Sequence[str] = (),
+    ) -> None:
         self.model, self.example_inputs = model, tuple(example_inputs)
         self.importance, self.round_to = importance, round_to
         self.ignored_layers = tuple(ignored_layers)
@@ -40,7 +47,14 @@ class ChannelPruner:
     def groups(self) -> list[ChannelGroup]:
         return channel_groups(self.model, self.example_inputs, self.ignored_layers)
 
-    def prune(self, model: nn.Module, ratios: Mapping[str, float]
-              ) -> tuple[nn.Module, dict[str, int]]:
-        return prune_model(model, self.example_inputs, ratios, importance=self.importance,
-                           round_to=self.round_to, ignored_layers=self.ignored_layers)
+    def prune(
+        self, model: nn.Module, ratios: Mapping[str, float]
+    ) -> tuple[nn.Module, dict[str, int]]:
+        return prune_model(
+            model,
+            self.example_inputs,
+            ratios,
+            importance=self.importance,
+            round_to=self.round_to,
+            ignored_layers=self.ignored_layers,
+        )

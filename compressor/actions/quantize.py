@@ -53,8 +53,9 @@ class QuantizeSpec:
 
     def __post_init__(self) -> None:
         if self.mode not in QUANTIZERS:
-            raise ValueError(f"quantization mode must be one of {', '.join(QUANTIZERS)}; "
-                             f"got {self.mode!r}")
+            raise ValueError(
+                f"quantization mode must be one of {', '.join(QUANTIZERS)}; got {self.mode!r}"
+            )
         if self.mode.startswith("static") and not self.calibration:
             raise ValueError(f"quantization mode {self.mode!r} needs calibration inputs")
 
@@ -108,18 +109,32 @@ def _copy(src: Path, dst: Path, spec: QuantizeSpec) -> None:
 def _dynamic(src: Path, dst: Path, spec: QuantizeSpec) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8,
-                     nodes_to_exclude=list(spec.keep_fp32), extra_options=dict(_EXTRA_OPTIONS))
+    quantize_dynamic(
+        src,
+        dst,
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(spec.keep_fp32),
+        extra_options=dict(_EXTRA_OPTIONS),
+    )
 
 
 @quantizer("static_ort")
 def _static_ort(src: Path, dst: Path, spec: QuantizeSpec) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    quantize_static(src, dst, _FeedReader(spec.calibration), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    per_channel=True, calibrate_method=CalibrationMethod.MinMax,
-                    nodes_to_exclude=list(spec.keep_fp32), extra_options=dict(_EXTRA_OPTIONS))
+    quantize_static(
+        src,
+        dst,
+        _FeedReader(spec.calibration),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=list(spec.keep_fp32),
+        extra_options=dict(_EXTRA_OPTIONS),
+    )
 
 
 @quantizer("static_nncf")
@@ -128,8 +143,11 @@ def _static_nncf(src: Path, dst: Path, spec: QuantizeSpec) -> None:
 
     feeds = list(spec.calibration)
     quantized = nncf.quantize(
-        onnx.load(str(src)), nncf.Dataset(feeds), subset_size=len(feeds),
-        ignored_scope=nncf.IgnoredScope(names=list(spec.keep_fp32), validate=False))
+        onnx.load(str(src)),
+        nncf.Dataset(feeds),
+        subset_size=len(feeds),
+        ignored_scope=nncf.IgnoredScope(names=list(spec.keep_fp32), validate=False),
+    )
     onnx.save(quantized, str(dst))
 
 

@@ -12,6 +12,7 @@ of an ONNX comparison is an ONNX artifact too (the fp32 export of the unpruned m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -85,9 +86,18 @@ class LatencyMeter:
 
     def __enter__(self) -> LatencyMeter:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "compressor.measure.latency_worker", str(self.threads),
-             self.config.device],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+            [
+                sys.executable,
+                "-m",
+                "compressor.measure.latency_worker",
+                str(self.threads),
+                self.config.device,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -95,10 +105,8 @@ class LatencyMeter:
 
     def close(self) -> None:
         if self._process is not None and self._process.poll() is None:
-            try:
+            with contextlib.suppress(CompressorError):  # already gone: nothing to stop
                 self._request({"op": "quit"})
-            except CompressorError:
-                pass
             try:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -114,18 +122,23 @@ class LatencyMeter:
     def compare(self, model: nn.Module | Path, rounds: int | None = None) -> LatencyComparison:
         """Time ``model`` (a module or an ``.onnx`` path) and the baseline in alternating rounds."""
         if _format_of(model) != self._baseline_format:
-            raise CompressorError(f"a {_format_of(model)} model cannot be timed against a "
-                                  f"{self._baseline_format or 'missing'} baseline")
+            raise CompressorError(
+                f"a {_format_of(model)} model cannot be timed against a "
+                f"{self._baseline_format or 'missing'} baseline"
+            )
         self._load(CANDIDATE, model)
         try:
-            reply = self._request({
-                "op": "compare", "keys": [CANDIDATE, BASELINE],
-                "rounds": rounds or self.config.rounds,
-                "runs_per_round": self.config.runs_per_round,
-                "warmup": max(3, self.config.runs_per_round // 2),
-                "max_seconds": self.config.max_seconds * ((rounds or self.config.rounds)
-                                                          / self.config.rounds),
-            })
+            reply = self._request(
+                {
+                    "op": "compare",
+                    "keys": [CANDIDATE, BASELINE],
+                    "rounds": rounds or self.config.rounds,
+                    "runs_per_round": self.config.runs_per_round,
+                    "warmup": max(3, self.config.runs_per_round // 2),
+                    "max_seconds": self.config.max_seconds
+                    * ((rounds or self.config.rounds) / self.config.rounds),
+                }
+            )
         finally:
             self._request({"op": "unload", "key": CANDIDATE})
         return LatencyComparison(
@@ -136,15 +149,29 @@ class LatencyMeter:
 
     def _load(self, key: str, model: nn.Module | Path) -> None:
         if _format_of(model) == "onnx":  # already an artifact on disk: time it as it is
-            self._request({"op": "load", "key": key, "format": "onnx", "path": str(model),
-                           "inputs": str(self._inputs_path)})
+            self._request(
+                {
+                    "op": "load",
+                    "key": key,
+                    "format": "onnx",
+                    "path": str(model),
+                    "inputs": str(self._inputs_path),
+                }
+            )
             return
         self._counter += 1
         path = Path(self._tmp.name) / f"{key}-{self._counter}.pt"
         _save_torchscript(model, self._example_inputs, path)
         try:
-            self._request({"op": "load", "key": key, "format": "torchscript", "path": str(path),
-                           "inputs": str(self._inputs_path)})
+            self._request(
+                {
+                    "op": "load",
+                    "key": key,
+                    "format": "torchscript",
+                    "path": str(path),
+                    "inputs": str(self._inputs_path),
+                }
+            )
         finally:
             path.unlink(missing_ok=True)
 
@@ -172,8 +199,9 @@ def _batched(tensor: torch.Tensor, batch_size: int) -> torch.Tensor:
     return tensor[:1].expand(batch_size, *tensor.shape[1:]).contiguous()
 
 
-def _save_torchscript(model: nn.Module, example_inputs: tuple[torch.Tensor, ...],
-                      path: Path) -> None:
+def _save_torchscript(
+    model: nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path
+) -> None:
     # TorchScript tracing is the cheapest way to hand an arbitrary nn.Module (even one
     # defined in a user's __main__) to another process without pickling its class.
     model = model.eval()

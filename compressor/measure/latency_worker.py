@@ -74,8 +74,15 @@ def time_once(run: Runner, device: str) -> float:
     return time.perf_counter() - start
 
 
-def compare(runners: dict[str, Runner], keys: list[str], device: str, rounds: int,
-            runs_per_round: int, warmup: int, max_seconds: float) -> dict:
+def compare(
+    runners: dict[str, Runner],
+    keys: list[str],
+    device: str,
+    rounds: int,
+    runs_per_round: int,
+    warmup: int,
+    max_seconds: float,
+) -> dict:
     """Time ``keys`` in alternating rounds; per-model samples plus per-round median ratios."""
     for key in keys:
         for _ in range(warmup):
@@ -118,15 +125,25 @@ def _handle(request: dict, runners: dict[str, Runner], device: str) -> dict:
     op = request["op"]
     if op == "load":
         runners[request["key"]] = LOADERS[request["format"]](
-            request["path"], request["inputs"], device)
+            request["path"], request["inputs"], device
+        )
         return {"ok": True}
     if op == "unload":
         runners.pop(request["key"], None)
         return {"ok": True}
     if op == "compare":
-        return {"ok": True, **compare(runners, request["keys"], device, request["rounds"],
-                                      request["runs_per_round"], request["warmup"],
-                                      request["max_seconds"])}
+        return {
+            "ok": True,
+            **compare(
+                runners,
+                request["keys"],
+                device,
+                request["rounds"],
+                request["runs_per_round"],
+                request["warmup"],
+                request["max_seconds"],
+            ),
+        }
     if op == "quit":
         return {"ok": True}
     raise ValueError(f"unknown op {op!r}")

@@ -24,8 +24,9 @@ def providers_for(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def open_session(path: str | Path, *, device: str = "cpu", threads: int | None = None,
-                 spinning: bool = False) -> ort.InferenceSession:
+def open_session(
+    path: str | Path, *, device: str = "cpu", threads: int | None = None, spinning: bool = False
+) -> ort.InferenceSession:
     """An inference session with a fixed intra-op thread count and full graph optimization.
 
     Spinning is off by default: an idle session's spin-waiting threads would steal the cores
@@ -51,8 +52,9 @@ class OnnxModule(nn.Module):
         threads: intra-op threads (None: ONNX Runtime's default).
     """
 
-    def __init__(self, path: str | Path, *, device: str = "cpu",
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, device: str = "cpu", threads: int | None = None
+    ) -> None:
         super().__init__()
         self.path = Path(path)
         self.session = open_session(self.path, device=device, threads=threads)
@@ -66,7 +68,10 @@ class OnnxModule(nn.Module):
     def feed(self, inputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
         """The session feed for positional ``inputs``."""
         if len(inputs) != len(self.input_names):
-            raise TypeError(f"{self.path.name} takes {len(self.input_names)} inputs, "
-                            f"got {len(inputs)}")
-        return {name: tensor.detach().cpu().numpy()
-                for name, tensor in zip(self.input_names, inputs, strict=True)}
+            raise TypeError(
+                f"{self.path.name} takes {len(self.input_names)} inputs, got {len(inputs)}"
+            )
+        return {
+            name: tensor.detach().cpu().numpy()
+            for name, tensor in zip(self.input_names, inputs, strict=True)
+        }

@@ -9,8 +9,11 @@ from torch import nn
 
 
 @torch.no_grad()
-def measure_parity(reference: nn.Module, artifact: Callable[..., torch.Tensor],
-                   inputs: Iterable[Sequence[torch.Tensor]]) -> dict[str, float]:
+def measure_parity(
+    reference: nn.Module,
+    artifact: Callable[..., torch.Tensor],
+    inputs: Iterable[Sequence[torch.Tensor]],
+) -> dict[str, float]:
     """Compare outputs batch by batch.
 
     Returns ``max_abs_diff`` (largest elementwise difference), ``cosine`` (mean per-sample
@@ -32,5 +35,9 @@ def measure_parity(reference: nn.Module, artifact: Callable[..., torch.Tensor],
         samples += expected.shape[0]
     if not samples:
         raise ValueError("parity needs at least one input batch")
-    return {"max_abs_diff": max_diff, "cosine": float(torch.cat(cosines).mean()),
-            "top1_agreement": agree / samples, "samples": samples}
+    return {
+        "max_abs_diff": max_diff,
+        "cosine": float(torch.cat(cosines).mean()),
+        "top1_agreement": agree / samples,
+        "samples": samples,
+    }

@@ -26,27 +26,35 @@ if TYPE_CHECKING:
 def make_artifact(ctx, model: nn.Module, spec: DeploySpec, path: Path) -> Artifact:
     """``model``'s artifact for ``spec``, calibrated on the task's training inputs."""
     deploy = ctx.config.deploy
-    feeds = (calibration_feeds(ctx.calibration, deploy.calibration_samples)
-             if spec.quantization.startswith("static") else [])
-    return build_artifact(model, ctx.example_inputs, spec, path, calibration=feeds,
-                          keep_fp32=deploy.keep_fp32)
+    feeds = (
+        calibration_feeds(ctx.calibration, deploy.calibration_samples)
+        if spec.quantization.startswith("static")
+        else []
+    )
+    return build_artifact(
+        model, ctx.example_inputs, spec, path, calibration=feeds, keep_fp32=deploy.keep_fp32
+    )
 
 
 def runnable(ctx: SearchContext, artifact: Artifact) -> OnnxModule:
     """The artifact as a module the user's ``evaluate`` can call."""
-    return OnnxModule(artifact.path, device=ctx.config.measure.device,
-                      threads=ctx.config.measure.threads)
+    return OnnxModule(
+        artifact.path, device=ctx.config.measure.device, threads=ctx.config.measure.threads
+    )
 
 
-def parity_of(ctx: SearchContext, model: nn.Module,
-              artifact_module: OnnxModule) -> dict[str, float]:
+def parity_of(
+    ctx: SearchContext, model: nn.Module, artifact_module: OnnxModule
+) -> dict[str, float]:
     """Artifact vs PyTorch model on real (training) inputs."""
-    return measure_parity(model, artifact_module,
-                          real_inputs(ctx.calibration, ctx.config.deploy.parity_samples))
+    return measure_parity(
+        model, artifact_module, real_inputs(ctx.calibration, ctx.config.deploy.parity_samples)
+    )
 
 
-def score_artifact(ctx: SearchContext, model: nn.Module, spec: DeploySpec
-                   ) -> tuple[object, LatencyComparison | None, dict]:
+def score_artifact(
+    ctx: SearchContext, model: nn.Module, spec: DeploySpec
+) -> tuple[object, LatencyComparison | None, dict]:
     """Build the artifact in a scratch folder; return the user's metric on it (unchecked),
     its latency against the baseline artifact, and its description with parity."""
     with tempfile.TemporaryDirectory(prefix="candidate-", dir=ctx.workdir) as scratch:

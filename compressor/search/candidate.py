@@ -47,13 +47,19 @@ class SearchContext:
 
 def _prune(ctx: SearchContext, ratios: Mapping[str, float]) -> tuple[nn.Module, dict[str, int]]:
     prune = ctx.config.prune
-    pruner = ctx.pruner or ChannelPruner(ctx.model, ctx.example_inputs,
-                                         importance=prune.importance, round_to=prune.round_to,
-                                         ignored_layers=ctx.ignored_layers)
+    pruner = ctx.pruner or ChannelPruner(
+        ctx.model,
+        ctx.example_inputs,
+        importance=prune.importance,
+        round_to=prune.round_to,
+        ignored_layers=ctx.ignored_layers,
+    )
     return pruner.prune(ctx.model, ratios)
 
 
-def build_candidate(ctx: SearchContext, ratios: dict[str, float]) -> tuple[nn.Module, dict[str, int]]:
+def build_candidate(
+    ctx: SearchContext, ratios: dict[str, float]
+) -> tuple[nn.Module, dict[str, int]]:
     """The pruned copy for ``ratios`` with BatchNorm statistics re-estimated (adaptive BN)."""
     model, kept = _prune(ctx, ratios)
     recalibrate_batchnorm(model, ctx.calibration, ctx.config.search.calibration_samples)
@@ -68,8 +74,10 @@ def flops_of_plan(ctx: SearchContext, ratios: Mapping[str, float]) -> int:
     """
     if ctx.pruner is not None:  # a task's own pruner: no shortcut
         return count_flops(_prune(ctx, ratios)[0], ctx.example_inputs)
-    shape = tuple(kept_channels(g.channels, float(ratios.get(g.name, 0.0)),
-                                ctx.config.prune.round_to) for g in ctx.groups)
+    shape = tuple(
+        kept_channels(g.channels, float(ratios.get(g.name, 0.0)), ctx.config.prune.round_to)
+        for g in ctx.groups
+    )
     if shape not in ctx.flops_cache:
         ctx.flops_cache[shape] = count_flops(_prune(ctx, ratios)[0], ctx.example_inputs)
     return ctx.flops_cache[shape]
@@ -77,12 +85,17 @@ def flops_of_plan(ctx: SearchContext, ratios: Mapping[str, float]) -> int:
 
 def plan_for(ctx: SearchContext, preferences: Mapping[str, float]) -> tuple[dict[str, float], bool]:
     """Per-group ratios along ``preferences`` that just fit the FLOPs budget."""
-    return fit_to_budget(preferences, lambda ratios: flops_of_plan(ctx, ratios), ctx.flops_budget,
-                         ctx.config.prune.max_ratio)
+    return fit_to_budget(
+        preferences,
+        lambda ratios: flops_of_plan(ctx, ratios),
+        ctx.flops_budget,
+        ctx.config.prune.max_ratio,
+    )
 
 
-def score_candidate(ctx: SearchContext, preferences: Mapping[str, float],
-                    deploy: DeploySpec | None = None) -> dict:
+def score_candidate(
+    ctx: SearchContext, preferences: Mapping[str, float], deploy: DeploySpec | None = None
+) -> dict:
     """Fit, build, measure and reward one plan; returns the trial's metrics.
 
     With ``deploy`` the candidate is scored as its ONNX artifact (accuracy and latency in
@@ -92,8 +105,13 @@ def score_candidate(ctx: SearchContext, preferences: Mapping[str, float],
     ratios, _ = plan_for(ctx, preferences)
     model, kept = build_candidate(ctx, ratios)
     flops = count_flops(model, ctx.example_inputs)
-    metrics = {"flops": flops, "flops_ratio": flops / ctx.baseline_flops,
-               "params": count_params(model), "ratios": ratios, "channels": kept}
+    metrics = {
+        "flops": flops,
+        "flops_ratio": flops / ctx.baseline_flops,
+        "params": count_params(model),
+        "ratios": ratios,
+        "channels": kept,
+    }
     if deploy is not None:
         accuracy, latency, metrics["artifact"] = score_artifact(ctx, model, deploy)
     else:
@@ -102,12 +120,15 @@ def score_candidate(ctx: SearchContext, preferences: Mapping[str, float],
     metrics["accuracy"] = checked_metric(accuracy)
     terms = [Term("flops", flops, ctx.flops_budget, budget=True)]
     if latency is not None:
-        metrics.update(latency_ms=latency.candidate.p50_ms, latency_p90_ms=latency.candidate.p90_ms,
-                       baseline_latency_ms=latency.baseline.p50_ms, latency_ratio=latency.ratio)
+        metrics.update(
+            latency_ms=latency.candidate.p50_ms,
+            latency_p90_ms=latency.candidate.p90_ms,
+            baseline_latency_ms=latency.baseline.p50_ms,
+            latency_ratio=latency.ratio,
+        )
         terms.append(latency_term(latency, ctx.config.target_latency))
     search = ctx.config.search
-    metrics["reward"] = reward(metrics["accuracy"], terms, search.reward, search.alpha,
-                               search.beta)
+    metrics["reward"] = reward(metrics["accuracy"], terms, search.reward, search.alpha, search.beta)
     metrics["feasible"] = flops <= ctx.flops_budget
     metrics["seconds"] = time.perf_counter() - started
     return metrics

@@ -32,8 +32,9 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # TPE reads the trials' constraints (Trial.set_constraint) to tell feasible plans apart.
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True,
-                                          n_startup_trials=max(3, min(10, trials // 4)))
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, n_startup_trials=max(3, min(10, trials // 4))
+        )
 
 
 def open_study(output_dir: Path, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
@@ -43,9 +44,16 @@ def open_study(output_dir: Path, sampler: optuna.samplers.BaseSampler) -> optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = optuna.storages.RDBStorage(
             f"sqlite:///{(output_dir / 'study.db').resolve()}",
-            heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
-    return optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
-                               direction="maximize", load_if_exists=True)
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+        )
+    return optuna.create_study(
+        study_name=STUDY_NAME,
+        storage=storage,
+        sampler=sampler,
+        direction="maximize",
+        load_if_exists=True,
+    )
 
 
 def spent_trials(study: optuna.Study) -> int:
@@ -54,9 +62,10 @@ def spent_trials(study: optuna.Study) -> int:
     A trial that was RUNNING when its process died fails without a recorded reason; it does
     not count, so a resumed run spends that budget again.
     """
-    return sum(t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL
-                                                  and "error" in t.user_attrs)
-               for t in study.trials)
+    return sum(
+        t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and "error" in t.user_attrs)
+        for t in study.trials
+    )
 
 
 class Objective:
@@ -85,8 +94,13 @@ class Objective:
         return metrics["reward"]
 
 
-def run_study(study: optuna.Study, ctx: SearchContext, trials: int, time_budget: float | None,
-              report: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None) -> None:
+def run_study(
+    study: optuna.Study,
+    ctx: SearchContext,
+    trials: int,
+    time_budget: float | None,
+    report: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None,
+) -> None:
     """Run trials until ``trials`` count against the budget or ``time_budget`` runs out.
 
     Raises :class:`CompressorError` with a summary when too many trials fail in a row.
@@ -97,8 +111,14 @@ def run_study(study: optuna.Study, ctx: SearchContext, trials: int, time_budget:
         return
     guard = FailureGuard(ctx.config.search.max_consecutive_failures)
     callbacks = [guard] + ([report] if report else [])
-    study.optimize(Objective(ctx), n_trials=remaining, timeout=time_budget,
-                   catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
+    study.optimize(
+        Objective(ctx),
+        n_trials=remaining,
+        timeout=time_budget,
+        catch=(Exception,),
+        callbacks=callbacks,
+        gc_after_trial=False,
+    )
     if guard.tripped:
         raise CompressorError(guard.summary())
 
@@ -151,14 +171,18 @@ class FailureGuard:
             study.stop()
 
     def summary(self) -> str:
-        return (f"stopped after {len(self.streak)} failed trials in a row; the last: "
-                + "; ".join(self.streak[-3:]))
+        return f"stopped after {len(self.streak)} failed trials in a row; the last: " + "; ".join(
+            self.streak[-3:]
+        )
 
 
 def best_feasible_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     """Highest-reward finished trial within the FLOPs budget."""
-    feasible = [t for t in study.trials
-                if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible")]
+    feasible = [
+        t
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible")
+    ]
     return max(feasible, key=lambda t: t.value, default=None)
 
 
@@ -176,15 +200,21 @@ class ProgressPrinter:
         best_text = f"best R {best.value:.4f} (#{best.number})" if best else "no feasible yet"
         elapsed = time.perf_counter() - self.started
         if trial.state != optuna.trial.TrialState.COMPLETE:
-            print(f"[{trial.number + 1:>3}/{self.total}] failed: {trial.user_attrs.get('error')}"
-                  f"  {best_text}", flush=True)
+            print(
+                f"[{trial.number + 1:>3}/{self.total}] failed: {trial.user_attrs.get('error')}"
+                f"  {best_text}",
+                flush=True,
+            )
             return
         attrs = trial.user_attrs
-        latency = (f"  latency {attrs['latency_ratio']:.2f}x" if "latency_ratio" in attrs else "")
+        latency = f"  latency {attrs['latency_ratio']:.2f}x" if "latency_ratio" in attrs else ""
         mark = " " if attrs.get("feasible") else "!"
         artifact = attrs.get("artifact")
         if artifact:
             latency += f"  {artifact['quantization']}{'+fused' if artifact['fusion'] else ''}"
-        print(f"[{trial.number + 1:>3}/{self.total}] acc {attrs['accuracy']:.2%}  "
-              f"FLOPs {attrs['flops_ratio']:.2f}x{mark}{latency}  R {trial.value:.4f}  "
-              f"{best_text}  {elapsed:.0f}s", flush=True)
+        print(
+            f"[{trial.number + 1:>3}/{self.total}] acc {attrs['accuracy']:.2%}  "
+            f"FLOPs {attrs['flops_ratio']:.2f}x{mark}{latency}  R {trial.value:.4f}  "
+            f"{best_text}  {elapsed:.0f}s",
+            flush=True,
+        )

@@ -10,8 +10,9 @@ from __future__ import annotations
 from compressor.search.candidate import SearchContext, build_candidate, checked_metric
 
 
-def group_sensitivity(ctx: SearchContext, baseline_accuracy: float,
-                      probe_ratio: float = 0.5) -> dict[str, float]:
+def group_sensitivity(
+    ctx: SearchContext, baseline_accuracy: float, probe_ratio: float = 0.5
+) -> dict[str, float]:
     """Proxy-accuracy drop (>= 0) for each group pruned alone by ``probe_ratio``."""
     drops = {}
     for group in ctx.groups:
@@ -29,5 +30,6 @@ def preferences_from_sensitivity(drops: dict[str, float], step: float) -> dict[s
     worst = max(drops.values(), default=0.0)
     if worst <= 0:
         return {name: 1.0 for name in drops}
-    return {name: round(round((1.0 - drop / worst) / step) * step, 6)
-            for name, drop in drops.items()}
+    return {
+        name: round(round((1.0 - drop / worst) / step) * step, 6) for name, drop in drops.items()
+    }

@@ -31,18 +31,25 @@ def preference_param(group: str) -> str:
     return PREFERENCE_PREFIX + group
 
 
-def suggest_preferences(trial: optuna.Trial, groups: Sequence[ChannelGroup],
-                        config: PruneConfig) -> dict[str, float]:
+def suggest_preferences(
+    trial: optuna.Trial, groups: Sequence[ChannelGroup], config: PruneConfig
+) -> dict[str, float]:
     """Ask the sampler for every group's preference (0 = never prune it, 1 = prune most)."""
-    return {group.name: trial.suggest_float(preference_param(group.name), 0.0, 1.0,
-                                            step=config.ratio_step)
-            for group in groups}
+    return {
+        group.name: trial.suggest_float(
+            preference_param(group.name), 0.0, 1.0, step=config.ratio_step
+        )
+        for group in groups
+    }
 
 
 def preferences_from_params(params: Mapping[str, float]) -> dict[str, float]:
     """The preferences stored in a finished trial's parameters."""
-    return {name[len(PREFERENCE_PREFIX):]: value for name, value in params.items()
-            if name.startswith(PREFERENCE_PREFIX)}
+    return {
+        name[len(PREFERENCE_PREFIX) :]: value
+        for name, value in params.items()
+        if name.startswith(PREFERENCE_PREFIX)
+    }
 
 
 def uniform_params(groups: Sequence[ChannelGroup]) -> dict[str, float]:
@@ -50,13 +57,19 @@ def uniform_params(groups: Sequence[ChannelGroup]) -> dict[str, float]:
     return {preference_param(group.name): 1.0 for group in groups}
 
 
-def scaled_ratios(preferences: Mapping[str, float], scale: float,
-                  max_ratio: float) -> dict[str, float]:
+def scaled_ratios(
+    preferences: Mapping[str, float], scale: float, max_ratio: float
+) -> dict[str, float]:
     return {name: min(max_ratio, scale * value) for name, value in preferences.items()}
 
 
-def fit_to_budget(preferences: Mapping[str, float], flops_of: FlopsOf, budget: int,
-                  max_ratio: float, iterations: int = 12) -> tuple[dict[str, float], bool]:
+def fit_to_budget(
+    preferences: Mapping[str, float],
+    flops_of: FlopsOf,
+    budget: int,
+    max_ratio: float,
+    iterations: int = 12,
+) -> tuple[dict[str, float], bool]:
     """The least pruning along ``preferences`` that fits ``budget``.
 
     FLOPs fall monotonically as ``scale`` grows, so bisection finds the smallest scale
@@ -90,9 +103,10 @@ FUSION_PARAM = "deploy.fusion"
 
 def suggest_deploy(trial: optuna.Trial, config: DeployConfig) -> DeploySpec:
     """Ask the sampler for the artifact's quantization mode and fusion, in the same study."""
-    return DeploySpec(quantization=trial.suggest_categorical(QUANTIZATION_PARAM,
-                                                             list(config.quantization)),
-                      fusion=trial.suggest_categorical(FUSION_PARAM, list(config.fusion)))
+    return DeploySpec(
+        quantization=trial.suggest_categorical(QUANTIZATION_PARAM, list(config.quantization)),
+        fusion=trial.suggest_categorical(FUSION_PARAM, list(config.fusion)),
+    )
 
 
 def deploy_params(spec: DeploySpec) -> dict[str, str | bool]:

@@ -14,8 +14,9 @@ _TASKS: dict[str, Callable[..., Task]] = {}
 _FACTORIES: dict[str, Callable[[], nn.Module]] = {}
 
 
-def register_task(name: str, model_factory: Callable[[], nn.Module] | None = None
-                  ) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+def register_task(
+    name: str, model_factory: Callable[[], nn.Module] | None = None
+) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
     """Decorator: make a task builder available to ``--task NAME`` and YAML ``task: NAME``.
 
     ``model_factory`` builds the bare architecture, so a saved variant can be reloaded
@@ -58,8 +59,9 @@ def get_task_factory(name: str) -> Callable[[], nn.Module]:
     """The architecture factory of a built-in task (for reloading saved variants)."""
     _load_builtin_tasks()
     if name not in _FACTORIES:
-        raise UserInputError(f"task {name!r} has no registered model factory; "
-                             "pass base_model= explicitly")
+        raise UserInputError(
+            f"task {name!r} has no registered model factory; pass base_model= explicitly"
+        )
     return _FACTORIES[name]
 
 

@@ -42,21 +42,24 @@ def import_factory(spec: str) -> Callable[[], object]:
     for attr in attr_path.split("."):
         if not hasattr(target, attr):
             raise UserInputError(
-                f"--model {spec!r}: {module_name!r} has no attribute {attr_path!r}")
+                f"--model {spec!r}: {module_name!r} has no attribute {attr_path!r}"
+            )
         target = getattr(target, attr)
     if not callable(target):
         raise UserInputError(f"--model {spec!r} is not callable")
     return target
 
 
-def build_user_model(spec: str, weights: Path | None = None
-                     ) -> tuple[nn.Module, tuple[torch.Tensor, ...] | None]:
+def build_user_model(
+    spec: str, weights: Path | None = None
+) -> tuple[nn.Module, tuple[torch.Tensor, ...] | None]:
     """Call the factory; load ``weights`` into the model when given."""
     made = import_factory(spec)()
     model, example = made if isinstance(made, tuple) else (made, None)
     if not isinstance(model, nn.Module):
         raise UserInputError(
-            f"--model {spec!r} returned {type(model).__name__}, not a torch module")
+            f"--model {spec!r} returned {type(model).__name__}, not a torch module"
+        )
     if example is not None:
         example = (example,) if isinstance(example, torch.Tensor) else tuple(example)
     if weights is not None:
@@ -77,8 +80,9 @@ def load_weights(model: nn.Module, path: Path) -> None:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise UserInputError(f"--weights {path} is not a readable state dict "
-                                 f"({type(exc).__name__})") from None
+            raise UserInputError(
+                f"--weights {path} is not a readable state dict ({type(exc).__name__})"
+            ) from None
     if not isinstance(state, dict):
         raise UserInputError(f"--weights {path} holds a {type(state).__name__}, not a state dict")
     try:
@@ -94,8 +98,10 @@ def image_folder_splits(data: Path, holdout: int = 2000):
     data = Path(data)
     for split in ("train", "test"):
         if not (data / split).is_dir():
-            raise UserInputError(f"--data {data} must hold train/ and test/ ImageFolder splits "
-                                 "(SPLIT/<class>/<image>.jpg)")
+            raise UserInputError(
+                f"--data {data} must hold train/ and test/ ImageFolder splits "
+                "(SPLIT/<class>/<image>.jpg)"
+            )
     train = load_image_split(data / "train")
     test = load_image_split(data / "test", image_size=train.images.shape[-1])
     if (data / "val").is_dir():
@@ -106,16 +112,24 @@ def image_folder_splits(data: Path, holdout: int = 2000):
 
 
 @register_task("image-classification")
-def image_classification_task(model: str | None = None, data: str | Path | None = None,
-                              weights: str | Path | None = None, verbose: bool = True,
-                              batch_size: int = 64) -> Task:
+def image_classification_task(
+    model: str | None = None,
+    data: str | Path | None = None,
+    weights: str | Path | None = None,
+    verbose: bool = True,
+    batch_size: int = 64,
+) -> Task:
     """Your classifier (``--model pkg.module:factory``) on an ImageFolder directory."""
     if model is None or data is None:
-        raise UserInputError("task image-classification needs --model pkg.module:factory "
-                             "and --data DIR (train/ and test/ ImageFolder splits)")
+        raise UserInputError(
+            "task image-classification needs --model pkg.module:factory "
+            "and --data DIR (train/ and test/ ImageFolder splits)"
+        )
     if model.startswith(HF_PREFIX):
-        raise UserInputError("image-classification takes a Python factory; hf:PATH is for "
-                             "the sentence-similarity task")
+        raise UserInputError(
+            "image-classification takes a Python factory; hf:PATH is for "
+            "the sentence-similarity task"
+        )
     network, example = build_user_model(model, Path(weights) if weights else None)
     train, val, test = image_folder_splits(Path(data))
     x_val, x_test = normalise(val.images), normalise(test.images)

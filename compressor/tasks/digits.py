@@ -84,26 +84,40 @@ def load_splits() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     images = digits.images.astype(np.float32) / 16.0
     labels = digits.target.astype(np.int64)
     x_train, x_rest, y_train, y_rest = train_test_split(
-        images, labels, test_size=0.4, stratify=labels, random_state=SPLIT_SEED)
+        images, labels, test_size=0.4, stratify=labels, random_state=SPLIT_SEED
+    )
     x_val, x_test, y_val, y_test = train_test_split(
-        x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=SPLIT_SEED)
-    return {name: (_to_tensor(x), torch.from_numpy(y))
-            for name, x, y in (("train", x_train, y_train), ("val", x_val, y_val),
-                               ("test", x_test, y_test))}
+        x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=SPLIT_SEED
+    )
+    return {
+        name: (_to_tensor(x), torch.from_numpy(y))
+        for name, x, y in (
+            ("train", x_train, y_train),
+            ("val", x_val, y_val),
+            ("test", x_test, y_test),
+        )
+    }
 
 
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
     tensor = torch.from_numpy(images).unsqueeze(1)
-    tensor = F.interpolate(tensor, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear",
-                           align_corners=False)
+    tensor = F.interpolate(
+        tensor, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False
+    )
     return (tensor - 0.5) / 0.5
 
 
 class TensorBatches:
     """Re-iterable mini-batches over in-memory tensors; shuffles with its own seeded generator."""
 
-    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 64,
-                 shuffle: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int = 64,
+        shuffle: bool = True,
+        seed: int = 0,
+    ) -> None:
         self.inputs, self.labels = inputs, labels
         self.batch_size, self.shuffle = batch_size, shuffle
         self._generator = torch.Generator().manual_seed(seed)
@@ -112,28 +126,33 @@ class TensorBatches:
         return (len(self.inputs) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
-        order = (torch.randperm(len(self.inputs), generator=self._generator) if self.shuffle
-                 else torch.arange(len(self.inputs)))
+        order = (
+            torch.randperm(len(self.inputs), generator=self._generator)
+            if self.shuffle
+            else torch.arange(len(self.inputs))
+        )
         for start in range(0, len(order), self.batch_size):
-            index = order[start:start + self.batch_size]
+            index = order[start : start + self.batch_size]
             yield self.inputs[index], self.labels[index]
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
-             batch_size: int = 512) -> float:
+def accuracy(
+    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 512
+) -> float:
     """Top-1 accuracy in [0, 1]; ``model`` may be any callable returning logits."""
     if isinstance(model, nn.Module):
         model.eval()
     correct = 0
     for start in range(0, len(inputs), batch_size):
-        logits = model(inputs[start:start + batch_size])
-        correct += int((logits.argmax(dim=1) == labels[start:start + batch_size]).sum())
+        logits = model(inputs[start : start + batch_size])
+        correct += int((logits.argmax(dim=1) == labels[start : start + batch_size]).sum())
     return correct / len(inputs)
 
 
-def train_digits_model(splits, epochs: int = TRAIN_EPOCHS, seed: int = TRAIN_SEED,
-                       blocks: int = 2) -> nn.Module:
+def train_digits_model(
+    splits, epochs: int = TRAIN_EPOCHS, seed: int = TRAIN_SEED, blocks: int = 2
+) -> nn.Module:
     """Train :class:`DigitsResNet` from scratch (deterministic for a given seed).
 
     ``blocks=3`` is the CIFAR ResNet-20 layout (benchmarks use it as a larger CNN).
@@ -144,7 +163,8 @@ def train_digits_model(splits, epochs: int = TRAIN_EPOCHS, seed: int = TRAIN_SEE
     batches = TensorBatches(x_train, y_train, batch_size=64, seed=seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=3e-3, total_steps=epochs * len(batches))
+        optimizer, max_lr=3e-3, total_steps=epochs * len(batches)
+    )
     model.train()
     for _ in range(epochs):
         for inputs, labels in batches:
@@ -183,8 +203,11 @@ def load_or_train_model(splits, verbose: bool = True, blocks: int = 2) -> nn.Mod
             if verbose:
                 print(f"cached model {path} is unreadable ({type(exc).__name__}); retraining")
     if verbose:
-        print(f"training the digits model ({6 * blocks + 2} layers, {TRAIN_EPOCHS} epochs, "
-              f"cached in {path}) ...", flush=True)
+        print(
+            f"training the digits model ({6 * blocks + 2} layers, {TRAIN_EPOCHS} epochs, "
+            f"cached in {path}) ...",
+            flush=True,
+        )
     model = train_digits_model(splits, blocks=blocks)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -228,5 +251,5 @@ def _digits_task(name: str, blocks: int, verbose: bool) -> Task:
         ignored_layers=("fc",),
         model_factory=lambda: DigitsResNet(blocks=blocks),
         description=f"DigitsResNet ({6 * blocks + 2} layers) on sklearn load_digits 32x32 "
-                    f"(splits {splits_fingerprint(splits)})",
+        f"(splits {splits_fingerprint(splits)})",
     )

@@ -42,14 +42,20 @@ def list_image_folder(split_dir: Path) -> tuple[list[tuple[Path, int]], tuple[st
         raise UserInputError(f"image folder {split_dir} does not exist")
     classes = tuple(sorted(p.name for p in split_dir.iterdir() if p.is_dir()))
     if not classes:
-        raise UserInputError(f"image folder {split_dir} has no class sub-folders "
-                             "(expected SPLIT/<class>/<image>.jpg)")
-    files = [(path, index) for index, name in enumerate(classes)
-             for path in sorted((split_dir / name).iterdir())
-             if path.suffix.lower() in IMAGE_SUFFIXES]
+        raise UserInputError(
+            f"image folder {split_dir} has no class sub-folders "
+            "(expected SPLIT/<class>/<image>.jpg)"
+        )
+    files = [
+        (path, index)
+        for index, name in enumerate(classes)
+        for path in sorted((split_dir / name).iterdir())
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if not files:
         raise UserInputError(
-            f"image folder {split_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            f"image folder {split_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+        )
     return files, classes
 
 
@@ -72,20 +78,28 @@ def decode_image_folder(split_dir: Path, image_size: int | None = None) -> Image
     return ImageSplit(images, labels, classes)
 
 
-def load_image_split(split_dir: Path, cache_file: Path | None = None,
-                     image_size: int | None = None) -> ImageSplit:
+def load_image_split(
+    split_dir: Path, cache_file: Path | None = None, image_size: int | None = None
+) -> ImageSplit:
     """A decoded split, read from ``cache_file`` when present (and written there otherwise)."""
     from compressor.artifacts import atomic_path
 
     if cache_file is not None and cache_file.is_file():
         data = np.load(cache_file)
-        return ImageSplit(torch.from_numpy(data["images"]), torch.from_numpy(data["labels"]),
-                          tuple(str(c) for c in data["classes"]))
+        return ImageSplit(
+            torch.from_numpy(data["images"]),
+            torch.from_numpy(data["labels"]),
+            tuple(str(c) for c in data["classes"]),
+        )
     split = decode_image_folder(split_dir, image_size)
     if cache_file is not None:
         with atomic_path(cache_file) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, images=split.images.numpy(), labels=split.labels.numpy(),
-                     classes=np.array(split.classes))
+            np.savez(
+                handle,
+                images=split.images.numpy(),
+                labels=split.labels.numpy(),
+                classes=np.array(split.classes),
+            )
     return split
 
 
@@ -99,8 +113,10 @@ def normalise(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> tor
 def split_holdout(split: ImageSplit, holdout: int, seed: int = 0) -> tuple[ImageSplit, ImageSplit]:
     """A fixed, seeded random ``holdout``-image subset and the rest (for validation / training)."""
     if not 0 < holdout < len(split.labels):
-        raise UserInputError(f"validation holdout must be between 1 and {len(split.labels) - 1} "
-                             f"images; got {holdout}")
+        raise UserInputError(
+            f"validation holdout must be between 1 and {len(split.labels) - 1} "
+            f"images; got {holdout}"
+        )
     order = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(seed))
     return split.subset(order[holdout:]), split.subset(order[:holdout])
 
@@ -112,8 +128,15 @@ class AugmentedBatches:
     on tensors (no per-image Python work). ``augment=False`` gives plain shuffled batches.
     """
 
-    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 128,
-                 augment: bool = True, pad: int = 4, seed: int = 0) -> None:
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int = 128,
+        augment: bool = True,
+        pad: int = 4,
+        seed: int = 0,
+    ) -> None:
         self.inputs, self.labels = inputs, labels
         self.batch_size, self.augment, self.pad = batch_size, augment, pad
         self._generator = torch.Generator().manual_seed(seed)
@@ -124,7 +147,7 @@ class AugmentedBatches:
     def __iter__(self):
         order = torch.randperm(len(self.inputs), generator=self._generator)
         for start in range(0, len(order), self.batch_size):
-            index = order[start:start + self.batch_size]
+            index = order[start : start + self.batch_size]
             batch = self.inputs[index]
             yield (self._augment(batch) if self.augment else batch), self.labels[index]
 
@@ -132,6 +155,6 @@ class AugmentedBatches:
         height, width = batch.shape[-2:]
         padded = F.pad(batch, (self.pad,) * 4)
         dy, dx = torch.randint(0, 2 * self.pad + 1, (2,), generator=self._generator).tolist()
-        batch = padded[..., dy:dy + height, dx:dx + width]
+        batch = padded[..., dy : dy + height, dx : dx + width]
         flip = torch.rand(len(batch), generator=self._generator) < 0.5
         return torch.where(flip.view(-1, 1, 1, 1), batch.flip(-1), batch)

