@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 from compressor.actions.export import export_onnx
-from compressor.actions.prune import channel_groups
+from compressor.actions.pruner import ChannelPruner
 from compressor.artifacts import atomic_path, save_model, write_json
 from compressor.config import CompressConfig, parse_flops_target, parse_latency_target
 from compressor.deployment import artifact_table, deploy_best
@@ -176,6 +176,9 @@ def run_compression(
         config.target_flops.resolve(baseline["flops"]) if config.target_flops else baseline["flops"]
     )
     ignored = tuple(task.ignored_layers) + tuple(config.prune.ignore_layers)
+    pruner = task.pruner or ChannelPruner.from_config(
+        model, task.example_inputs, config.prune, ignored
+    )
     ctx = SearchContext(
         model=model,
         example_inputs=task.example_inputs,
@@ -183,16 +186,12 @@ def run_compression(
         calibration=first_batches(
             task.calibration_data or task.train_data, config.search.calibration_samples
         ),
-        groups=(
-            task.pruner.groups()
-            if task.pruner is not None
-            else channel_groups(model, task.example_inputs, ignored)
-        ),
+        groups=pruner.groups(),
         config=config,
         ignored_layers=ignored,
         flops_budget=budget,
         baseline_flops=baseline["flops"],
-        pruner=task.pruner,
+        pruner=pruner,
     )
     if not ctx.groups:
         raise UserInputError("the model has no prunable convolution or linear layers")

@@ -14,7 +14,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from compressor.actions.prune import ChannelGroup, channel_groups, prune_model
+from compressor.actions.prune import ChannelGroup, channel_groups, kept_channels, prune_model
+from compressor.config import PruneConfig
 
 
 @runtime_checkable
@@ -44,8 +45,32 @@ class ChannelPruner:
         self.importance, self.round_to = importance, round_to
         self.ignored_layers = tuple(ignored_layers)
 
+    @classmethod
+    def from_config(
+        cls,
+        model: nn.Module,
+        example_inputs: Sequence[torch.Tensor],
+        config: PruneConfig,
+        ignored_layers: Sequence[str] = (),
+    ) -> ChannelPruner:
+        return cls(
+            model,
+            example_inputs,
+            importance=config.importance,
+            round_to=config.round_to,
+            ignored_layers=ignored_layers,
+        )
+
     def groups(self) -> list[ChannelGroup]:
         return channel_groups(self.model, self.example_inputs, self.ignored_layers)
+
+    def kept_counts(
+        self, groups: Sequence[ChannelGroup], ratios: Mapping[str, float]
+    ) -> tuple[int, ...]:
+        """Channels each group keeps under ``ratios``, without pruning anything."""
+        return tuple(
+            kept_channels(g.channels, float(ratios.get(g.name, 0.0)), self.round_to) for g in groups
+        )
 
     def prune(
         self, model: nn.Module, ratios: Mapping[str, float]

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from compressor.actions.deploy import DeploySpec
-from compressor.actions.prune import ChannelGroup, kept_channels
+from compressor.actions.prune import ChannelGroup
 from compressor.actions.pruner import ChannelPruner, Pruner
 from compressor.config import CompressConfig, LatencyTarget
 from compressor.errors import CompressorError
@@ -44,17 +44,15 @@ class SearchContext:
     # FLOPs by kept-channel counts: the budget fit asks for the same shapes again and again.
     flops_cache: dict[tuple[int, ...], int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.pruner is None:
+            self.pruner = ChannelPruner.from_config(
+                self.model, self.example_inputs, self.config.prune, self.ignored_layers
+            )
+
 
 def _prune(ctx: SearchContext, ratios: Mapping[str, float]) -> tuple[nn.Module, dict[str, int]]:
-    prune = ctx.config.prune
-    pruner = ctx.pruner or ChannelPruner(
-        ctx.model,
-        ctx.example_inputs,
-        importance=prune.importance,
-        round_to=prune.round_to,
-        ignored_layers=ctx.ignored_layers,
-    )
-    return pruner.prune(ctx.model, ratios)
+    return ctx.pruner.prune(ctx.model, ratios)
 
 
 def build_candidate(
@@ -72,12 +70,9 @@ def flops_of_plan(ctx: SearchContext, ratios: Mapping[str, float]) -> int:
     With torch-pruning's channel groups, FLOPs depend only on how many channels each group
     keeps, not on which, so plans with the same kept counts share one (cached) count.
     """
-    if ctx.pruner is not None:  # a task's own pruner: no shortcut
+    if not isinstance(ctx.pruner, ChannelPruner):  # a task's own pruner: no shortcut
         return count_flops(_prune(ctx, ratios)[0], ctx.example_inputs)
-    shape = tuple(
-        kept_channels(g.channels, float(ratios.get(g.name, 0.0)), ctx.config.prune.round_to)
-        for g in ctx.groups
-    )
+    shape = ctx.pruner.kept_counts(ctx.groups, ratios)
     if shape not in ctx.flops_cache:
         ctx.flops_cache[shape] = count_flops(_prune(ctx, ratios)[0], ctx.example_inputs)
     return ctx.flops_cache[shape]
