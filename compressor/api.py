@@ -7,18 +7,14 @@ The CLI builds the same :class:`CompressConfig` and calls :func:`run_task`; both
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
 import yaml
-from optuna.trial import TrialState
 from torch import nn
 
-from compressor.actions.export import export_onnx
-from compressor.actions.pruner import ChannelPruner
 from compressor.artifacts import atomic_path, save_model, write_json
 from compressor.config import CompressConfig, parse_flops_target, parse_latency_target
 from compressor.deployment import artifact_table, deploy_best
@@ -26,30 +22,39 @@ from compressor.distill import recover_model
 from compressor.environment import environment_info
 from compressor.errors import CompressorError, UserInputError
 from compressor.measure.flops import count_flops, count_params
-from compressor.measure.latency import LatencyMeter, default_threads
-from compressor.recover import first_batches
+from compressor.measure.latency import default_threads
 from compressor.result import CompressionResult
 from compressor.run_folder import check_output_dir, clear_run_files
 from compressor.search.candidate import (
     SearchContext,
     build_candidate,
     checked_metric,
-    flops_of_plan,
-    plan_for,
 )
 from compressor.search.loop import (
     ProgressPrinter,
     best_feasible_trial,
     make_sampler,
-    open_study,
+    reported_trials,
     run_study,
 )
 from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
+from compressor.search.setup import measuring, search_context
 from compressor.search.space import (
     preference_param,
     preferred_deploy_params,
     seed_deploy_params,
     uniform_params,
+)
+from compressor.search.storage import (
+    check_study,
+    discard_study,
+    make_manifest,
+    open_study,
+    publish_manifest,
+    record_worker,
+    storage_url,
+    worker_info,
+    worker_table,
 )
 from compressor.tasks import Task, get_task
 
@@ -149,6 +154,7 @@ def run_task(
     """
     # Check the cheap things before the task builds (and maybe trains) its model.
     output, _ = check_output_dir(config.output, config, existing)
+    check_study(config, existing)
     config = dataclasses.replace(config, output=output)
     _check_device(config.measure.device)
     task = get_task(config.task, verbose=verbose, **config.task_options())
@@ -167,35 +173,13 @@ def run_compression(
     """Baseline -> search -> rebuild the best plan -> recovery -> outputs."""
     log = print if verbose else (lambda *args, **kwargs: None)
     output_dir, resuming = check_output_dir(config.output, config, existing)
+    check_study(config, existing)
     _check_device(config.measure.device)
     model = task.model.eval()
 
     baseline = _measure_baseline(task)
-    # Without a FLOPs target the budget is the whole model; each trial samples its own level.
-    budget = (
-        config.target_flops.resolve(baseline["flops"]) if config.target_flops else baseline["flops"]
-    )
-    ignored = tuple(task.ignored_layers) + tuple(config.prune.ignore_layers)
-    pruner = task.pruner or ChannelPruner.from_config(
-        model, task.example_inputs, config.prune, ignored
-    )
-    ctx = SearchContext(
-        model=model,
-        example_inputs=task.example_inputs,
-        evaluate=task.evaluate,
-        calibration=first_batches(
-            task.calibration_data or task.train_data, config.search.calibration_samples
-        ),
-        groups=pruner.groups(),
-        config=config,
-        ignored_layers=ignored,
-        flops_budget=budget,
-        baseline_flops=baseline["flops"],
-        pruner=pruner,
-    )
-    if not ctx.groups:
-        raise UserInputError("the model has no prunable convolution or linear layers")
-    uniform = _check_reachable(ctx, budget)
+    ctx, uniform = search_context(task, config, baseline["flops"])
+    budget = ctx.flops_budget
     log(
         f"baseline: val {baseline['val_accuracy']:.2%}  test {baseline['accuracy']:.2%}  "
         f"FLOPs {baseline['flops'] / 1e6:.1f}M  params {baseline['params'] / 1e3:.1f}K  "
@@ -204,25 +188,16 @@ def run_compression(
 
     if existing == "overwrite":
         clear_run_files(output_dir)
+        discard_study(config)
     if resuming:
         log(f"continuing the run in {output_dir}")
     output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(output_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     threads = config.measure.threads or default_threads()
-    with (
-        LatencyMeter(config.measure, task.example_inputs) as meter,
-        tempfile.TemporaryDirectory(prefix="compressor-") as workdir,
-    ):
-        ctx.workdir = Path(workdir)
-        baseline_artifact = (
-            export_onnx(model, task.example_inputs, ctx.workdir / "baseline.onnx")
-            if config.deploy.export
-            else None
-        )
-        meter.set_baseline(baseline_artifact or model)
-        ctx.meter = meter
-        study = _search(ctx, output_dir, baseline["val_accuracy"], log)
+    manifest = make_manifest(task.name, config, baseline, model)
+    with measuring(ctx, task.example_inputs) as baseline_artifact:
+        study = _search(ctx, output_dir, baseline["val_accuracy"], log, manifest)
         best_trial = best_feasible_trial(study)
         if best_trial is None:
             raise CompressorError(
@@ -239,7 +214,7 @@ def run_compression(
             if baseline_artifact
             else {}
         )
-        latency = meter.compare(
+        latency = ctx.meter.compare(
             deployed["path"] if deployed else best_model, rounds=3 * config.measure.rounds
         )
 
@@ -285,7 +260,7 @@ def run_compression(
             "uniform_ratio": uniform,
             "latency": str(config.target_latency) if config.target_latency else None,
         },
-        trials=[_trial_record(t) for t in study.trials if t.state != TrialState.WAITING],
+        trials=[_trial_record(t) for t in reported_trials(study)],
         environment={
             "task": task.name,
             "task_description": task.description,
@@ -293,15 +268,22 @@ def run_compression(
         },
         output_dir=output_dir,
         artifacts=artifacts,
+        workers=worker_table(study),
     )
     save_model(best_model, output_dir / "model.safetensors")
     write_json(output_dir / "result.json", result.to_json())
     return result
 
 
-def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float, log):
+def _search(
+    ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float, log, manifest: dict
+):
     search = ctx.config.search
-    study = open_study(output_dir, make_sampler(search.sampler, search.seed, search.trials))
+    study = open_study(
+        storage_url(ctx.config, output_dir),
+        search.study,
+        make_sampler(search.sampler, search.seed, search.trials),
+    )
     if not study.trials:
         # Seed the sampler with two known plans at the budget: uniform (so the search can
         # only improve on it) and the sensitivity allocation (a strong prior to refine).
@@ -316,6 +298,9 @@ def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float, 
             {preference_param(name): value for name, value in preferences.items()}
             | preferred_deploy_params(ctx.config.deploy)
         )
+    # Workers waiting for the study start now: the seeded trials are queued first.
+    publish_manifest(study, manifest)
+    record_worker(study, worker_info(ctx.config.measure, "compress"))
     run_study(
         study,
         ctx,
@@ -351,19 +336,6 @@ def _user_metric(evaluate: Callable[[nn.Module], float], model: nn.Module) -> fl
         ) from None
 
 
-def _check_reachable(ctx: SearchContext, budget: int) -> float:
-    """Refuse a budget below the smallest reachable FLOPs; return the uniform ratio at it."""
-    ratios, fits = plan_for(ctx, {group.name: 1.0 for group in ctx.groups})
-    if not fits:
-        smallest = flops_of_plan(ctx, ratios)
-        raise UserInputError(
-            f"target {budget / 1e6:.3g}M FLOPs cannot be reached: the smallest reachable is "
-            f"{smallest / 1e6:.3g}M ({smallest / ctx.baseline_flops:.2f} of the model) at "
-            f"prune.max_ratio {ctx.config.prune.max_ratio}"
-        )
-    return max(ratios.values())
-
-
 def _trial_record(trial) -> dict:
     attrs = trial.user_attrs
     record = {"number": trial.number, "state": trial.state.name, "reward": trial.value}
@@ -379,10 +351,14 @@ def _trial_record(trial) -> dict:
         "seconds",
         "error",
         "artifact",
+        "worker",
+        "baseline_latency_ms",
     ):
         if key in attrs:
             record[key] = attrs[key]
     record["plan"] = attrs.get("ratios", {})
+    if "failed_trial" in trial.system_attrs:  # queued again after its process died
+        record["retry_of"] = trial.system_attrs["failed_trial"]
     return record
 
 

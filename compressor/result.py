@@ -24,6 +24,8 @@ class CompressionResult:
     environment: dict[str, Any] = field(default_factory=dict)
     output_dir: Path | None = None
     artifacts: dict[str, Any] = field(default_factory=dict)  # per ONNX file: latency, size
+    # Per process that ran trials (hostname:pid): its machine, trials, baseline latency there.
+    workers: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -33,6 +35,7 @@ class CompressionResult:
             "artifacts": self.artifacts,
             "trials": self.trials,
             "environment": self.environment,
+            "workers": self.workers,
         }
 
     def __str__(self) -> str:
@@ -89,9 +92,22 @@ class CompressionResult:
                 f"{parity['top1_agreement']:.2%}, cosine {parity['cosine']:.4f}, "
                 f"max |diff| {parity['max_abs_diff']:.3g}"
             )
+        if len(self.workers) > 1:
+            lines.append(_workers_line(self.workers))
         if self.output_dir is not None:
             lines.append(f"written to {self.output_dir}")
         return "\n".join(lines)
+
+
+def _workers_line(workers: dict[str, Any]) -> str:
+    # Milliseconds differ between machines; each worker's baseline says what its ratios mean.
+    parts = []
+    for name, info in workers.items():
+        baseline = info.get("baseline_latency_ms")
+        parts.append(
+            f"{name} {info['trials']}" + (f" (baseline {baseline:.3f} ms)" if baseline else "")
+        )
+    return "trials by worker: " + ", ".join(parts)
 
 
 def _count(value: float) -> str:
