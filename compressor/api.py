@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import optuna
 import torch
 import yaml
 from torch import nn
@@ -38,7 +39,7 @@ from compressor.search.loop import (
     run_study,
 )
 from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
-from compressor.search.setup import measuring, search_context
+from compressor.search.setup import check_reachable, measuring, search_context
 from compressor.search.space import (
     preference_param,
     preferred_deploy_params,
@@ -178,8 +179,9 @@ def run_compression(
     model = task.model.eval()
 
     baseline = _measure_baseline(task)
-    ctx, uniform = search_context(task, config, baseline["flops"])
+    ctx = search_context(task, config, baseline["flops"])
     budget = ctx.flops_budget
+    uniform = check_reachable(ctx, budget)
     log(
         f"baseline: val {baseline['val_accuracy']:.2%}  test {baseline['accuracy']:.2%}  "
         f"FLOPs {baseline['flops'] / 1e6:.1f}M  params {baseline['params'] / 1e3:.1f}K  "
@@ -196,8 +198,11 @@ def run_compression(
         tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     threads = config.measure.threads or default_threads()
     manifest = make_manifest(task.name, config, baseline, model)
+    # The study is seeded and published before this process times anything, so workers
+    # that wait for it set up while this process does.
+    study = _start_study(ctx, output_dir, baseline["val_accuracy"], log, manifest)
     with measuring(ctx, task.example_inputs) as baseline_artifact:
-        study = _search(ctx, output_dir, baseline["val_accuracy"], log, manifest)
+        _search(study, ctx, log)
         best_trial = best_feasible_trial(study)
         if best_trial is None:
             raise CompressorError(
@@ -275,9 +280,10 @@ def run_compression(
     return result
 
 
-def _search(
+def _start_study(
     ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float, log, manifest: dict
-):
+) -> optuna.Study:
+    """The study, created (and seeded) or continued; published for workers to join."""
     search = ctx.config.search
     study = open_study(
         storage_url(ctx.config, output_dir),
@@ -298,9 +304,15 @@ def _search(
             {preference_param(name): value for name, value in preferences.items()}
             | preferred_deploy_params(ctx.config.deploy)
         )
-    # Workers waiting for the study start now: the seeded trials are queued first.
+    # Waiting workers start now, with the seeded plans queued first (the lowest trial
+    # numbers, so always within the budget). A continued study gets the current config.
     publish_manifest(study, manifest)
     record_worker(study, worker_info(ctx.config.measure, "compress"))
+    return study
+
+
+def _search(study: optuna.Study, ctx: SearchContext, log) -> None:
+    search = ctx.config.search
     run_study(
         study,
         ctx,
@@ -308,7 +320,6 @@ def _search(
         search.time_budget,
         ProgressPrinter(search.trials, enabled=log is print),
     )
-    return study
 
 
 def _measure_baseline(task: Task) -> dict:

@@ -58,7 +58,7 @@ def run_worker(
     config = _worker_config(manifest, storage, threads)
     task = task or _rebuild_task(manifest, config, verbose)
     _check_same_model(task, manifest)
-    ctx, _ = search_context(task, config, manifest["baseline"]["flops"])
+    ctx = search_context(task, config, manifest["baseline"]["flops"])
     search = config.search
     shared = optuna.load_study(
         study_name=study,

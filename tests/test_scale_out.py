@@ -18,11 +18,10 @@ import time
 import uuid
 
 import optuna
+import pg_server
 import pytest
 import yaml
 from optuna.trial import TrialState
-
-import pg_server
 
 STUDY = "digits-shared"
 CHEAP = {
@@ -100,7 +99,7 @@ def _study(storage):
 
 
 def test_two_processes_spend_one_budget_and_the_best_materialises(database, tmp_path):
-    budget = 6
+    budget = 8
     worker = _worker(tmp_path, database)  # first: it waits for the study to be started
     compress = _compress(tmp_path, database, budget)
     _finish(compress, tmp_path / "compress.log")
@@ -144,7 +143,7 @@ def _running_trial_of(storage, name):
 
 
 def test_a_killed_workers_trial_fails_and_is_run_again(database, tmp_path):
-    budget = 5
+    budget = 8
     worker = _worker(tmp_path, database)
     compress = _compress(tmp_path, database, budget)
     deadline = time.time() + 600

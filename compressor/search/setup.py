@@ -21,13 +21,9 @@ from compressor.search.candidate import SearchContext, flops_of_plan, plan_for
 from compressor.tasks import Task
 
 
-def search_context(
-    task: Task, config: CompressConfig, baseline_flops: int
-) -> tuple[SearchContext, float]:
-    """The fixed part of every trial, and the uniform prune ratio that just fits the budget.
-
-    Raises :class:`UserInputError` when nothing can be pruned or the budget is unreachable.
-    """
+def search_context(task: Task, config: CompressConfig, baseline_flops: int) -> SearchContext:
+    """The fixed part of every trial. Raises :class:`UserInputError` when nothing can be
+    pruned."""
     model = task.model.eval()
     # Without a FLOPs target the budget is the whole model; each trial samples its own level.
     budget = config.target_flops.resolve(baseline_flops) if config.target_flops else baseline_flops
@@ -51,7 +47,7 @@ def search_context(
     )
     if not ctx.groups:
         raise UserInputError("the model has no prunable convolution or linear layers")
-    return ctx, check_reachable(ctx, budget)
+    return ctx
 
 
 def check_reachable(ctx: SearchContext, budget: int) -> float:

@@ -17,13 +17,14 @@ baseline measurements and a fingerprint of the model's weights.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import socket
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -67,8 +68,28 @@ def masked(url: str) -> str:
         return url.split("://", 1)[0] + "://..."
 
 
+class StorageUnavailable(UserInputError):
+    """The database could not be reached or read (a worker waiting for it tries again)."""
+
+
+@contextlib.contextmanager
+def _opening(url: str) -> Iterator[None]:
+    """Turn what opening a database raises into one line for the user."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        raise UserInputError(
+            f"storage {masked(url)}: its database driver is not installed ({exc}); for "
+            "PostgreSQL install the postgres extra: pip install 'compressor[postgres]'"
+        ) from None
+    except Exception as exc:  # SQLAlchemy: bad URL, unreachable server, wrong password
+        reason = _first_line(exc)
+        raise StorageUnavailable(f"storage {masked(url)} cannot be opened: {reason}") from None
+
+
 def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """The RDB storage at ``url`` with heartbeats and stale-trial retry.
+    """The RDB storage at ``url`` with heartbeats and stale-trial retry (Optuna creates its
+    tables there if they are missing).
 
     Raises :class:`UserInputError` (one line) when the driver is missing, the URL is wrong or
     the database cannot be reached.
@@ -78,26 +99,36 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     # locked"); servers: check pooled connections before use (idle ones get dropped).
     sqlite = url.startswith("sqlite")
     engine = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=MAX_RETRIES
-                ),
-            )
-    except ModuleNotFoundError as exc:
-        raise UserInputError(
-            f"storage {masked(url)}: its database driver is not installed ({exc}); for "
-            "PostgreSQL install the postgres extra: pip install 'compressor[postgres]'"
-        ) from None
-    except Exception as exc:  # SQLAlchemy: bad URL, unreachable server, wrong password
-        reason = _first_line(exc)
-        raise UserInputError(f"storage {masked(url)} cannot be opened: {reason}") from None
+    with _opening(url), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=MAX_RETRIES
+            ),
+        )
+
+
+def holds_studies(url: str) -> bool:
+    """Whether ``url`` already holds Optuna's tables, found without creating anything:
+    opening the storage would create them (and a SQLite file), which is `compress`'s job.
+    Two processes creating them at once collide on PostgreSQL."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.engine import make_url
+
+    with _opening(url):
+        parsed = make_url(url)
+        database = parsed.database or ""
+        if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+            return Path(database).exists() and Path(database).stat().st_size > 0
+        engine = create_engine(parsed)
+        try:
+            return inspect(engine).has_table("studies")  # Optuna's table of studies
+        finally:
+            engine.dispose()
 
 
 def open_study(url: str, name: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
@@ -199,14 +230,12 @@ def wait_for_study(url: str, name: str, timeout: float, log: Callable[..., None]
     said = False
     while True:
         try:
-            # Opening a SQLite URL creates the file: leave that to `compress`, whose output
-            # folder it is.
-            study = None if _sqlite_file_missing(url) else existing_study(url, name)
+            study = existing_study(url, name) if holds_studies(url) else None
             manifest = read_manifest(study) if study is not None else None
             if manifest is not None:
                 return manifest
             reason = "it does not exist yet" if study is None else "it is not ready yet"
-        except UserInputError as exc:
+        except StorageUnavailable as exc:  # the server may be starting too
             reason = str(exc)
         if time.monotonic() >= deadline:
             raise UserInputError(
@@ -216,7 +245,7 @@ def wait_for_study(url: str, name: str, timeout: float, log: Callable[..., None]
         if not said:
             log(f"waiting for study {name!r} in {masked(url)}: {reason}", flush=True)
             said = True
-        time.sleep(min(HEARTBEAT_SECONDS, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def worker_info(measure: MeasureConfig, role: str) -> dict:
@@ -258,21 +287,6 @@ def worker_table(study: optuna.Study) -> dict[str, dict]:
     for worker, values in baselines.items():
         table[worker]["baseline_latency_ms"] = sorted(values)[len(values) // 2]
     return table
-
-
-def _sqlite_file_missing(url: str) -> bool:
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except Exception:  # not a URL at all: open_storage says so
-        return False
-    database = parsed.database or ""
-    return (
-        parsed.get_backend_name() == "sqlite"
-        and database not in ("", ":memory:")
-        and not (Path(database).exists())
-    )
 
 
 def _first_line(exc: BaseException) -> str:
