@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 from compressor.actions.export import export_onnx
-from compressor.actions.pruner import ChannelPruner
+from compressor.actions.pruner import ChannelPruner, check_prunable
 from compressor.artifacts import atomic_path, save_model, write_json
 from compressor.config import CompressConfig, parse_flops_target, parse_latency_target
 from compressor.deployment import artifact_table, deploy_best
@@ -195,6 +195,7 @@ def run_compression(
     )
     if not ctx.groups:
         raise UserInputError("the model has no prunable convolution or linear layers")
+    check_prunable(pruner, model, task.example_inputs, ctx.groups)
     uniform = _check_reachable(ctx, budget)
     log(
         f"baseline: val {baseline['val_accuracy']:.2%}  test {baseline['accuracy']:.2%}  "

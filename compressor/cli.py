@@ -48,6 +48,7 @@ OVERRIDES = (
     ("data", ("data",)),
     ("model", ("model",)),
     ("weights", ("weights",)),
+    ("trust_pickle", ("trust_pickle",)),
 )
 
 
@@ -157,12 +158,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         help="your model: pkg.module:factory (a Python factory "
-        "returning the model, or (model, example_inputs)) or "
-        "hf:PATH (a local Hugging Face folder)",
+        "returning the model, or (model, example_inputs)), "
+        "hf:PATH (a local Hugging Face folder) or a pickled model FILE.pt (with --trust-pickle)",
     )
     parser.add_argument(
         "--weights",
         help="weights for --model pkg.module:factory: a .safetensors file or a torch state dict",
+    )
+    parser.add_argument(
+        "--trust-pickle",
+        dest="trust_pickle",
+        action="store_const",
+        const=True,
+        help="allow --model FILE.pt, a whole model saved with torch.save(model): unpickling "
+        "runs code from the file, so only for files from a source you trust",
     )
     return parser
 

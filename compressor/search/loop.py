@@ -26,7 +26,18 @@ GRACE_SECONDS = 6
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
-    """TPE (multivariate, feasibility-aware) or random sampling, seeded."""
+    """TPE (multivariate, feasibility-aware) or random sampling, seeded per trial.
+
+    Each trial gets a fresh sampler seeded with ``seed + trial number`` (see
+    :class:`PerTrialSeedSampler`), so a resumed run or a second worker draws what an
+    uninterrupted single run would have drawn, given the same finished trials.
+    """
+    if name not in ("tpe", "random"):
+        raise ValueError(f"unknown sampler {name!r}")
+    return PerTrialSeedSampler(lambda trial_seed: _build_sampler(name, trial_seed, trials), seed)
+
+
+def _build_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
@@ -35,6 +46,41 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=True, n_startup_trials=max(3, min(10, trials // 4))
         )
+
+
+class PerTrialSeedSampler(optuna.samplers.BaseSampler):
+    """An Optuna sampler rebuilt for every trial with the seed ``seed + trial.number``.
+
+    A seeded Optuna sampler keeps one random stream for its lifetime, so a process that is
+    restarted (resume after a kill) or a second worker restarts that stream from the
+    beginning and draws other parameters than one uninterrupted run. TPE and random sampling
+    hold no other state between trials (TPE re-reads the history from the study), so a fresh
+    sampler per trial, seeded by the trial number, makes each trial's parameters a function of
+    the seed and the finished trials alone. Only the public sampler interface is used.
+    """
+
+    def __init__(self, build: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._build, self._seed = build, seed
+        self._sampler = build(seed)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._sampler = self._build(self._seed + trial.number)
+        self._sampler.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._sampler.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._sampler.reseed_rng()
 
 
 def open_study(output_dir: Path, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
