@@ -254,9 +254,8 @@ def _met(ok: bool) -> str:
 def _recovery_text(recovery: dict) -> str:
     if not recovery:
         return "settings not recorded"
-    budget = (
-        f"{recovery['steps']} steps" if recovery.get("steps") else f"{recovery['epochs']} epochs"
-    )
+    steps, epochs = recovery.get("steps"), recovery.get("epochs")
+    budget = f"{steps} steps" if steps else f"{epochs} epoch{'' if epochs == 1 else 's'}"
     return f"{recovery.get('method', 'fine_tune')}, {budget}, lr {recovery.get('lr')}"
 
 
