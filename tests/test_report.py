@@ -284,6 +284,7 @@ def test_optuna_dashboard_reads_the_study_unchanged(report):
 
 
 @pytest.mark.slow
+@pytest.mark.browser  # `make test` runs it with the default suite (-m "not slow or browser")
 def test_report_renders_in_a_headless_browser(report, tmp_path):
     """Chromium (Debian's package) draws the page; the screenshot is not blank."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
