@@ -225,7 +225,14 @@ def run_compression(
         )
         meter.set_baseline(baseline_artifact or model)
         ctx.meter = meter
-        study = _search(ctx, output_dir, baseline, log, target=target, environment=environment)
+        # What the report of an interrupted run (no result.json yet) needs besides the trials.
+        run_info = {
+            "baseline": baseline,
+            "target": target,
+            "channels_before": {group.name: group.channels for group in ctx.groups},
+            "environment": environment,
+        }
+        study = _search(ctx, output_dir, baseline["val_accuracy"], log, run_info)
         best_trial = best_feasible_trial(study)
         if best_trial is None:
             raise CompressorError(
@@ -265,7 +272,7 @@ def run_compression(
         "plan": {
             "ratios": ratios,
             "channels": kept,
-            "channels_before": {group.name: group.channels for group in ctx.groups},
+            "channels_before": run_info["channels_before"],
             "importance": config.prune.importance,
             "round_to": config.prune.round_to,
         },
@@ -306,19 +313,10 @@ def _target_record(config: CompressConfig, budget: int, baseline_flops: int, uni
     }
 
 
-def _search(
-    ctx: SearchContext, output_dir: Path, baseline: dict, log, *, target: dict, environment: dict
-):
+def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float, log, run_info):
     search = ctx.config.search
     study = open_study(output_dir, make_sampler(search.sampler, search.seed, search.trials))
-    # What the report of an interrupted run (no result.json yet) needs besides the trials.
-    save_run_info(
-        study,
-        baseline=baseline,
-        target=target,
-        channels_before={group.name: group.channels for group in ctx.groups},
-        environment=environment,
-    )
+    save_run_info(study, **run_info)
     if not study.trials:
         # Seed the sampler with two known plans at the budget: uniform (so the search can
         # only improve on it) and the sensitivity allocation (a strong prior to refine).
@@ -327,7 +325,7 @@ def _search(
         for deploy in seed_deploy_params(ctx.config.deploy):
             study.enqueue_trial({**uniform_params(ctx.groups), **deploy})
         log(f"sensitivity of {len(ctx.groups)} groups (each pruned alone) ...", flush=True)
-        drops = group_sensitivity(ctx, baseline["val_accuracy"])
+        drops = group_sensitivity(ctx, baseline_val_accuracy)
         preferences = preferences_from_sensitivity(drops, ctx.config.prune.ratio_step)
         study.enqueue_trial(
             {preference_param(name): value for name, value in preferences.items()}

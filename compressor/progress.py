@@ -106,7 +106,7 @@ class Steps:
     def log(self, line: str) -> None:
         """A line of its own: above the live display, or on stdout; nothing when off."""
         if self._live is not None:
-            self._live.console.print(line, markup=False, highlight=False)
+            self._live.console.print(line, markup=False, highlight=False, soft_wrap=True)
         elif self.mode != "off":
             print(line, flush=True)
 
