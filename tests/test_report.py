@@ -22,6 +22,7 @@ from compressor.report import (
     svg_plot,
 )
 from compressor.report.figures import report_figures
+from compressor.report.summary import target_lines
 from compressor.report.tables import format_count, format_ms, format_pct
 
 
@@ -231,6 +232,34 @@ def test_figures_split_feasible_and_infeasible_trials(tmp_path):
     assert len(group_points(html, "pareto-latency-chosen")) == 1  # #0: best feasible reward
     front = re.search(r'<g id="pareto-flops-front">\s*<path d="([^"]+)"', html).group(1)
     assert len(re.findall(r"[ML]", front)) == 3  # two front points as a staircase: 3 corners
+
+
+@pytest.mark.parametrize(
+    "spec, latency, expected",
+    [
+        ("0.5", None, ["FLOPs target: ≤ 50.00M (0.50× the baseline) — met with 45.00M."]),
+        (
+            "None",
+            "2.5ms",
+            [
+                "FLOPs: no target (each trial searched its level); 45.00M.",
+                "Latency target: ≤ 2.5 ms — NOT met with 2.600 ms.",
+            ],
+        ),
+        (
+            "0.5",
+            "0.6",
+            [
+                "FLOPs target: ≤ 50.00M (0.50× the baseline) — met with 45.00M.",
+                "Latency target: ≤ 0.6× the baseline artifact — met with 0.55×.",
+            ],
+        ),
+    ],
+)
+def test_target_lines_say_whether_each_target_was_met(tmp_path, spec, latency, expected):
+    target = {"flops": 50e6, "flops_ratio": 0.5, "spec": spec, "latency": latency}
+    run = RunData(run_dir=tmp_path, trials=[], target=target)
+    assert target_lines(run, 45e6, latency_ratio=0.55, latency_ms=2.6) == expected
 
 
 def test_pareto_front():

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from compressor.report.plots import Reference, SecondaryAxis, Series, svg_bars, svg_plot
 from compressor.report.run_data import RunData, pareto_front
+from compressor.report.summary import has_flops_target
 
 FEASIBLE, INFEASIBLE, FRONT = "#4c72b0", "#d62728", "#ff7f0e"
 CHOSEN, RECOVERED, BASELINE = "#e6ab02", "#2ca02c", "black"
@@ -102,7 +103,7 @@ def pareto_plot(run: RunData, axis: Axis) -> str:
     ]
     series += _marked_points(run, axis, name)
     references = []
-    if axis.name == "flops" and run.target:
+    if axis.name == "flops" and has_flops_target(run.target):
         references.append(Reference(run.target["flops"] / axis.scale, "FLOPs budget"))
     top = None
     baseline_ms = run.baseline_latency_ms

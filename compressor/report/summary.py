@@ -111,10 +111,13 @@ def target_lines(
     if not target:
         return []
     budget = target["flops"]
-    lines = [
-        f"FLOPs target: ≤ {format_count(budget)} ({target['flops_ratio']:.2f}× the baseline) — "
-        f"{_met(flops <= budget)} with {format_count(flops)}."
-    ]
+    if has_flops_target(target):
+        lines = [
+            f"FLOPs target: ≤ {format_count(budget)} ({target['flops_ratio']:.2f}× the "
+            f"baseline) — {_met(flops <= budget)} with {format_count(flops)}."
+        ]
+    else:
+        lines = [f"FLOPs: no target (each trial searched its level); {format_count(flops)}."]
     spec = target.get("latency")
     if spec:
         is_ms = spec.endswith("ms")
@@ -126,6 +129,11 @@ def target_lines(
     return lines
 
 
+def has_flops_target(target: dict[str, Any] | None) -> bool:
+    """False for a latency-only run, whose FLOPs level is searched (``spec`` is "None")."""
+    return bool(target) and target.get("spec") not in (None, "None")
+
+
 def reward_formula(target: dict[str, Any] | None) -> str:
     """The reward the search maximised, with its parameters, in words and symbols."""
     if not target:
@@ -133,7 +141,11 @@ def reward_formula(target: dict[str, Any] | None) -> str:
     mode = target["reward"]
     if mode == "amc":
         return "R = −(1 − accuracy) × ln(FLOPs) (AMC; no latency term)"
-    budget = f"T_FLOPs = {format_count(target['flops'])}"
+    budget = (
+        f"T_FLOPs = {format_count(target['flops'])}"
+        if has_flops_target(target)
+        else "T_FLOPs = each trial's searched level"
+    )
     spec = target.get("latency")
     if not spec:
         latency = "latency: measured p50 ÷ baseline artifact's, T = 1 (a preference, soft)"
