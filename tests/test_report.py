@@ -169,8 +169,18 @@ def test_report_command_regenerates_and_prints_the_path(report, tmp_path, capsys
     assert strip.sub("", regenerated) == strip.sub("", html)
 
 
+def test_report_open_hands_the_file_to_a_browser(report, tmp_path, monkeypatch, capsys):
+    output, _, _ = report
+    copy = tmp_path / "run"
+    shutil.copytree(output, copy)
+    opened = []
+    monkeypatch.setattr("webbrowser.open", lambda uri: opened.append(uri) or True)
+    assert main(["report", str(copy), "--open"]) == 0
+    assert opened == [(copy / "report.html").resolve().as_uri()]
+
+
 def test_report_of_a_run_that_did_not_finish(report, tmp_path, capsys):
-    """No result.json; the study has a failed trial and one left running by a dead process."""
+    """No result.json; the study has failed trials and one left running by a dead process."""
     output, result, _ = report
     run = tmp_path / "stopped"
     run.mkdir()
@@ -180,6 +190,7 @@ def test_report_of_a_run_that_did_not_finish(report, tmp_path, capsys):
     failed = study.ask()
     failed.set_user_attr("error", "RuntimeError: the metric raised")
     study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # failed with no reason
     study.ask()  # RUNNING forever: its process died
     assert main(["report", str(run)]) == 0
     html = (run / "report.html").read_text()
@@ -191,9 +202,9 @@ def test_report_of_a_run_that_did_not_finish(report, tmp_path, capsys):
     ) == len(finished)
     assert len(group_points(html, "pareto-flops-chosen")) == 1
     assert len(group_points(html, "pareto-flops-recovered")) == 0  # nothing recovered yet
-    assert "RuntimeError: the metric raised" in html
-    assert len(group_points(html, "reward-failed")) == 1
-    assert f"#{failed.number + 1} (the process stopped during them)" in html
+    assert "RuntimeError: the metric raised" in html and "no reason recorded" in html
+    assert len(group_points(html, "reward-failed")) == 2
+    assert f"#{failed.number + 2} (the process stopped during them)" in html
     assert (run / "summary.md").read_text().count("Best plan so far") == 1
 
 
