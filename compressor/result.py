@@ -8,6 +8,8 @@ from typing import Any
 
 from torch import nn
 
+from compressor.report.tables import format_count
+
 
 @dataclass
 class CompressionResult:
@@ -122,11 +124,3 @@ def trial_record(trial) -> dict[str, Any]:
     record.update((key, attrs[key]) for key in TRIAL_KEYS if key in attrs)
     record["plan"] = attrs.get("ratios", {})
     return record
-
-
-def format_count(value: float) -> str:
-    """``52.72M``, ``174.97K``: FLOPs and parameter counts as people read them."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.2f}{unit}"
-    return f"{value:.0f}"

@@ -4,35 +4,35 @@
 styles, no network) and ``summary.md`` from a run folder. The building blocks are public
 so benchmarks render their tables and plots the same way: :func:`markdown_table`,
 :func:`svg_plot` (scatter / line / step series) and :func:`svg_bars`.
+
+Names are imported on first use, so ``compress report --help`` does not load matplotlib.
 """
 
-from compressor.report.plots import Reference, SecondaryAxis, Series, svg_bars, svg_plot
-from compressor.report.render import ReportFiles, dashboard_command, write_report
-from compressor.report.run_data import RunData, load_run, pareto_front, save_run_info
-from compressor.report.tables import (
-    format_bytes,
-    format_count,
-    format_ms,
-    format_pct,
-    markdown_table,
-)
+from importlib import import_module
 
-__all__ = [
-    "Reference",
-    "ReportFiles",
-    "RunData",
-    "SecondaryAxis",
-    "Series",
-    "dashboard_command",
-    "format_bytes",
-    "format_count",
-    "format_ms",
-    "format_pct",
-    "load_run",
-    "markdown_table",
-    "pareto_front",
-    "save_run_info",
-    "svg_bars",
-    "svg_plot",
-    "write_report",
-]
+_EXPORTS = {
+    "Reference": "plots",
+    "SecondaryAxis": "plots",
+    "Series": "plots",
+    "svg_bars": "plots",
+    "svg_plot": "plots",
+    "ReportFiles": "render",
+    "dashboard_command": "render",
+    "write_report": "render",
+    "RunData": "run_data",
+    "load_run": "run_data",
+    "pareto_front": "run_data",
+    "save_run_info": "run_data",
+    "format_bytes": "tables",
+    "format_count": "tables",
+    "format_ms": "tables",
+    "format_pct": "tables",
+    "markdown_table": "tables",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'compressor.report' has no attribute {name!r}")
+    return getattr(import_module(f"compressor.report.{_EXPORTS[name]}"), name)

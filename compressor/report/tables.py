@@ -7,8 +7,6 @@ from typing import Any
 
 from tabulate import tabulate
 
-from compressor.result import format_count
-
 __all__ = ["format_bytes", "format_count", "format_ms", "format_pct", "markdown_table"]
 
 
@@ -23,6 +21,14 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
         tablefmt="github",
         disable_numparse=True,
     )
+
+
+def format_count(value: float) -> str:
+    """``52.72M``, ``174.97K``: FLOPs and parameter counts as people read them."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return f"{value:.0f}"
 
 
 def format_pct(value: float | None, digits: int = 2) -> str:
