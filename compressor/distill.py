@@ -82,37 +82,36 @@ def distill(
     student.train()
     # A plain line every tenth of the budget (or every pass over an unsized iterable).
     every = max(1, total // 10) if total else 50
-    bar = Steps("distillation", total, mode=progress_mode(progress), every=every)
-    done, rng = 0, random.Random(seed)
-    while total is None or done < total:
-        order = rng.sample(range(len(batches)), len(batches)) if fixed else None
-        stream = ((i, batches[i]) for i in order) if fixed else enumerate(batches)
-        done_before = done
-        for key, (inputs, labels) in stream:
-            inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-            target = cache.get(key) if fixed else None
-            if target is None:
-                with torch.no_grad():
-                    target = teacher(*inputs)
-                if fixed:
-                    cache[key] = target
-            loss = loss_fn(student(*inputs), target, labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if scheduler:
-                scheduler.step()
-            done += 1
-            bar.advance(loss=f"{loss.item():.4f}")
-            if total is not None and done >= total:
+    with Steps("distillation", total, mode=progress_mode(progress), every=every) as bar:
+        done, rng = 0, random.Random(seed)
+        while total is None or done < total:
+            order = rng.sample(range(len(batches)), len(batches)) if fixed else None
+            stream = ((i, batches[i]) for i in order) if fixed else enumerate(batches)
+            done_before = done
+            for key, (inputs, labels) in stream:
+                inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+                target = cache.get(key) if fixed else None
+                if target is None:
+                    with torch.no_grad():
+                        target = teacher(*inputs)
+                    if fixed:
+                        cache[key] = target
+                loss = loss_fn(student(*inputs), target, labels)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if scheduler:
+                    scheduler.step()
+                done += 1
+                bar.advance(loss=f"{loss.item():.4f}")
+                if total is not None and done >= total:
+                    break
+            if done == done_before:  # an exhausted one-shot iterator: nothing more to learn from
                 break
-        if done == done_before:  # an exhausted one-shot iterator: nothing more to learn from
-            break
-        if total is None:  # an unsized iterable: one pass per epoch
-            epochs -= 1
-            if epochs <= 0:
-                break
-    bar.close()
+            if total is None:  # an unsized iterable: one pass per epoch
+                epochs -= 1
+                if epochs <= 0:
+                    break
     return student.eval()
 
 

@@ -60,18 +60,18 @@ def fine_tune(
     scheduler = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total) if total else None
     )
-    bar = Steps("recovery", total, mode=progress_mode(progress), every=steps_per_epoch or 50)
     model.train()
-    for epoch in range(epochs):
-        for inputs, labels in batches:
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(inputs), labels)
-            loss.backward()
-            optimizer.step()
-            if scheduler:
-                scheduler.step()
-            bar.advance(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss.item():.4f}")
-    bar.close()
+    mode = progress_mode(progress)
+    with Steps("recovery", total, mode=mode, every=steps_per_epoch or 50) as bar:
+        for epoch in range(epochs):
+            for inputs, labels in batches:
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(inputs), labels)
+                loss.backward()
+                optimizer.step()
+                if scheduler:
+                    scheduler.step()
+                bar.advance(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss.item():.4f}")
     return model.eval()
 
 
