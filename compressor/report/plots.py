@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.markers import MarkerStyle
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 KINDS = ("scatter", "line", "step")
 
@@ -105,6 +105,8 @@ def svg_plot(
         line = axes.axvline if ref.axis == "x" else axes.axhline
         line(ref.value, color=ref.color, linestyle="--", linewidth=1, label=ref.label, zorder=1)
     axes.set_xscale(xscale)
+    if xscale == "log":
+        _plain_log_ticks(axes.xaxis)
     axes.set(xlabel=xlabel, ylabel=ylabel)
     if title:
         axes.set_title(title)
@@ -113,6 +115,8 @@ def svg_plot(
     if top_axis is not None:
         top = axes.secondary_xaxis("top", functions=(top_axis.forward, top_axis.inverse))
         top.set_xlabel(top_axis.label)
+        if xscale == "log":
+            _plain_log_ticks(top.xaxis)
     axes.grid(True, color="0.9", zorder=0)
     if any(item.label for item in series) or references:
         axes.legend(fontsize="small", framealpha=0.9)
@@ -167,6 +171,20 @@ def figure_svg(figure: Figure, name: str) -> str:
     # so ids stay unique in a page. References use the salted hash ids, which are untouched.
     text = re.sub(r' id="([A-Za-z0-9.]+_\d+)"', rf' id="{name}-\1"', text)
     return text.replace("<svg ", f'<svg class="plot" data-name="{name}" ', 1)
+
+
+def _plain_log_ticks(axis) -> None:
+    """Log-axis ticks as plain numbers (0.5, 2, 3), not 5x10^-1; minor ones at 2, 3, 5 x 10^k."""
+
+    def plain(value: float, _position) -> str:
+        return f"{value:g}"
+
+    def some(value: float, _position) -> str:
+        leading = f"{value:e}"[0]
+        return f"{value:g}" if leading in "235" else ""
+
+    axis.set_major_formatter(FuncFormatter(plain))
+    axis.set_minor_formatter(FuncFormatter(some))
 
 
 def _draw(axes, item: Series) -> None:
