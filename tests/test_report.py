@@ -66,9 +66,12 @@ def test_the_run_wrote_a_self_contained_report(report):
 
 
 @pytest.mark.parametrize(
-    "figure, key", [("pareto-latency", "latency_ratio"), ("pareto-flops", "flops")]
+    "figure, key, scale",
+    [("pareto-latency", "latency_ratio", np.log), ("pareto-flops", "flops", np.asarray)],
 )
-def test_pareto_plot_has_one_point_per_finished_trial_and_marks_the_chosen_one(report, figure, key):
+def test_pareto_plot_has_one_point_per_finished_trial_and_marks_the_chosen_one(
+    report, figure, key, scale
+):
     _, result, html = report
     finished = [t for t in result["trials"] if t["state"] == "COMPLETE"]
     feasible = group_points(html, f"{figure}-feasible")
@@ -78,17 +81,18 @@ def test_pareto_plot_has_one_point_per_finished_trial_and_marks_the_chosen_one(r
     assert len(group_points(html, f"{figure}-baseline")) == 1
     assert len(group_points(html, f"{figure}-recovered")) == 1
     (chosen,) = group_points(html, f"{figure}-chosen")
-    # The star sits where the chosen trial's numbers put it: fit the axes' linear data ->
-    # pixel map on the plotted trials, then place the trial recorded as best.
+    # The star sits where the chosen trial's numbers put it: fit the axes' data -> pixel map
+    # (linear in the axis scale: log for latency) on the plotted trials, then place the
+    # trial recorded as best.
     plotted = [t for t in finished if t["feasible"]] + [t for t in finished if not t["feasible"]]
     pixels = np.array(feasible + infeasible)
-    for axis, values in ((0, [t[key] for t in plotted]), (1, [t["accuracy"] for t in plotted])):
+    best = next(t for t in finished if t["number"] == result["best"]["trial"])
+    for axis, field, transform in ((0, key, scale), (1, "accuracy", np.asarray)):
+        values = transform([t[field] for t in plotted])
         if np.ptp(values) == 0:
             continue  # all trials at one value: no scale to fit on this axis
         slope, offset = np.polyfit(values, pixels[:, axis], 1)
-        best = next(t for t in finished if t["number"] == result["best"]["trial"])
-        value = best[key] if axis == 0 else best["accuracy"]
-        assert chosen[axis] == pytest.approx(slope * value + offset, abs=0.5)
+        assert chosen[axis] == pytest.approx(slope * transform(best[field]) + offset, abs=0.5)
     assert f"chosen: trial #{result['best']['trial']}" in html
 
 
