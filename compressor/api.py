@@ -27,8 +27,10 @@ from compressor.environment import environment_info
 from compressor.errors import CompressorError, UserInputError
 from compressor.measure.flops import count_flops, count_params
 from compressor.measure.latency import LatencyMeter, default_threads
+from compressor.progress import progress_mode
 from compressor.recover import first_batches
-from compressor.result import CompressionResult
+from compressor.report import save_run_info, write_report
+from compressor.result import CompressionResult, trial_record
 from compressor.run_folder import check_output_dir, clear_run_files
 from compressor.search.candidate import (
     SearchContext,
@@ -37,13 +39,8 @@ from compressor.search.candidate import (
     flops_of_plan,
     plan_for,
 )
-from compressor.search.loop import (
-    ProgressPrinter,
-    best_feasible_trial,
-    make_sampler,
-    open_study,
-    run_study,
-)
+from compressor.search.loop import best_feasible_trial, make_sampler, open_study, run_study
+from compressor.search.progress import TrialProgress
 from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
 from compressor.search.space import (
     preference_param,
@@ -197,6 +194,7 @@ def run_compression(
         raise UserInputError("the model has no prunable convolution or linear layers")
     check_prunable(pruner, model, task.example_inputs, ctx.groups)
     uniform = _check_reachable(ctx, budget)
+    target = _target_record(config, budget, baseline["flops"], uniform)
     log(
         f"baseline: val {baseline['val_accuracy']:.2%}  test {baseline['accuracy']:.2%}  "
         f"FLOPs {baseline['flops'] / 1e6:.1f}M  params {baseline['params'] / 1e3:.1f}K  "
@@ -211,6 +209,11 @@ def run_compression(
     with atomic_path(output_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     threads = config.measure.threads or default_threads()
+    environment = {
+        "task": task.name,
+        "task_description": task.description,
+        **environment_info(config.measure.device, threads),
+    }
     with (
         LatencyMeter(config.measure, task.example_inputs) as meter,
         tempfile.TemporaryDirectory(prefix="compressor-") as workdir,
@@ -223,7 +226,14 @@ def run_compression(
         )
         meter.set_baseline(baseline_artifact or model)
         ctx.meter = meter
-        study = _search(ctx, output_dir, baseline["val_accuracy"], log)
+        # What the report of an interrupted run (no result.json yet) needs besides the trials.
+        run_info = {
+            "baseline": baseline,
+            "target": target,
+            "channels_before": {group.name: group.channels for group in ctx.groups},
+            "environment": environment,
+        }
+        study = _search(ctx, output_dir, baseline["val_accuracy"], log, run_info)
         best_trial = best_feasible_trial(study)
         if best_trial is None:
             raise CompressorError(
@@ -263,6 +273,7 @@ def run_compression(
         "plan": {
             "ratios": ratios,
             "channels": kept,
+            "channels_before": run_info["channels_before"],
             "importance": config.prune.importance,
             "round_to": config.prune.round_to,
         },
@@ -276,33 +287,37 @@ def run_compression(
         model=best_model,
         baseline=baseline,
         best=best,
-        target={
-            "flops": budget,
-            "flops_ratio": budget / baseline["flops"],
-            "spec": str(config.target_flops),
-            "reward": config.search.reward,
-            "alpha": config.search.alpha,
-            "beta": config.search.beta,
-            "uniform_ratio": uniform,
-            "latency": str(config.target_latency) if config.target_latency else None,
-        },
-        trials=[_trial_record(t) for t in study.trials if t.state != TrialState.WAITING],
-        environment={
-            "task": task.name,
-            "task_description": task.description,
-            **environment_info(config.measure.device, threads),
-        },
+        target=target,
+        trials=[trial_record(t) for t in study.trials if t.state != TrialState.WAITING],
+        environment=environment,
         output_dir=output_dir,
         artifacts=artifacts,
     )
     save_model(best_model, output_dir / "model.safetensors")
     write_json(output_dir / "result.json", result.to_json())
+    # Rendered from the files just written, exactly as `compress report` re-renders it.
+    result.report = write_report(output_dir).html
     return result
 
 
-def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float, log):
+def _target_record(config: CompressConfig, budget: int, baseline_flops: int, uniform: float):
+    """The targets and reward parameters, as result.json and the report state them."""
+    return {
+        "flops": budget,
+        "flops_ratio": budget / baseline_flops,
+        "spec": str(config.target_flops),
+        "reward": config.search.reward,
+        "alpha": config.search.alpha,
+        "beta": config.search.beta,
+        "uniform_ratio": uniform,
+        "latency": str(config.target_latency) if config.target_latency else None,
+    }
+
+
+def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float, log, run_info):
     search = ctx.config.search
     study = open_study(output_dir, make_sampler(search.sampler, search.seed, search.trials))
+    save_run_info(study, **run_info)
     if not study.trials:
         # Seed the sampler with two known plans at the budget: uniform (so the search can
         # only improve on it) and the sensitivity allocation (a strong prior to refine).
@@ -317,13 +332,8 @@ def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float, 
             {preference_param(name): value for name, value in preferences.items()}
             | preferred_deploy_params(ctx.config.deploy)
         )
-    run_study(
-        study,
-        ctx,
-        search.trials,
-        search.time_budget,
-        ProgressPrinter(search.trials, enabled=log is print),
-    )
+    with TrialProgress(study, search.trials, progress_mode(log is print)) as progress:
+        run_study(study, ctx, search.trials, search.time_budget, progress)
     return study
 
 
@@ -363,28 +373,6 @@ def _check_reachable(ctx: SearchContext, budget: int) -> float:
             f"prune.max_ratio {ctx.config.prune.max_ratio}"
         )
     return max(ratios.values())
-
-
-def _trial_record(trial) -> dict:
-    attrs = trial.user_attrs
-    record = {"number": trial.number, "state": trial.state.name, "reward": trial.value}
-    for key in (
-        "accuracy",
-        "flops",
-        "flops_ratio",
-        "params",
-        "latency_ms",
-        "latency_p90_ms",
-        "latency_ratio",
-        "feasible",
-        "seconds",
-        "error",
-        "artifact",
-    ):
-        if key in attrs:
-            record[key] = attrs[key]
-    record["plan"] = attrs.get("ratios", {})
-    return record
 
 
 def _check_device(device: str) -> None:

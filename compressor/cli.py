@@ -3,6 +3,8 @@
 Arguments map 1:1 onto :class:`~compressor.config.CompressConfig` keys; a ``--config`` YAML
 file supplies the rest, and options given on the command line override it. Bad input ends
 with one line on stderr and exit code 2, before anything is written.
+
+``compress report RUN_DIR`` (:mod:`compressor.report.command`) re-renders a run's report.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="compress",
         description="Search pruning plans for a trained model within a FLOPs budget, scored by "
         "accuracy x delta(FLOPs, measured latency); recover and save the best.",
+        epilog="compress report RUN_DIR [--open]: re-render a run's report.html "
+        "(also of an interrupted run) and print its path.",
     )
     parser.add_argument("--config", help="YAML config file (command-line options override it)")
     parser.add_argument("--task", help="built-in task (default: digits, the embedded default)")
@@ -147,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
         const=False,
         help="score the PyTorch model instead of its ONNX artifact",
     )
-    parser.add_argument("--quiet", action="store_true", help="print only the final table")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress output: print only the final table"
+    )
     # Task inputs (real models, issue 5).
     parser.add_argument(
         "--data",
@@ -199,7 +205,12 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 done, 1 failed run, 2 bad input, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv[:1] == ["report"]:
+            from compressor.report.command import report_main
+
+            return report_main(argv[1:])
         args = build_parser().parse_args(argv)
         config = config_from_args(args)
         from compressor.api import run_task  # heavy imports only once the input is valid

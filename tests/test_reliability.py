@@ -59,6 +59,11 @@ def test_killed_run_resumes_without_losing_trials(tmp_path):
     process.wait()
     before = {t.number: (t.params, t.value) for t in _completed(output / "study.db")}
     assert not (output / "result.json").exists()
+    # The stopped run has a report: its finished trials, the best so far, nothing recovered.
+    assert main(["report", str(output)]) == 0
+    report = (output / "report.html").read_text()
+    assert "not finished" in report and "best so far (trial #" in report
+    assert f"Accuracy vs FLOPs: {len(before)} finished trials" in report
 
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr

@@ -230,37 +230,3 @@ def best_feasible_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible")
     ]
     return max(feasible, key=lambda t: t.value, default=None)
-
-
-class ProgressPrinter:
-    """One line per finished trial, with the best so far."""
-
-    def __init__(self, total: int, enabled: bool = True) -> None:
-        self.total, self.enabled = total, enabled
-        self.started = time.perf_counter()
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if not self.enabled:
-            return
-        best = best_feasible_trial(study)
-        best_text = f"best R {best.value:.4f} (#{best.number})" if best else "no feasible yet"
-        elapsed = time.perf_counter() - self.started
-        if trial.state != optuna.trial.TrialState.COMPLETE:
-            print(
-                f"[{trial.number + 1:>3}/{self.total}] failed: {trial.user_attrs.get('error')}"
-                f"  {best_text}",
-                flush=True,
-            )
-            return
-        attrs = trial.user_attrs
-        latency = f"  latency {attrs['latency_ratio']:.2f}x" if "latency_ratio" in attrs else ""
-        mark = " " if attrs.get("feasible") else "!"
-        artifact = attrs.get("artifact")
-        if artifact:
-            latency += f"  {artifact['quantization']}{'+fused' if artifact['fusion'] else ''}"
-        print(
-            f"[{trial.number + 1:>3}/{self.total}] acc {attrs['accuracy']:.2%}  "
-            f"FLOPs {attrs['flops_ratio']:.2f}x{mark}{latency}  R {trial.value:.4f}  "
-            f"{best_text}  {elapsed:.0f}s",
-            flush=True,
-        )
