@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -28,7 +29,7 @@ GRACE_SECONDS = 6
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
     """TPE (multivariate, feasibility-aware) or random sampling, seeded per trial.
 
-    Each trial gets a fresh sampler seeded with ``seed + trial number`` (see
+    Each trial gets a fresh sampler seeded from ``(seed, trial number)`` (see
     :class:`PerTrialSeedSampler`), so a resumed run or a second worker draws what an
     uninterrupted single run would have drawn, given the same finished trials.
     """
@@ -48,8 +49,16 @@ def _build_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSam
         )
 
 
+def trial_seed(seed: int, number: int) -> int:
+    """Trial ``number``'s seed under run seed ``seed``, mixed by NumPy's ``SeedSequence``.
+
+    ``seed + number`` would make run seeds 0 and 1 replay one stream shifted by a trial.
+    """
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
 class PerTrialSeedSampler(optuna.samplers.BaseSampler):
-    """An Optuna sampler rebuilt for every trial with the seed ``seed + trial.number``.
+    """An Optuna sampler rebuilt for every trial, seeded from ``(seed, trial.number)``.
 
     A seeded Optuna sampler keeps one random stream for its lifetime, so a process that is
     restarted (resume after a kill) or a second worker restarts that stream from the
@@ -64,7 +73,7 @@ class PerTrialSeedSampler(optuna.samplers.BaseSampler):
         self._sampler = build(seed)
 
     def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        self._sampler = self._build(self._seed + trial.number)
+        self._sampler = self._build(trial_seed(self._seed, trial.number))
         self._sampler.before_trial(study, trial)
 
     def infer_relative_search_space(self, study, trial):
