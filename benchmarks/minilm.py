@@ -116,7 +116,7 @@ def run(args, session) -> tuple[dict, str]:
 
     cut = dict(test_pairs=100, dev_pairs=100, train_sentences=320) if args.quick else {}
     task = minilm_task(args.data, **cut)
-    trials = args.trials or (3 if args.quick else 8)
+    trials = args.trials or (3 if args.quick else 6)
     config = task_config("minilm-stsb")
     if args.quick:
         config.recovery = dataclasses.replace(config.recovery, steps=10)

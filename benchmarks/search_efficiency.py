@@ -24,7 +24,7 @@ from compressor.tasks import get_task
 
 SAMPLERS = ("tpe", "random")
 # Trials per study; ResNet-56 trials score on a fixed 500-image validation subset (~2 s).
-BUDGETS = {"digits": (40, 12), "resnet56-cifar10": (24, 6)}  # full, quick
+BUDGETS = {"digits": (30, 12), "resnet56-cifar10": (20, 6)}  # full, quick
 VAL_IMAGES = {"full": 500, "quick": 200}
 
 
