@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> tuple[Path, Path]:
     record = session.record(argv)
     data = {"benchmark": args.benchmark, "run": record, **data}
     markdown += "\n" + machine_markdown(record)
-    name = args.benchmark + ("-quick" if args.quick else "")
+    # A run restricted to other tasks than the default gets its own file name, so smoke
+    # tests and partial reruns never overwrite the benchmark's own result.
+    task = f"-{args.task.replace(',', '+')}" if args.task else ""
+    name = args.benchmark + task + ("-quick" if args.quick else "")
     paths = write_results(name, data, markdown, args.results)
     print(markdown)
     print(f"written {paths[0]} and {paths[1]}")
