@@ -1,8 +1,7 @@
 """Helpers shared by the benchmarks: where results go, what machine they ran on, tables.
 
-The Markdown table and the SVG line plot are small local functions on purpose: the report
-renderer (``compressor/report/``, issue 8) is not on main yet; once it is, these two are the
-only places to swap.
+Tables and plots come from the report renderer (``compressor.report``), as the run reports
+do.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from compressor.artifacts import write_json
 from compressor.environment import environment_info
+from compressor.report import markdown_table as _report_table
 from compressor.tasks.resnet_cifar import default_data_root
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -92,9 +92,8 @@ def _load(values) -> str:
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    """``compressor.report.markdown_table``, ending in a newline so text can follow."""
+    return _report_table(header, rows) + "\n"
 
 
 def fmt(value, spec: str = ".2f", missing: str = "-") -> str:
@@ -107,53 +106,10 @@ def svg_line_plot(
     title: str,
     x_label: str,
     y_label: str,
-    width: int = 640,
-    height: int = 400,
 ) -> str:
-    """A minimal SVG line chart (no plotting library is installed here)."""
-    colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
-    xs = [x for values, _ in series.values() for x in values]
-    ys = [y for _, values in series.values() for y in values]
-    x_lo, x_hi = min(xs), max(xs)
-    y_lo, y_hi = min(ys), max(ys)
-    if y_hi == y_lo:
-        y_hi = y_lo + 1e-9
-    left, right, top, bottom = 70, 160, 40, 50
+    """Best-so-far curves as an SVG staircase plot (compressor.report's ``svg_plot``)."""
+    from compressor.report import Series, svg_plot
 
-    def px(x: float) -> float:
-        return left + (x - x_lo) / max(x_hi - x_lo, 1e-9) * (width - left - right)
-
-    def py(y: float) -> float:
-        return height - bottom - (y - y_lo) / (y_hi - y_lo) * (height - top - bottom)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        'font-family="sans-serif" font-size="12">',
-        f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
-        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" '
-        f'y2="{height - bottom}" stroke="black"/>',
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="black"/>',
-        f'<text x="{(left + width - right) / 2}" y="{height - 10}" '
-        f'text-anchor="middle">{x_label}</text>',
-        f'<text x="15" y="{height / 2}" transform="rotate(-90 15 {height / 2})" '
-        f'text-anchor="middle">{y_label}</text>',
-    ]
-    for fraction in (0.0, 0.25, 0.5, 0.75, 1.0):
-        y = y_lo + fraction * (y_hi - y_lo)
-        x = x_lo + fraction * (x_hi - x_lo)
-        parts.append(f'<text x="{left - 5}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.3g}</text>')
-        parts.append(
-            f'<text x="{px(x):.1f}" y="{height - bottom + 15}" text-anchor="middle">{x:.3g}</text>'
-        )
-    for index, (name, (x_values, y_values)) in enumerate(series.items()):
-        colour = colours[index % len(colours)]
-        points = " ".join(
-            f"{px(x):.1f},{py(y):.1f}" for x, y in zip(x_values, y_values, strict=True)
-        )
-        parts.append(
-            f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>'
-        )
-        y_text = top + 15 * index
-        parts.append(f'<text x="{width - right + 10}" y="{y_text}" fill="{colour}">{name}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+    items = [Series(name, list(x), list(y), kind="step") for name, (x, y) in series.items()]
+    svg = svg_plot(items, xlabel=x_label, ylabel=y_label, title=title, name="curves")
+    return svg + "\n"

@@ -22,15 +22,16 @@ from torch import nn
 from compressor.actions.pruner import ChannelPruner
 from compressor.config import CompressConfig
 from compressor.measure.flops import count_flops
+from compressor.progress import progress_mode
 from compressor.recover import first_batches, recalibrate_batchnorm
 from compressor.search.candidate import SearchContext, build_candidate
 from compressor.search.loop import (
-    ProgressPrinter,
     best_feasible_trial,
     make_sampler,
     open_study,
     run_study,
 )
+from compressor.search.progress import TrialProgress
 from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
 from compressor.search.space import (
     preference_param,
@@ -99,7 +100,8 @@ def run_search(
                 preferred_deploy_params(ctx.config.deploy) if ctx.config.deploy.export else {}
             )
             study.enqueue_trial({**seeds, **preferred})
-        run_study(study, ctx, trials, search.time_budget, _printer(progress, trials))
+        with TrialProgress(study, trials, progress_mode(progress)) as report:
+            run_study(study, ctx, trials, search.time_budget, report)
         # The storage closes with the folder; keep the finished trials in memory.
         study = _in_memory_copy(study)
     return study, time.perf_counter() - started
@@ -173,10 +175,6 @@ def reward_curve(study: optuna.Study) -> list[float | None]:
             best = trial.value if best is None else max(best, trial.value)
         curve.append(best)
     return curve
-
-
-def _printer(enabled: bool, trials: int):
-    return ProgressPrinter(trials) if enabled else None
 
 
 def _in_memory_copy(study: optuna.Study) -> optuna.Study:
