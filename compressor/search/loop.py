@@ -211,7 +211,11 @@ def fail_dead_trials(study: optuna.Study) -> None:
             continue
         if trial.datetime_start < cutoff:
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+                if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                    # As fail_stale_trials does: e.g. a retry callback queues it again.
+                    stale_callback = storage.get_heartbeat_stale_trial_callback()
+                    if stale_callback is not None:
+                        stale_callback(study, storage.get_trial(trial._trial_id))
 
 
 def _trials_with_heartbeat(storage: optuna.storages.RDBStorage) -> set[int]:
