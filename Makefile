@@ -9,8 +9,10 @@ PIP = $(VENV)/bin/python -m pip
 demo: $(VENV)/.installed
 	$(VENV)/bin/compress --target-flops 0.5
 
+# The default suite plus the one slow test that opens the HTML report in headless Chromium
+# (a few seconds; it reuses the suite's small run, and skips when chromium is absent).
 test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -m "not slow or browser"
 
 test-slow: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -m slow

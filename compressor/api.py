@@ -16,6 +16,7 @@ import torch
 import yaml
 from torch import nn
 
+from compressor.actions.pruner import check_prunable
 from compressor.artifacts import atomic_path, save_model, write_json
 from compressor.config import CompressConfig, parse_flops_target, parse_latency_target
 from compressor.deployment import artifact_table, deploy_best
@@ -24,20 +25,17 @@ from compressor.environment import environment_info
 from compressor.errors import CompressorError, UserInputError
 from compressor.measure.flops import count_flops, count_params
 from compressor.measure.latency import default_threads
-from compressor.result import CompressionResult
+from compressor.progress import progress_mode
+from compressor.report import save_run_info, write_report
+from compressor.result import CompressionResult, trial_record
 from compressor.run_folder import check_output_dir, clear_run_files
 from compressor.search.candidate import (
     SearchContext,
     build_candidate,
     checked_metric,
 )
-from compressor.search.loop import (
-    ProgressPrinter,
-    best_feasible_trial,
-    make_sampler,
-    reported_trials,
-    run_study,
-)
+from compressor.search.loop import best_feasible_trial, make_sampler, reported_trials, run_study
+from compressor.search.progress import TrialProgress
 from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
 from compressor.search.setup import check_reachable, measuring, search_context
 from compressor.search.space import (
@@ -181,7 +179,9 @@ def run_compression(
     baseline = _measure_baseline(task)
     ctx = search_context(task, config, baseline["flops"])
     budget = ctx.flops_budget
+    check_prunable(ctx.pruner, model, task.example_inputs, ctx.groups)
     uniform = check_reachable(ctx, budget)
+    target = _target_record(config, budget, baseline["flops"], uniform)
     log(
         f"baseline: val {baseline['val_accuracy']:.2%}  test {baseline['accuracy']:.2%}  "
         f"FLOPs {baseline['flops'] / 1e6:.1f}M  params {baseline['params'] / 1e3:.1f}K  "
@@ -197,10 +197,22 @@ def run_compression(
     with atomic_path(output_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     threads = config.measure.threads or default_threads()
+    environment = {
+        "task": task.name,
+        "task_description": task.description,
+        **environment_info(config.measure.device, threads),
+    }
+    # What the report of an interrupted run (no result.json yet) needs besides the trials.
+    run_info = {
+        "baseline": baseline,
+        "target": target,
+        "channels_before": {group.name: group.channels for group in ctx.groups},
+        "environment": environment,
+    }
     manifest = make_manifest(task.name, config, baseline, model)
     # The study is seeded and published before this process times anything, so workers
     # that wait for it set up while this process does.
-    study = _start_study(ctx, output_dir, baseline["val_accuracy"], log, manifest)
+    study = _start_study(ctx, output_dir, baseline["val_accuracy"], log, manifest, run_info)
     with measuring(ctx, task.example_inputs) as baseline_artifact:
         _search(study, ctx, log)
         best_trial = best_feasible_trial(study)
@@ -242,6 +254,7 @@ def run_compression(
         "plan": {
             "ratios": ratios,
             "channels": kept,
+            "channels_before": run_info["channels_before"],
             "importance": config.prune.importance,
             "round_to": config.prune.round_to,
         },
@@ -255,33 +268,41 @@ def run_compression(
         model=best_model,
         baseline=baseline,
         best=best,
-        target={
-            "flops": budget,
-            "flops_ratio": budget / baseline["flops"],
-            "spec": str(config.target_flops),
-            "reward": config.search.reward,
-            "alpha": config.search.alpha,
-            "beta": config.search.beta,
-            "uniform_ratio": uniform,
-            "latency": str(config.target_latency) if config.target_latency else None,
-        },
-        trials=[_trial_record(t) for t in reported_trials(study)],
-        environment={
-            "task": task.name,
-            "task_description": task.description,
-            **environment_info(config.measure.device, threads),
-        },
+        target=target,
+        trials=[trial_record(t) for t in reported_trials(study)],
+        environment=environment,
         output_dir=output_dir,
         artifacts=artifacts,
         workers=worker_table(study),
     )
     save_model(best_model, output_dir / "model.safetensors")
     write_json(output_dir / "result.json", result.to_json())
+    # Rendered from the files just written, exactly as `compress report` re-renders it.
+    result.report = write_report(output_dir).html
     return result
 
 
+def _target_record(config: CompressConfig, budget: int, baseline_flops: int, uniform: float):
+    """The targets and reward parameters, as result.json and the report state them."""
+    return {
+        "flops": budget,
+        "flops_ratio": budget / baseline_flops,
+        "spec": str(config.target_flops),
+        "reward": config.search.reward,
+        "alpha": config.search.alpha,
+        "beta": config.search.beta,
+        "uniform_ratio": uniform,
+        "latency": str(config.target_latency) if config.target_latency else None,
+    }
+
+
 def _start_study(
-    ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float, log, manifest: dict
+    ctx: SearchContext,
+    output_dir: Path,
+    baseline_val_accuracy: float,
+    log,
+    manifest: dict,
+    run_info: dict,
 ) -> optuna.Study:
     """The study, created (and seeded) or continued; published for workers to join."""
     search = ctx.config.search
@@ -290,6 +311,7 @@ def _start_study(
         search.study,
         make_sampler(search.sampler, search.seed, search.trials),
     )
+    save_run_info(study, **run_info)
     if not study.trials:
         # Seed the sampler with two known plans at the budget: uniform (so the search can
         # only improve on it) and the sensitivity allocation (a strong prior to refine).
@@ -313,13 +335,8 @@ def _start_study(
 
 def _search(study: optuna.Study, ctx: SearchContext, log) -> None:
     search = ctx.config.search
-    run_study(
-        study,
-        ctx,
-        search.trials,
-        search.time_budget,
-        ProgressPrinter(search.trials, enabled=log is print),
-    )
+    with TrialProgress(study, search.trials, progress_mode(log is print)) as progress:
+        run_study(study, ctx, search.trials, search.time_budget, progress)
 
 
 def _measure_baseline(task: Task) -> dict:
@@ -345,32 +362,6 @@ def _user_metric(evaluate: Callable[[nn.Module], float], model: nn.Module) -> fl
         raise UserInputError(
             f"evaluate() failed on the unmodified model: {type(exc).__name__}: {exc}"
         ) from None
-
-
-def _trial_record(trial) -> dict:
-    attrs = trial.user_attrs
-    record = {"number": trial.number, "state": trial.state.name, "reward": trial.value}
-    for key in (
-        "accuracy",
-        "flops",
-        "flops_ratio",
-        "params",
-        "latency_ms",
-        "latency_p90_ms",
-        "latency_ratio",
-        "feasible",
-        "seconds",
-        "error",
-        "artifact",
-        "worker",
-        "baseline_latency_ms",
-    ):
-        if key in attrs:
-            record[key] = attrs[key]
-    record["plan"] = attrs.get("ratios", {})
-    if "failed_trial" in trial.system_attrs:  # queued again after its process died
-        record["retry_of"] = trial.system_attrs["failed_trial"]
-    return record
 
 
 def _check_device(device: str) -> None:

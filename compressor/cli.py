@@ -6,6 +6,7 @@ with one line on stderr and exit code 2, before anything is written.
 
 ``compress worker --storage URL --study NAME`` joins a study that ``compress`` started in a
 shared storage and runs its trials (:mod:`compressor.worker`).
+``compress report RUN_DIR`` (:mod:`compressor.report.command`) re-renders a run's report.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ OVERRIDES = (
     ("data", ("data",)),
     ("model", ("model",)),
     ("weights", ("weights",)),
+    ("trust_pickle", ("trust_pickle",)),
     # Scale-out (issue 9): the study's storage and name.
     ("storage", ("search", "storage")),
     ("study", ("search", "study")),
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="compress",
         description="Search pruning plans for a trained model within a FLOPs budget, scored by "
         "accuracy x delta(FLOPs, measured latency); recover and save the best.",
+        epilog="compress report RUN_DIR [--open]: re-render a run's report.html "
+        "(also of an interrupted run) and print its path.",
     )
     parser.add_argument("--config", help="YAML config file (command-line options override it)")
     parser.add_argument("--task", help="built-in task (default: digits, the embedded default)")
@@ -152,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         const=False,
         help="score the PyTorch model instead of its ONNX artifact",
     )
-    parser.add_argument("--quiet", action="store_true", help="print only the final table")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress output: print only the final table"
+    )
     _add_study_arguments(parser)
     # Task inputs (real models, issue 5).
     parser.add_argument(
@@ -164,12 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         help="your model: pkg.module:factory (a Python factory "
-        "returning the model, or (model, example_inputs)) or "
-        "hf:PATH (a local Hugging Face folder)",
+        "returning the model, or (model, example_inputs)), "
+        "hf:PATH (a local Hugging Face folder) or a pickled model FILE.pt (with --trust-pickle)",
     )
     parser.add_argument(
         "--weights",
         help="weights for --model pkg.module:factory: a .safetensors file or a torch state dict",
+    )
+    parser.add_argument(
+        "--trust-pickle",
+        dest="trust_pickle",
+        action="store_const",
+        const=True,
+        help="allow --model FILE.pt, a whole model saved with torch.save(model): unpickling "
+        "runs code from the file, so only for files from a source you trust",
     )
     return parser
 
@@ -260,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:])
     try:
+        if argv[:1] == ["report"]:
+            from compressor.report.command import report_main
+
+            return report_main(argv[1:])
         args = build_parser().parse_args(argv)
         config = config_from_args(args)
         from compressor.api import run_task  # heavy imports only once the input is valid

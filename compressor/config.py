@@ -294,6 +294,8 @@ class CompressConfig:
     data: Path | None = None
     model: str | None = None
     weights: Path | None = None
+    # Unpickling a whole model (--model model.pt) runs code from the file: opt-in only.
+    trust_pickle: bool = False
     prune: PruneConfig = field(default_factory=PruneConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
@@ -312,6 +314,8 @@ class CompressConfig:
             self.output = Path(self.output)
         self.data = Path(self.data) if self.data is not None else None
         self.weights = Path(self.weights) if self.weights is not None else None
+        if not isinstance(self.trust_pickle, bool):
+            raise UserInputError(f"trust_pickle must be true or false; got {self.trust_pickle!r}")
         if self.model is not None and not isinstance(self.model, str):
             raise UserInputError(
                 f"model must be a string like pkg.module:factory or hf:PATH; got {self.model!r}"
@@ -319,7 +323,12 @@ class CompressConfig:
 
     def task_options(self) -> dict[str, Any]:
         """The options handed to the task builder (``None`` = the task's default)."""
-        return {"data": self.data, "model": self.model, "weights": self.weights}
+        return {
+            "data": self.data,
+            "model": self.model,
+            "weights": self.weights,
+            "trust_pickle": self.trust_pickle or None,  # only tasks that load files take it
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CompressConfig:
@@ -345,6 +354,7 @@ class CompressConfig:
                 "data",
                 "model",
                 "weights",
+                "trust_pickle",
             ):
                 kwargs[key] = value
             else:

@@ -3,9 +3,9 @@
 Two losses: for classifiers, KL divergence between temperature-softened logits (Hinton et
 al. 2015) mixed with cross-entropy on the labels where there are labels; for sentence
 encoders, MSE plus cosine distance between student and teacher embeddings. The budget is
-epochs or a number of optimiser steps; a tqdm bar shows progress. When the batches are a
-fixed list (no augmentation), the teacher's outputs are computed once and reused every
-epoch, which halves the cost of every later epoch.
+epochs or a number of optimiser steps; progress is live on a terminal, plain lines in logs.
+When the batches are a fixed list (no augmentation), the teacher's outputs are computed once
+and reused every epoch, which halves the cost of every later epoch.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from compressor.config import RecoveryConfig
+from compressor.progress import Steps, progress_mode
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
@@ -67,8 +68,6 @@ def distill(
     ``labels`` may be None. ``steps`` (if set) overrides ``epochs``. A list of batches is
     visited in a seeded shuffled order and the teacher's outputs are cached per batch.
     """
-    from tqdm.auto import tqdm
-
     fixed = isinstance(batches, Sequence)
     per_epoch = len(batches) if hasattr(batches, "__len__") else None
     total = steps if steps is not None else (epochs * per_epoch if per_epoch else None)
@@ -81,38 +80,38 @@ def distill(
     cache: dict[int, torch.Tensor] = {}
     teacher.eval()
     student.train()
-    bar = tqdm(total=total, desc="distillation", disable=not progress, unit="step")
-    done, rng = 0, random.Random(seed)
-    while total is None or done < total:
-        order = rng.sample(range(len(batches)), len(batches)) if fixed else None
-        stream = ((i, batches[i]) for i in order) if fixed else enumerate(batches)
-        done_before = done
-        for key, (inputs, labels) in stream:
-            inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-            target = cache.get(key) if fixed else None
-            if target is None:
-                with torch.no_grad():
-                    target = teacher(*inputs)
-                if fixed:
-                    cache[key] = target
-            loss = loss_fn(student(*inputs), target, labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if scheduler:
-                scheduler.step()
-            done += 1
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-            bar.update()
-            if total is not None and done >= total:
+    # A plain line every tenth of the budget (or every pass over an unsized iterable).
+    every = max(1, total // 10) if total else 50
+    with Steps("distillation", total, mode=progress_mode(progress), every=every) as bar:
+        done, rng = 0, random.Random(seed)
+        while total is None or done < total:
+            order = rng.sample(range(len(batches)), len(batches)) if fixed else None
+            stream = ((i, batches[i]) for i in order) if fixed else enumerate(batches)
+            done_before = done
+            for key, (inputs, labels) in stream:
+                inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+                target = cache.get(key) if fixed else None
+                if target is None:
+                    with torch.no_grad():
+                        target = teacher(*inputs)
+                    if fixed:
+                        cache[key] = target
+                loss = loss_fn(student(*inputs), target, labels)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if scheduler:
+                    scheduler.step()
+                done += 1
+                bar.advance(loss=f"{loss.item():.4f}")
+                if total is not None and done >= total:
+                    break
+            if done == done_before:  # an exhausted one-shot iterator: nothing more to learn from
                 break
-        if done == done_before:  # an exhausted one-shot iterator: nothing more to learn from
-            break
-        if total is None:  # an unsized iterable: one pass per epoch
-            epochs -= 1
-            if epochs <= 0:
-                break
-    bar.close()
+            if total is None:  # an unsized iterable: one pass per epoch
+                epochs -= 1
+                if epochs <= 0:
+                    break
     return student.eval()
 
 

@@ -1,12 +1,24 @@
-"""What a result was measured on: machine, threads, library versions."""
+"""What a result was measured on: machine, threads, library versions, the command line."""
 
 from __future__ import annotations
 
 import os
 import platform
+import shlex
+import sys
 from importlib import metadata
 
-LIBRARIES = ("torch", "torch-pruning", "optuna", "onnx", "onnxruntime", "numpy", "scikit-learn")
+LIBRARIES = (
+    "torch",
+    "torch-pruning",
+    "optuna",
+    "onnx",
+    "onnxruntime",
+    "nncf",
+    "numpy",
+    "scikit-learn",
+    "transformers",
+)
 
 
 def cpu_model() -> str:
@@ -41,7 +53,7 @@ def environment_info(device: str, threads: int) -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {
+    info = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_model(),
@@ -50,4 +62,10 @@ def environment_info(device: str, threads: int) -> dict:
         "threads": threads,
         "device": device,
         "libraries": versions,
+        "command": shlex.join(sys.argv),  # the process that ran it (compress ..., or a script)
     }
+    if device == "cuda":
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name()
+    return info

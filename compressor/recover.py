@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from compressor.progress import Steps, progress_mode
+
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, batches: Iterable, num_samples: int) -> nn.Module:
@@ -58,19 +60,18 @@ def fine_tune(
     scheduler = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total) if total else None
     )
-    bar = _progress(total, progress, "recovery")
     model.train()
-    for epoch in range(epochs):
-        for inputs, labels in batches:
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(inputs), labels)
-            loss.backward()
-            optimizer.step()
-            if scheduler:
-                scheduler.step()
-            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss.item():.4f}", refresh=False)
-            bar.update()
-    bar.close()
+    mode = progress_mode(progress)
+    with Steps("recovery", total, mode=mode, every=steps_per_epoch or 50) as bar:
+        for epoch in range(epochs):
+            for inputs, labels in batches:
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(inputs), labels)
+                loss.backward()
+                optimizer.step()
+                if scheduler:
+                    scheduler.step()
+                bar.advance(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss.item():.4f}")
     return model.eval()
 
 
@@ -83,9 +84,3 @@ def first_batches(batches: Iterable, num_samples: int) -> list:
         if seen >= num_samples:
             break
     return taken
-
-
-def _progress(total: int | None, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, unit="step", leave=True)

@@ -8,6 +8,8 @@ from typing import Any
 
 from torch import nn
 
+from compressor.report.tables import format_count
+
 
 @dataclass
 class CompressionResult:
@@ -24,6 +26,7 @@ class CompressionResult:
     environment: dict[str, Any] = field(default_factory=dict)
     output_dir: Path | None = None
     artifacts: dict[str, Any] = field(default_factory=dict)  # per ONNX file: latency, size
+    report: Path | None = None  # the HTML report written beside result.json
     # Per process that ran trials (hostname:pid): its machine, trials, baseline latency there.
     workers: dict[str, Any] = field(default_factory=dict)
 
@@ -49,14 +52,14 @@ class CompressionResult:
             ),
             (
                 "FLOPs",
-                _count(base["flops"]),
-                _count(best["flops"]),
+                format_count(base["flops"]),
+                format_count(best["flops"]),
                 f"{best['flops'] / base['flops']:.2f}x",
             ),
             (
                 "params",
-                _count(base["params"]),
-                _count(best["params"]),
+                format_count(base["params"]),
+                format_count(best["params"]),
                 f"{best['params'] / base['params']:.2f}x",
             ),
             (
@@ -96,6 +99,8 @@ class CompressionResult:
             lines.append(_workers_line(self.workers))
         if self.output_dir is not None:
             lines.append(f"written to {self.output_dir}")
+        if self.report is not None:
+            lines.append(f"report: {self.report}")
         return "\n".join(lines)
 
 
@@ -110,8 +115,31 @@ def _workers_line(workers: dict[str, Any]) -> str:
     return "trials by worker: " + ", ".join(parts)
 
 
-def _count(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.2f}{unit}"
-    return f"{value:.0f}"
+# What result.json keeps of each trial's user attributes (set by the search objective).
+TRIAL_KEYS = (
+    "accuracy",
+    "flops",
+    "flops_ratio",
+    "params",
+    "latency_ms",
+    "latency_p90_ms",
+    "baseline_latency_ms",
+    "latency_ratio",
+    "feasible",
+    "seconds",
+    "error",
+    "artifact",
+    "channels",
+    "worker",  # hostname:pid of the process that scored and timed it (scale-out)
+)
+
+
+def trial_record(trial) -> dict[str, Any]:
+    """An Optuna trial as ``result.json`` (and the report) lists it."""
+    attrs = trial.user_attrs
+    record = {"number": trial.number, "state": trial.state.name, "reward": trial.value}
+    record.update((key, attrs[key]) for key in TRIAL_KEYS if key in attrs)
+    record["plan"] = attrs.get("ratios", {})
+    if "failed_trial" in trial.system_attrs:  # queued again after its process died
+        record["retry_of"] = trial.system_attrs["failed_trial"]
+    return record

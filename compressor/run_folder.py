@@ -18,7 +18,15 @@ from compressor.config import CompressConfig
 from compressor.errors import UserInputError
 
 CONFIG_FILE = "config.yaml"
-RUN_FILES = (CONFIG_FILE, "study.db", "model.safetensors", "result.json", "model.onnx")
+RUN_FILES = (
+    CONFIG_FILE,
+    "study.db",
+    "model.safetensors",
+    "result.json",
+    "model.onnx",
+    "report.html",
+    "summary.md",
+)
 EXISTING_POLICIES = ("auto", "resume", "overwrite")
 
 

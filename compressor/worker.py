@@ -12,13 +12,14 @@ spent. It writes nothing but trials; ``compress`` materialises the best one from
 from __future__ import annotations
 
 import dataclasses
-import zlib
 
 import optuna
 
 from compressor.config import CompressConfig
 from compressor.errors import UserInputError
-from compressor.search.loop import ProgressPrinter, make_sampler, run_study
+from compressor.progress import progress_mode
+from compressor.search.loop import make_sampler, run_study
+from compressor.search.progress import TrialProgress
 from compressor.search.setup import measuring, search_context
 from compressor.search.storage import (
     model_fingerprint,
@@ -63,18 +64,17 @@ def run_worker(
     shared = optuna.load_study(
         study_name=study,
         storage=open_storage(storage),
-        sampler=make_sampler(search.sampler, _worker_seed(search.seed), search.trials),
+        # The study's seed: each trial's sampler is seeded from (seed, trial number), and
+        # trial numbers are unique across workers, so workers do not draw the same plans.
+        sampler=make_sampler(search.sampler, search.seed, search.trials),
     )
     record_worker(shared, worker_info(config.measure, "worker"))
     log(f"worker {worker_id()} joined study {study!r} (budget {search.trials} trials)", flush=True)
-    with measuring(ctx, task.example_inputs):
-        return run_study(
-            shared,
-            ctx,
-            search.trials,
-            search.time_budget,
-            ProgressPrinter(search.trials, enabled=verbose),
-        )
+    with (
+        measuring(ctx, task.example_inputs),
+        TrialProgress(shared, search.trials, progress_mode(verbose)) as progress,
+    ):
+        return run_study(shared, ctx, search.trials, search.time_budget, progress)
 
 
 def _worker_config(manifest: dict, storage: str, threads: int | None) -> CompressConfig:
@@ -106,9 +106,3 @@ def _check_same_model(task: Task, manifest: dict) -> None:
             f"{study}): give every worker the same model files (for the built-in digits tasks, "
             "the same $COMPRESSOR_CACHE)"
         )
-
-
-def _worker_seed(seed: int) -> int:
-    # Every process keeps its own seeded sampler; with the study's seed, two workers that
-    # see the same finished trials would draw the same plan. The worker id separates them.
-    return seed + 1 + zlib.crc32(worker_id().encode()) % 1_000_003

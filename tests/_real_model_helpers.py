@@ -63,3 +63,28 @@ def write_image_folder(root: Path, per_class: int = 12, size: int = 8) -> Path:
                 pixels = (base + noise).clamp(0, 255).to(torch.uint8).numpy()
                 Image.fromarray(pixels).save(folder / f"{index:04d}.jpg")
     return root
+
+
+def raising_factory() -> nn.Module:
+    """A factory whose own code fails (e.g. a missing checkpoint it tries to open)."""
+    raise FileNotFoundError("checkpoints/encoder.bin")
+
+
+class HardCodedFlatten(nn.Module):
+    """A classifier that flattens with a hard-coded channel count: it traces, but any
+    pruning of its last convolution breaks ``view`` (a common pattern in older code)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.fc = nn.Linear(8 * 4 * 4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(x.view(-1, 8 * 4 * 4))
+
+
+def hard_coded_flatten() -> nn.Module:
+    return HardCodedFlatten()

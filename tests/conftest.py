@@ -22,6 +22,18 @@ def digits_task():
     return get_task("digits", verbose=False)
 
 
+@pytest.fixture(scope="session")
+def cli_run(tmp_path_factory, digits_task):
+    """A small real run of the CLI (4 trials, 2 recovery epochs): exit code and folder."""
+    from compressor.cli import main
+
+    output = tmp_path_factory.mktemp("cli") / "run"
+    # One quantization mode keeps the seeded trials to two: uniform, then the sensitivity plan.
+    fast = ["--trials", "4", "--epochs", "2", "--quantization", "static_ort", "--quiet"]
+    code = main(["--target-flops", "0.5", "--seed", "0", "--output", str(output), *fast])
+    return code, output
+
+
 @pytest.fixture
 def random_digits_net():
     from compressor.tasks.digits import DigitsResNet

@@ -11,15 +11,6 @@ from compressor.artifacts import load_compressed
 from compressor.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-# One quantization mode keeps the seeded trials to two: uniform, then the sensitivity plan.
-FAST = ["--trials", "4", "--epochs", "2", "--quantization", "static_ort", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def cli_run(tmp_path_factory, digits_task):
-    output = tmp_path_factory.mktemp("cli") / "run"
-    code = main(["--target-flops", "0.5", "--seed", "0", "--output", str(output), *FAST])
-    return code, output
 
 
 def test_cli_run_meets_the_budget_and_keeps_accuracy(cli_run):
@@ -40,8 +31,10 @@ def test_cli_run_meets_the_budget_and_keeps_accuracy(cli_run):
         "config.yaml",
         "model.onnx",
         "model.safetensors",
+        "report.html",
         "result.json",
         "study.db",
+        "summary.md",
     ]
 
 
@@ -87,8 +80,10 @@ def test_cli_as_a_subprocess_with_a_config_file(tmp_path):
         cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stderr
-    assert "[  3/3]" in completed.stdout  # progress lines
+    assert "[3/3]" in completed.stdout  # progress lines: plain, stdout is not a terminal
+    assert "\r" not in completed.stdout and "\x1b[" not in completed.stdout  # no live display
     assert f"written to {output}" in completed.stdout
+    assert f"report: {output / 'report.html'}" in completed.stdout
     assert "test accuracy" in completed.stdout and "latency p50" in completed.stdout
     assert (output / "result.json").is_file()
 

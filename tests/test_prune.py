@@ -90,3 +90,19 @@ def test_an_untraceable_model_is_a_user_error_that_names_the_fix():
 
     with pytest.raises(UserInputError, match="could not trace the model.*--ignore-layers"):
         channel_groups(DataDependent(), (torch.ones(1, 1, 8, 8),))
+
+
+def test_layer_trace_names_the_layer_a_forward_failed_in():
+    from compressor.actions.prune import running_layers
+
+    class Fails(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("unsupported op")
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Sequential(Fails()))
+    with running_layers(model) as trace:
+        assert torch.equal(model[0](torch.ones(1, 4)), model[0](torch.ones(1, 4)))  # untouched
+        with pytest.raises(RuntimeError):
+            model(torch.ones(1, 4))
+    assert trace.where() == " at layer '1.0'"
+    assert not model[0]._forward_hooks and not model[0]._forward_pre_hooks  # hooks removed

@@ -58,3 +58,11 @@ def test_uneven_preferences_can_still_reach_a_deep_budget():
     ratios, fits = fit_to_budget({"a": 1.0, "b": 0.1}, linear_flops, budget=60, max_ratio=0.8)
     assert fits and ratios["a"] == 0.8
     assert 58 <= linear_flops(ratios) <= 60
+
+
+def test_trial_seeds_of_different_run_seeds_do_not_overlap():
+    from compressor.search.loop import trial_seed
+
+    seeds = {(run, n): trial_seed(run, n) for run in range(3) for n in range(50)}
+    assert len(set(seeds.values())) == len(seeds)  # no shifted replay between run seeds
+    assert trial_seed(4, 7) == trial_seed(4, 7)

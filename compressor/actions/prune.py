@@ -9,8 +9,9 @@ those ratios, this module applies them to a copy.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -131,17 +132,66 @@ def _prune_group(
 def _dependency_graph(model: nn.Module, example_inputs: Sequence[torch.Tensor]):
     names = {module: name for name, module in model.named_modules()}
     inputs = tuple(example_inputs)
-    try:
-        graph = tp.DependencyGraph().build_dependency(
-            model, example_inputs=inputs if len(inputs) > 1 else inputs[0]
-        )
-    except Exception as exc:  # torch-pruning's tracer meets an operator it cannot follow
-        raise UserInputError(
-            f"torch-pruning could not trace the model ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); exclude the layer it names "
-            "with --ignore-layers, or pass a pruner for this architecture"
-        ) from None
+    with running_layers(model) as trace:
+        try:
+            graph = tp.DependencyGraph().build_dependency(
+                model, example_inputs=inputs if len(inputs) > 1 else inputs[0]
+            )
+        except Exception as exc:  # torch-pruning's tracer meets an operator it cannot follow
+            raise UserInputError(
+                f"torch-pruning could not trace the model{trace.where()} ({one_line(exc)}); "
+                "exclude that layer with --ignore-layers, or pass a pruner for this architecture"
+            ) from None
     return graph, names
+
+
+class LayerTrace:
+    """Which layer a forward pass was in (or had just left) when it raised."""
+
+    def __init__(self) -> None:
+        self.running: list[str] = []  # submodules whose forward is running, outermost first
+        self.last_finished: str | None = None
+
+    def enter(self, name: str) -> Callable[..., None]:
+        return lambda module, args: self.running.append(name)
+
+    def leave(self, module: nn.Module, args, output) -> None:
+        # Returns None on purpose: a forward hook's return value replaces the layer's output.
+        self.last_finished = self.running.pop()
+
+    def where(self) -> str:
+        """`` at layer 'x'`` inside a layer's forward, `` after layer 'y'`` in the glue code
+        between layers (a ``view`` in the parent's forward), else ``''``."""
+        if self.running:
+            return f" at layer {self.running[-1]!r}"
+        return f" after layer {self.last_finished!r}" if self.last_finished else ""
+
+
+@contextlib.contextmanager
+def running_layers(model: nn.Module) -> Iterator[LayerTrace]:
+    """Trace the layers a forward pass goes through, for error messages.
+
+    Forward pre-hooks push a layer's name and forward hooks pop it; when a forward raises,
+    its post-hook never runs, so after the exception the trace still names the layer that
+    failed (or the last one that finished, when the failure is between layers).
+    """
+    trace = LayerTrace()
+    handles = []
+    for name, module in model.named_modules():
+        if name:  # the model itself names nothing useful
+            handles.append(module.register_forward_pre_hook(trace.enter(name)))
+            handles.append(module.register_forward_hook(trace.leave))
+    try:
+        yield trace
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (tracebacks and long messages stay out)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
 def _modules(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:

@@ -14,8 +14,16 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from compressor.actions.prune import ChannelGroup, channel_groups, kept_channels, prune_model
+from compressor.actions.prune import (
+    ChannelGroup,
+    channel_groups,
+    kept_channels,
+    one_line,
+    prune_model,
+    running_layers,
+)
 from compressor.config import PruneConfig
+from compressor.errors import UserInputError
 
 
 @runtime_checkable
@@ -83,3 +91,30 @@ class ChannelPruner:
             round_to=self.round_to,
             ignored_layers=self.ignored_layers,
         )
+
+
+def check_prunable(
+    pruner: Pruner,
+    model: nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    groups: Sequence[ChannelGroup],
+    probe_ratio: float = 0.5,
+) -> None:
+    """Prune each group alone and run the example inputs through the result.
+
+    A model that hard-codes a channel count (``x.view(-1, 512)``, a fixed ``reshape``)
+    traces fine but breaks once that group is pruned; every trial would then fail for the
+    same reason. Finding it here turns that into one clear error that names the group and
+    the layer whose forward failed, before any search time is spent.
+    """
+    for group in groups:
+        pruned, _ = pruner.prune(model, {group.name: probe_ratio})
+        with running_layers(pruned) as trace, torch.no_grad():
+            try:
+                pruned(*example_inputs)
+            except Exception as exc:
+                raise UserInputError(
+                    f"pruning group {group.name!r} breaks the model's forward{trace.where()} "
+                    f"({one_line(exc)}); the model likely hard-codes a channel count there: "
+                    f"exclude the group with --ignore-layers {group.name}"
+                ) from None

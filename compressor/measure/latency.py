@@ -72,8 +72,17 @@ class LatencyMeter:
             comparison = meter.compare(pruned)
     """
 
-    def __init__(self, config: MeasureConfig, example_inputs: Sequence[torch.Tensor]) -> None:
+    def __init__(
+        self,
+        config: MeasureConfig,
+        example_inputs: Sequence[torch.Tensor],
+        *,
+        eager: bool = False,
+    ) -> None:
+        """``eager=True`` times modules as PyTorch eager code (pickled with ``torch.save``;
+        their classes must be importable) instead of as TorchScript traces."""
         self.config = config
+        self.eager = eager
         self.threads = config.threads or default_threads()
         self._tmp = tempfile.TemporaryDirectory(prefix="compressor-latency-")
         self._inputs_path = Path(self._tmp.name) / "inputs.pt"
@@ -161,13 +170,16 @@ class LatencyMeter:
             return
         self._counter += 1
         path = Path(self._tmp.name) / f"{key}-{self._counter}.pt"
-        _save_torchscript(model, self._example_inputs, path)
+        if self.eager:
+            torch.save(model.eval(), path)
+        else:
+            _save_torchscript(model, self._example_inputs, path)
         try:
             self._request(
                 {
                     "op": "load",
                     "key": key,
-                    "format": "torchscript",
+                    "format": "eager" if self.eager else "torchscript",
                     "path": str(path),
                     "inputs": str(self._inputs_path),
                 }

@@ -44,6 +44,20 @@ def _load_torchscript(path: str, inputs_path: str, device: str) -> Runner:
     return run
 
 
+@loader("eager")
+def _load_eager(path: str, inputs_path: str, device: str) -> Runner:
+    # A module pickled by the meter's own process moments ago (a trusted file): eager
+    # PyTorch, as a user runs it, for "speed-up over PyTorch" comparisons.
+    module = torch.load(path, map_location=device, weights_only=False).eval()
+    inputs = [t.to(device) for t in torch.load(inputs_path, weights_only=True)]
+
+    def run():
+        with torch.inference_mode():
+            return module(*inputs)
+
+    return run
+
+
 @loader("onnx")
 def _load_onnx(path: str, inputs_path: str, device: str) -> Runner:
     from compressor.measure.onnx_runtime import open_session

@@ -10,6 +10,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -17,11 +18,22 @@ from compressor.errors import CompressorError
 from compressor.search.budget import DISCARDED, claiming_before, is_discarded, may_start, spent
 from compressor.search.candidate import SearchContext, score_candidate
 from compressor.search.space import suggest_deploy, suggest_flops_level, suggest_preferences
-from compressor.search.storage import HEARTBEAT_SECONDS, worker_id
+from compressor.search.storage import HEARTBEAT_SECONDS, fail_dead_trials, worker_id
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
-    """TPE (multivariate, feasibility-aware) or random sampling, seeded."""
+    """TPE (multivariate, feasibility-aware) or random sampling, seeded per trial.
+
+    Each trial gets a fresh sampler seeded from ``(seed, trial number)`` (see
+    :class:`PerTrialSeedSampler`), so a resumed run or a second worker draws what an
+    uninterrupted single run would have drawn, given the same finished trials.
+    """
+    if name not in ("tpe", "random"):
+        raise ValueError(f"unknown sampler {name!r}")
+    return PerTrialSeedSampler(lambda trial_seed: _build_sampler(name, trial_seed, trials), seed)
+
+
+def _build_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
@@ -39,6 +51,49 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
 
 class OverBudget(Exception):
     """A trial created after other workers' trials had taken the whole budget."""
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """Trial ``number``'s seed under run seed ``seed``, mixed by NumPy's ``SeedSequence``.
+
+    ``seed + number`` would make run seeds 0 and 1 replay one stream shifted by a trial.
+    """
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+class PerTrialSeedSampler(optuna.samplers.BaseSampler):
+    """An Optuna sampler rebuilt for every trial, seeded from ``(seed, trial.number)``.
+
+    A seeded Optuna sampler keeps one random stream for its lifetime, so a process that is
+    restarted (resume after a kill) or a second worker restarts that stream from the
+    beginning and draws other parameters than one uninterrupted run. TPE and random sampling
+    hold no other state between trials (TPE re-reads the history from the study), so a fresh
+    sampler per trial, seeded by the trial number, makes each trial's parameters a function of
+    the seed and the finished trials alone. Only the public sampler interface is used.
+    """
+
+    def __init__(self, build: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._build, self._seed = build, seed
+        self._sampler = build(seed)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._sampler = self._build(trial_seed(self._seed, trial.number))
+        self._sampler.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._sampler.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._sampler.reseed_rng()
 
 
 class Objective:
@@ -96,9 +151,7 @@ def run_study(
     objective = Objective(ctx, trials)
     deadline = None if time_budget is None else time.monotonic() + time_budget
     while not guard.tripped and (deadline is None or time.monotonic() < deadline):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+        fail_dead_trials(study)
         current = study.get_trials(deepcopy=False)
         if spent(current) >= trials:
             break
@@ -179,37 +232,3 @@ def best_feasible_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible")
     ]
     return max(feasible, key=lambda t: t.value, default=None)
-
-
-class ProgressPrinter:
-    """One line per finished trial, with the best so far."""
-
-    def __init__(self, total: int, enabled: bool = True) -> None:
-        self.total, self.enabled = total, enabled
-        self.started = time.perf_counter()
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if not self.enabled:
-            return
-        best = best_feasible_trial(study)
-        best_text = f"best R {best.value:.4f} (#{best.number})" if best else "no feasible yet"
-        elapsed = time.perf_counter() - self.started
-        if trial.state != optuna.trial.TrialState.COMPLETE:
-            print(
-                f"[{trial.number + 1:>3}/{self.total}] failed: {trial.user_attrs.get('error')}"
-                f"  {best_text}",
-                flush=True,
-            )
-            return
-        attrs = trial.user_attrs
-        latency = f"  latency {attrs['latency_ratio']:.2f}x" if "latency_ratio" in attrs else ""
-        mark = " " if attrs.get("feasible") else "!"
-        artifact = attrs.get("artifact")
-        if artifact:
-            latency += f"  {artifact['quantization']}{'+fused' if artifact['fusion'] else ''}"
-        print(
-            f"[{trial.number + 1:>3}/{self.total}] acc {attrs['accuracy']:.2%}  "
-            f"FLOPs {attrs['flops_ratio']:.2f}x{mark}{latency}  R {trial.value:.4f}  "
-            f"{best_text}  {elapsed:.0f}s",
-            flush=True,
-        )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import hashlib
 import os
 import socket
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import optuna
 import torch
+from optuna.trial import TrialState
 from torch import nn
 
 from compressor.config import CompressConfig, MeasureConfig
@@ -277,7 +279,7 @@ def worker_table(study: optuna.Study) -> dict[str, dict]:
         if key.startswith(WORKER_KEY)
     }
     baselines: dict[str, list[float]] = {}
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         worker = trial.user_attrs.get("worker")
         if worker is None:
             continue
@@ -292,3 +294,46 @@ def worker_table(study: optuna.Study) -> dict[str, dict]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def fail_dead_trials(study: optuna.Study) -> None:
+    """Mark FAIL the RUNNING trials whose process died.
+
+    Optuna's ``fail_stale_trials`` (the heavy lifting) fails trials whose heartbeat went
+    stale, but skips a trial that never wrote one: a process killed between ``study.ask()``
+    and its heartbeat thread's first beat leaves a RUNNING trial that would never be failed
+    (and would hold its share of the budget forever). A live process beats within
+    milliseconds of asking, so a trial older than the grace period without a beat is dead.
+    """
+    storage = study._storage
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    # Optuna wraps an RDBStorage in a cache (``_CachedStorage._backend``).
+    backend = getattr(storage, "_backend", storage)
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        return  # no heartbeats to judge by
+    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=GRACE_SECONDS)
+    beaten = _trials_with_heartbeat(backend)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial._trial_id in beaten or trial.datetime_start is None:
+            continue
+        if trial.datetime_start < cutoff:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                    # As fail_stale_trials does: e.g. a retry callback queues it again.
+                    stale_callback = storage.get_heartbeat_stale_trial_callback()
+                    if stale_callback is not None:
+                        stale_callback(study, storage.get_trial(trial._trial_id))
+
+
+def _trials_with_heartbeat(storage: optuna.storages.RDBStorage) -> set[int]:
+    """Ids of the trials that have written a heartbeat."""
+    # Optuna has no public "has this trial ever beaten"; its heartbeat table is the record.
+    from optuna.storages._rdb import models
+
+    session = storage.scoped_session()
+    try:
+        return {trial_id for (trial_id,) in session.query(models.TrialHeartbeatModel.trial_id)}
+    finally:
+        storage.scoped_session.remove()

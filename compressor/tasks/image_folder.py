@@ -56,6 +56,12 @@ def list_image_folder(split_dir: Path) -> tuple[list[tuple[Path, int]], tuple[st
         raise UserInputError(
             f"image folder {split_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})"
         )
+    present = sorted({classes[index] for _, index in files})
+    if len(present) < 2:
+        raise UserInputError(
+            f"image folder {split_dir} has images of one class only ({present[0]}); "
+            "classification needs at least two class sub-folders with images"
+        )
     return files, classes
 
 

@@ -1,0 +1,305 @@
+"""B2: all-MiniLM-L6-v2 on STS-B test, against the pipelines a user would pick instead.
+
+Rows (every ONNX artifact from the same legacy export of the unpruned encoder):
+fp32 PyTorch eager; fp32 ONNX Runtime; ORT transformer fusion (``optimize_model``, what
+Optimum's ORTOptimizer O2 runs); ORT dynamic INT8 per-channel (``quantize_dynamic``,
+``per_channel=True``, QInt8 weights: the settings of Optimum's ``avx512_vnni`` dynamic
+config — optimum-onnx is not installed here, so ORT's quantizer is called directly);
+fusion + INT8 (the best Optimum-style pipeline); NNCF INT8 (``nncf.quantize`` on the
+ONNX graph); our full search (heads + FFN neurons x quantization x fusion) + distillation.
+
+Metric: Spearman x100 of cosine similarity vs gold on sts-test. Latency: batch 1 at the
+median STS-B sentence length (tokens) and at 128 tokens, every ONNX artifact interleaved
+with the fp32 ORT artifact; PyTorch eager in its own worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import latest_result, markdown_table
+from benchmarks.searching import (
+    best_model,
+    prune_only,
+    run_search,
+    search_context,
+    sensitivity_params,
+)
+from benchmarks.tasks import minilm_task, task_config
+from benchmarks.timing import TimingPlan, time_eager, time_onnx
+from compressor.actions.deploy import DeploySpec, calibration_feeds
+from compressor.actions.export import export_onnx
+from compressor.actions.fuse import fuse_onnx
+from compressor.actions.quantize import QuantizeSpec, quantize_onnx
+from compressor.distill import recover_model
+from compressor.measure.flops import count_flops, count_params
+from compressor.measure.latency import LatencyMeter
+from compressor.measure.onnx_runtime import OnnxModule
+from compressor.search.artifact import make_artifact
+from compressor.search.space import FUSION_PARAM, QUANTIZATION_PARAM
+
+EAGER, ORT, FUSED, INT8 = "fp32 PyTorch eager", "fp32 ORT", "ORT fusion (O2)", "ORT dynamic INT8"
+FUSED_INT8, NNCF, OURS = "ORT fusion + dynamic INT8", "NNCF INT8 (ONNX)", "ours: search + distill"
+OPTIMUM_STYLE = (FUSED, INT8, FUSED_INT8)
+CALIBRATION_SENTENCES = 320
+
+
+def typical_length(task_model_path: Path, data_root: Path | None) -> int:
+    """Median token count (special tokens included) of the sts-test sentences."""
+    from transformers import AutoTokenizer
+
+    from compressor.tasks.resnet_cifar import default_data_root
+    from compressor.tasks.sentence_similarity import STSB, read_pairs
+
+    tokenizer = AutoTokenizer.from_pretrained(task_model_path, local_files_only=True)
+    pairs = read_pairs((data_root or default_data_root()) / STSB["test"])
+    return int(statistics.median(len(tokenizer(s)["input_ids"]) for s in pairs.sentences()))
+
+
+def token_inputs(length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.randint(1000, 30000, (1, length), generator=torch.Generator().manual_seed(0))
+    return ids, torch.ones_like(ids)
+
+
+def baselines(task, work: Path) -> dict[str, Path]:
+    """The Optimum-style and NNCF artifacts of the unpruned encoder."""
+    fp32 = export_onnx(task.model, task.example_inputs, work / "fp32.onnx")
+    fused = fuse_onnx(fp32, work / "fused.onnx", num_heads=12, hidden_size=384)
+    artifacts = {
+        ORT: fp32,
+        FUSED: fused,
+        INT8: quantize_onnx(fp32, work / "int8.onnx", QuantizeSpec("dynamic")),
+        FUSED_INT8: quantize_onnx(fused, work / "fused-int8.onnx", QuantizeSpec("dynamic")),
+    }
+    batches = list(task.train_data)
+    # Length-sorted batches: take every k-th so calibration covers short and long sentences.
+    step = max(1, len(batches) // max(1, CALIBRATION_SENTENCES // 32))
+    feeds = calibration_feeds(batches[::step], CALIBRATION_SENTENCES, batch_size=1)
+    artifacts[NNCF] = quantize_onnx(fp32, work / "nncf.onnx", QuantizeSpec("static_nncf", feeds))
+    return artifacts
+
+
+def our_search(task, config, trials: int, work: Path, baseline: Path, log) -> tuple:
+    ctx = search_context(task, config)
+    ctx.workdir = work
+    with LatencyMeter(config.measure, task.example_inputs) as meter:
+        meter.set_baseline(baseline)
+        ctx.meter = meter
+        log("sensitivity pass ...")
+        seeds = sensitivity_params(prune_only(ctx))
+        study, seconds = run_search(ctx, trials=trials, sampler="tpe", seeds=seeds, progress=True)
+    model, best = best_model(ctx, study)
+    spec = DeploySpec(best.params[QUANTIZATION_PARAM], best.params[FUSION_PARAM])
+    facts = {
+        "trials": trials,
+        "best_trial": best.number,
+        "search_seconds": seconds,
+        "deploy": dataclasses.asdict(spec),
+        "flops_ratio": best.user_attrs["flops_ratio"],
+        "dev_spearman_before_recovery": best.user_attrs["accuracy"],
+        "test_spearman_before_recovery_fp32": task.evaluate_test(model),
+    }
+    log(f"recovering the best plan (#{best.number}, {spec}) ...")
+    model = recover_model(task, model, config.recovery, progress=False)
+    facts["test_spearman_after_recovery_fp32"] = task.evaluate_test(model)
+    artifact = make_artifact(ctx, model, spec, work / "ours.onnx").path
+    return model, artifact, facts
+
+
+def run(args, session) -> tuple[dict, str]:
+    from compressor.tasks.sentence_similarity import minilm_path
+
+    cut = dict(test_pairs=100, dev_pairs=100, train_sentences=320) if args.quick else {}
+    task = minilm_task(args.data, **cut)
+    trials = args.trials or (3 if args.quick else 6)
+    config = task_config("minilm-stsb")
+    if args.quick:
+        config.recovery = dataclasses.replace(config.recovery, steps=10)
+    plan = (
+        TimingPlan(session.threads, rounds=3, runs_per_round=6, max_seconds=3)
+        if args.quick
+        else TimingPlan(session.threads, rounds=8, runs_per_round=20)
+    )
+    lengths = (typical_length(minilm_path(), Path(args.data) if args.data else None), 128)
+    log = print
+    with tempfile.TemporaryDirectory(prefix="bench-b2-") as folder:
+        work = Path(folder)
+        log("building the Optimum-style and NNCF artifacts ...")
+        artifacts = baselines(task, work)
+        student, artifacts[OURS], ours = our_search(task, config, trials, work, artifacts[ORT], log)
+        rows = {
+            EAGER: {
+                "spearman": task.evaluate_test(task.model),
+                "size_bytes": _param_bytes(task.model),
+            }
+        }
+        for name, path in artifacts.items():
+            rows[name] = {
+                "spearman": task.evaluate_test(OnnxModule(path, threads=session.threads)),
+                "size_bytes": path.stat().st_size,
+            }
+        rows[OURS].update(ours)
+        latency = {}
+        for length in lengths:
+            log(f"timing at {length} tokens ...")
+            example = token_inputs(length)
+            others = {k: v for k, v in artifacts.items() if k != ORT}
+            ort = time_onnx(others, artifacts[ORT], example, (1,), plan)
+            eager = time_eager({OURS: student}, task.model, example, (1,), plan)
+            latency[length] = {
+                **{name: ort[name][1] for name in others},
+                ORT: ort["baseline"][1],
+                EAGER: eager["baseline"][1],
+                "ours (pruned, eager)": eager[OURS][1],
+            }
+    flops = {
+        length: {
+            "unpruned": count_flops(task.model, token_inputs(length)),
+            "ours": count_flops(student, token_inputs(length)),
+        }
+        for length in lengths
+    }
+    rows[OURS]["params"] = count_params(student)
+    data = {
+        "description": task.description,
+        "lengths": lengths,
+        "trials": trials,
+        "recovery": dataclasses.asdict(config.recovery),
+        "rows": rows,
+        "latency": latency,
+        "flops": flops,
+        "quick": args.quick,
+    }
+    data["goals"] = goals(data)
+    data["peak_points"] = peak_points(data)
+    return data, markdown(data)
+
+
+def goals(data: dict) -> dict:
+    out = {}
+    fp32 = data["rows"][EAGER]["spearman"]
+    drop = 100 * (fp32 - data["rows"][OURS]["spearman"])
+    for length, table in data["latency"].items():
+        ours = table[OURS]["p50_ms"]
+        best_name = min(OPTIMUM_STYLE, key=lambda n: table[n]["p50_ms"])
+        out[length] = {
+            "speedup_vs_eager": table[EAGER]["p50_ms"] / ours,
+            "best_optimum_style": best_name,
+            "speedup_vs_best_optimum_style": table[best_name]["p50_ms"] / ours,
+        }
+    out["spearman_drop_pt"] = drop
+    out["met"] = (
+        all(
+            v["speedup_vs_eager"] >= 3 and v["speedup_vs_best_optimum_style"] >= 1.5
+            for k, v in out.items()
+            if isinstance(v, dict)
+        )
+        and drop <= 1.0
+    )
+    return out
+
+
+def peak_points(data: dict) -> list[dict]:
+    points = []
+    for length, table in data["latency"].items():
+        for name in (ORT, FUSED, INT8, FUSED_INT8, NNCF, OURS):
+            quantized = "INT8" in name or (
+                name == OURS and data["rows"][OURS]["deploy"]["quantization"] != "none"
+            )
+            flops = data["flops"][length]["ours" if name == OURS else "unpruned"]
+            points.append(
+                {
+                    "name": name,
+                    "setting": f"batch 1, {length} tokens",
+                    "flops_per_call": flops,
+                    "p50_ms": table[name]["p50_ms"],
+                    "precision": "int8" if quantized else "fp32",
+                }
+            )
+    return points
+
+
+def markdown(data: dict) -> str:
+    rows, lengths = data["rows"], data["lengths"]
+    best = {n: min(OPTIMUM_STYLE, key=lambda k: data["latency"][n][k]["p50_ms"]) for n in lengths}
+    table = []
+    for name, row in rows.items():
+        cells = [name, f"{100 * row['spearman']:.2f}"]
+        for length in lengths:
+            lat = data["latency"][length][name]
+            cells.append(f"{lat['p50_ms']:.2f} / {lat['p90_ms']:.2f}")
+        for length in lengths:
+            lat = data["latency"][length]
+            eager = lat[EAGER]["p50_ms"] / lat[name]["p50_ms"]
+            optimum = lat[best[length]]["p50_ms"] / lat[name]["p50_ms"]
+            cells.append(f"{eager:.2f}x / {optimum:.2f}x")
+        cells.append(f"{row['size_bytes'] / 1e6:.1f} MB")
+        table.append(cells)
+    ours, goal = rows[OURS], data["goals"]
+    a, b = lengths
+    text = (
+        "# B2: all-MiniLM-L6-v2 on STS-B test\n\n"
+        f"{data['description']}. Spearman x100 of cosine similarity vs gold (sts-test). Latency: "
+        f"batch 1, ms p50 / p90, at {a} tokens (median STS-B test sentence) and {b} tokens. "
+        f"Speed-ups use p50; 'best Optimum-style' = the fastest of {', '.join(OPTIMUM_STYLE)} "
+        f"at that length ({best[a]} at {a}, {best[b]} at {b}).\n\n"
+        + markdown_table(
+            [
+                "pipeline",
+                "Spearman",
+                f"{a} tok ms",
+                f"{b} tok ms",
+                f"vs eager / vs best Optimum-style ({a} tok)",
+                f"(… {b} tok)",
+                "size",
+            ],
+            table,
+        )
+        + f"\nOurs: {data['trials']} search trials (uniform seed per quantization mode, "
+        f"sensitivity seed, TPE), chose {ours['deploy']['quantization']}"
+        f"{' + fusion' if ours['deploy']['fusion'] else ''} at {ours['flops_ratio']:.2f}x FLOPs; "
+        f"test Spearman fp32 pruned {100 * ours['test_spearman_before_recovery_fp32']:.2f} before, "
+        f"{100 * ours['test_spearman_after_recovery_fp32']:.2f} after recovery "
+        f"({_recovery_text(data['recovery'])}). The pruned model in PyTorch eager: "
+        + ", ".join(
+            f"{data['latency'][n]['ours (pruned, eager)']['p50_ms']:.2f} ms at {n} tokens"
+            for n in lengths
+        )
+        + ".\n\nGoals (>= 3x vs eager, >= 1.5x vs the best Optimum-style pipeline, Spearman drop "
+        f"<= 1.0 pt): drop {goal['spearman_drop_pt']:.2f} pt; "
+        + "; ".join(
+            f"{n} tokens {goal[n]['speedup_vs_eager']:.2f}x vs eager, "
+            f"{goal[n]['speedup_vs_best_optimum_style']:.2f}x vs {goal[n]['best_optimum_style']}"
+            for n in lengths
+        )
+        + f" — {'met' if goal['met'] else 'not met'}.\n"
+    )
+    peak = latest_result("peak")
+    if peak:
+        from benchmarks.peak import achieved
+
+        text += (
+            "\nFraction of the B4 peak: "
+            + "; ".join(
+                f"{p['name']} {p['setting']}: {achieved(p, peak['peak_gops']):.1%}"
+                for p in data["peak_points"]
+            )
+            + ".\n"
+        )
+    return text
+
+
+def _recovery_text(recovery: dict) -> str:
+    budget = (
+        f"{recovery['steps']} steps" if recovery.get("steps") else f"{recovery['epochs']} epoch(s)"
+    )
+    return f"embedding distillation, {budget} at lr {recovery['lr']}"
+
+
+def _param_bytes(model: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())

@@ -1,0 +1,180 @@
+"""The methods a benchmark compares: our search (variants) and torch-pruning's own pruners.
+
+Our search is driven here with compressor's own pieces (``SearchContext``, the Optuna study
+of ``search/loop.py``, the seeds of ``api._search``) rather than through ``run_compression``,
+so that several searches in one benchmark share one sensitivity pass and one baseline
+evaluation, and spend exactly the same trial budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+import torch_pruning as tp
+from torch import nn
+
+from compressor.actions.pruner import ChannelPruner
+from compressor.config import CompressConfig
+from compressor.measure.flops import count_flops
+from compressor.progress import progress_mode
+from compressor.recover import first_batches, recalibrate_batchnorm
+from compressor.search.candidate import SearchContext, build_candidate
+from compressor.search.loop import best_feasible_trial, make_sampler, run_study
+from compressor.search.progress import TrialProgress
+from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
+from compressor.search.space import (
+    preference_param,
+    preferred_deploy_params,
+    seed_deploy_params,
+    uniform_params,
+)
+from compressor.search.storage import open_study
+from compressor.tasks import Task
+
+
+def search_context(task: Task, config: CompressConfig) -> SearchContext:
+    """The context ``run_compression`` builds: budget, pruner, fixed calibration batches."""
+    model = task.model.eval()
+    baseline_flops = count_flops(model, task.example_inputs)
+    ignored = tuple(task.ignored_layers) + tuple(config.prune.ignore_layers)
+    pruner = task.pruner or ChannelPruner.from_config(
+        model, task.example_inputs, config.prune, ignored
+    )
+    return SearchContext(
+        model=model,
+        example_inputs=task.example_inputs,
+        evaluate=task.evaluate,
+        calibration=first_batches(
+            task.calibration_data or task.train_data, config.search.calibration_samples
+        ),
+        groups=pruner.groups(),
+        config=config,
+        ignored_layers=ignored,
+        flops_budget=config.target_flops.resolve(baseline_flops),
+        baseline_flops=baseline_flops,
+        pruner=pruner,
+    )
+
+
+def sensitivity_params(ctx: SearchContext) -> dict[str, float]:
+    """The sensitivity seed's preferences (one evaluation per group), computed once."""
+    drops = group_sensitivity(ctx, ctx.evaluate(ctx.model))
+    preferences = preferences_from_sensitivity(drops, ctx.config.prune.ratio_step)
+    return {preference_param(name): value for name, value in preferences.items()}
+
+
+def run_search(
+    ctx: SearchContext,
+    *,
+    trials: int,
+    sampler: str = "tpe",
+    seed: int = 0,
+    seeds: dict[str, float] | None = None,
+    progress: bool = False,
+) -> tuple[optuna.Study, float]:
+    """One study of ``trials`` trials (seeded plans included); returns it and its seconds.
+
+    ``seeds``: the sensitivity preferences; with them the study starts like ``compress``
+    does (the uniform plan once per deployment mode, then the sensitivity plan). Without,
+    every trial comes from the sampler (B3 compares samplers alone).
+    """
+    search = ctx.config.search
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-study-") as folder:
+        url = f"sqlite:///{Path(folder) / 'study.db'}"
+        study = open_study(url, "compress", make_sampler(sampler, seed, trials))
+        if seeds is not None:
+            deploys = seed_deploy_params(ctx.config.deploy) if ctx.config.deploy.export else [{}]
+            for deploy in deploys:
+                study.enqueue_trial({**uniform_params(ctx.groups), **deploy})
+            preferred = (
+                preferred_deploy_params(ctx.config.deploy) if ctx.config.deploy.export else {}
+            )
+            study.enqueue_trial({**seeds, **preferred})
+        with TrialProgress(study, trials, progress_mode(progress)) as report:
+            run_study(study, ctx, trials, search.time_budget, report)
+        # The storage closes with the folder; keep the finished trials in memory.
+        study = _in_memory_copy(study)
+    return study, time.perf_counter() - started
+
+
+def best_model(
+    ctx: SearchContext, study: optuna.Study
+) -> tuple[nn.Module, optuna.trial.FrozenTrial]:
+    """The best feasible trial's plan rebuilt (adaptive BN applied)."""
+    best = best_feasible_trial(study)
+    if best is None:
+        raise RuntimeError("no trial of the search met the FLOPs budget")
+    model, _ = build_candidate(ctx, best.user_attrs["ratios"])
+    return model, best
+
+
+def prune_only(ctx: SearchContext, **search) -> SearchContext:
+    """The context scoring plain pruned PyTorch models (no artifact, no latency term)."""
+    config = copy.deepcopy(ctx.config)
+    config.deploy.export = False
+    config.search = dataclasses.replace(config.search, **search)
+    return dataclasses.replace(ctx, config=config, meter=None, workdir=None)
+
+
+def torch_pruning(
+    task: Task,
+    budget: int,
+    *,
+    global_pruning: bool,
+    round_to: int | None,
+    max_ratio: float,
+    calibration: Sequence,
+    calibration_samples: int,
+) -> tuple[nn.Module, float]:
+    """torch-pruning's own pruner (``tp.pruner.MagnitudePruner``, L2 group magnitude),
+    uniform or global, its ``pruning_ratio`` bisected to the FLOPs budget; BatchNorm
+    statistics re-estimated on the same calibration batches as every other method."""
+
+    def pruned_at(ratio: float) -> nn.Module:
+        model = copy.deepcopy(task.model).eval()
+        pruner = tp.pruner.MagnitudePruner(
+            model,
+            task.example_inputs[0],
+            importance=tp.importance.GroupMagnitudeImportance(p=2),
+            pruning_ratio=ratio,
+            global_pruning=global_pruning,
+            max_pruning_ratio=max_ratio,
+            ignored_layers=[model.get_submodule(n) for n in task.ignored_layers],
+            round_to=round_to,
+        )
+        pruner.step()
+        return model
+
+    low, high = 0.0, 0.95
+    for _ in range(12):
+        middle = (low + high) / 2
+        if count_flops(pruned_at(middle), task.example_inputs) <= budget:
+            high = middle
+        else:
+            low = middle
+    model = pruned_at(high)
+    recalibrate_batchnorm(model, calibration, calibration_samples)
+    return model, high
+
+
+def reward_curve(study: optuna.Study) -> list[float | None]:
+    """Best feasible reward after each trial (None until the first feasible one)."""
+    best, curve = None, []
+    for trial in sorted(study.trials, key=lambda t: t.number):
+        if trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs.get("feasible"):
+            best = trial.value if best is None else max(best, trial.value)
+        curve.append(best)
+    return curve
+
+
+def _in_memory_copy(study: optuna.Study) -> optuna.Study:
+    copy_ = optuna.create_study(direction="maximize")
+    copy_.add_trials(study.trials)
+    return copy_

@@ -1,0 +1,168 @@
+"""A run folder as the report reads it: ``result.json`` if the run finished, the study always.
+
+The Optuna study (``study.db``) holds every trial, and the search stores what else a report
+needs (baseline, targets, layer sizes, environment) as a study attribute when it starts
+(:func:`save_run_info`), so an interrupted run, with no ``result.json`` yet, still has a
+report: its trials, the best feasible plan so far, and no recovered model.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from compressor.errors import UserInputError
+
+RUN_INFO_ATTR = "compressor.run"  # the study attribute holding save_run_info's record
+STUDY_FILE = "study.db"
+PREFERRED_STUDY = "compress"  # compressor.search.loop.STUDY_NAME, without importing optuna here
+
+
+def save_run_info(study, **info: Any) -> None:
+    """Store ``info`` (plain JSON data) on the study, for reports of unfinished runs."""
+    study.set_user_attr(RUN_INFO_ATTR, info)
+
+
+@dataclass
+class RunData:
+    """Everything one report shows, from one run folder.
+
+    Attributes:
+        best: the chosen, recovered variant (``result.json``'s ``best``); None until the
+            run finishes.
+        trials: every trial as ``result.json`` lists it (from the study when it exists).
+        stale: the study holds trials that ``result.json`` does not (a resumed run that
+            has not finished); ``best`` is then the earlier run's.
+    """
+
+    run_dir: Path
+    trials: list[dict[str, Any]]
+    baseline: dict[str, Any] | None = None
+    target: dict[str, Any] | None = None
+    best: dict[str, Any] | None = None
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] | None = None
+    channels_before: dict[str, int] = field(default_factory=dict)
+    stale: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.best is not None
+
+    @property
+    def finished(self) -> list[dict[str, Any]]:
+        """Trials that were scored (Optuna state COMPLETE)."""
+        return [t for t in self.trials if t["state"] == "COMPLETE"]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [t for t in self.trials if t["state"] == "FAIL"]
+
+    @property
+    def planned_trials(self) -> int | None:
+        return ((self.config or {}).get("search") or {}).get("trials")
+
+    @property
+    def chosen_trial(self) -> dict[str, Any] | None:
+        """The trial the chosen variant came from; before the run ends, the best so far."""
+        if self.best is not None:
+            return next((t for t in self.trials if t["number"] == self.best["trial"]), None)
+        feasible = [t for t in self.finished if t.get("feasible")]
+        return max(feasible, key=lambda t: t["reward"], default=None)
+
+    @property
+    def baseline_latency_ms(self) -> float | None:
+        """The baseline artifact's p50: measured at the end, else the trials' median."""
+        if self.baseline and "latency_ms" in self.baseline:
+            return self.baseline["latency_ms"]
+        alongside = [t["baseline_latency_ms"] for t in self.trials if "baseline_latency_ms" in t]
+        return statistics.median(alongside) if alongside else None
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read a run folder; raises :class:`UserInputError` when it holds nothing to report."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserInputError(f"{run_dir} is not a folder")
+    result = _read_json(run_dir / "result.json")
+    study = _read_study(run_dir / STUDY_FILE)
+    if result is None and study is None:
+        raise UserInputError(f"{run_dir} holds neither result.json nor {STUDY_FILE}")
+    trials, info = study if study is not None else (result["trials"], {})
+    result = result or {}
+    best = result.get("best")
+    return RunData(
+        run_dir=run_dir,
+        trials=trials,
+        baseline=result.get("baseline", info.get("baseline")),
+        target=result.get("target", info.get("target")),
+        best=best,
+        artifacts=result.get("artifacts", {}),
+        environment=result.get("environment", info.get("environment", {})),
+        config=_read_yaml(run_dir / "config.yaml"),
+        channels_before=(best or {}).get("plan", {}).get("channels_before")
+        or info.get("channels_before", {}),
+        stale=bool(result) and len(trials) > len(result["trials"]),
+    )
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: lower x (cost) and higher y (accuracy).
+
+    Returned in order of increasing cost; of equal points the first is kept.
+    """
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1], i))
+    front, best_y = [], float("-inf")
+    for i in order:
+        if points[i][1] > best_y:
+            front.append(i)
+            best_y = points[i][1]
+    return front
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserInputError(f"{path} is unreadable: {exc}") from None
+
+
+def _read_yaml(path: Path) -> dict | None:
+    try:
+        return yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserInputError(f"{path} is unreadable: {exc}") from None
+
+
+def _read_study(path: Path) -> tuple[list[dict], dict] | None:
+    """Trial records and the run info of the study in ``path`` (None if there is no file)."""
+    if not path.is_file():
+        return None
+    import optuna
+    import sqlalchemy.exc
+    from optuna.trial import TrialState
+
+    from compressor.result import trial_record
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}")
+        names = optuna.get_all_study_names(storage)
+        name = PREFERRED_STUDY if PREFERRED_STUDY in names else names[0] if names else None
+        if name is None:
+            raise UserInputError(f"{path} holds no Optuna study")
+        study = optuna.load_study(study_name=name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
+    except (sqlalchemy.exc.SQLAlchemyError, ValueError, KeyError) as exc:
+        raise UserInputError(f"{path} is not a readable Optuna study: {exc}") from None
+    records = [trial_record(t) for t in trials if t.state != TrialState.WAITING]
+    return records, study.user_attrs.get(RUN_INFO_ATTR, {})

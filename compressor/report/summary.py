@@ -1,0 +1,303 @@
+"""What the report says, as rows and sentences: one content model for HTML and Markdown.
+
+Every figure comes from the run's stored data (``result.json``, the study); nothing is
+recomputed except ratios of stored numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from compressor.report.run_data import RunData
+from compressor.report.tables import format_bytes, format_count, format_ms, format_pct
+from compressor.reward import HARD_BETA
+
+Row = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Headline:
+    """Baseline against the chosen variant: column names, rows, and the lines below."""
+
+    columns: Row
+    rows: list[Row]
+    targets: list[str]  # one sentence per target, saying whether it was met
+    notes: list[str]
+
+
+def headline(run: RunData) -> Headline:
+    """The table a reader looks at first."""
+    if run.best is not None:
+        return _finished_headline(run)
+    return _interrupted_headline(run)
+
+
+def _finished_headline(run: RunData) -> Headline:
+    base, best = run.baseline, run.best
+    sizes = {name: entry.get("size_bytes") for name, entry in run.artifacts.items()}
+    base_size, best_size = sizes.get("baseline_fp32.onnx"), sizes.get("model.onnx")
+    rows = [
+        _pct_row("test accuracy", base["accuracy"], best["accuracy"]),
+        _pct_row("validation accuracy", base["val_accuracy"], best.get("val_accuracy")),
+        _count_row("FLOPs", base["flops"], best["flops"]),
+        _count_row("params", base["params"], best["params"]),
+        _ms_row(
+            "latency p50", base.get("latency_ms"), best.get("latency_ms"), best.get("latency_ratio")
+        ),
+        _ms_row("latency p90", base.get("latency_p90_ms"), best.get("latency_p90_ms")),
+        _size_row("artifact size", base_size, best_size),
+        _speedup_row(best.get("latency_ratio")),
+    ]
+    notes = [
+        f"Chosen: trial #{best['trial']} (reward {best['reward']:.4f}), then recovered "
+        f"({_recovery_text(best.get('recovery', {}))}). Test accuracy before recovery "
+        f"{format_pct(best['accuracy_before_recovery'])}, after "
+        f"{format_pct(best.get('accuracy_fp32', best['accuracy']))} (PyTorch fp32)"
+        + (f", {format_pct(best['accuracy'])} as model.onnx." if "quantization" in best else ".")
+    ]
+    if run.stale:
+        notes.append(
+            "The study holds trials newer than result.json (a resumed run that has not "
+            "finished): the chosen variant is the earlier run's."
+        )
+    return Headline(
+        ("", "baseline", "chosen (model.onnx)", "change"),
+        rows,
+        target_lines(run, best["flops"], best.get("latency_ratio"), best.get("latency_ms")),
+        notes,
+    )
+
+
+def _interrupted_headline(run: RunData) -> Headline:
+    trial, base = run.chosen_trial, run.baseline or {}
+    done, planned = len(run.finished) + len(run.failed), run.planned_trials
+    notes = [
+        f"The run has not finished (no result.json): {done} of {planned or '?'} trials "
+        "done. Nothing was recovered or saved yet; the column shows the best feasible "
+        "trial so far, scored on validation data without fine-tuning."
+    ]
+    if trial is None:
+        notes.append("No feasible trial has finished yet.")
+        return Headline(("", "baseline"), [], [], notes)
+    artifact = trial.get("artifact") or {}
+    rows = [
+        _pct_row("validation accuracy", base.get("val_accuracy"), trial["accuracy"]),
+        _count_row("FLOPs", base.get("flops"), trial["flops"]),
+        _count_row("params", base.get("params"), trial["params"]),
+        _ms_row(
+            "latency p50",
+            trial.get("baseline_latency_ms"),
+            trial.get("latency_ms"),
+            trial.get("latency_ratio"),
+        ),
+        _ms_row("latency p90", None, trial.get("latency_p90_ms")),
+        _size_row("artifact size", None, artifact.get("size_bytes")),
+        _speedup_row(trial.get("latency_ratio")),
+    ]
+    return Headline(
+        ("", "baseline", f"best so far (trial #{trial['number']})", "change"),
+        rows,
+        target_lines(run, trial["flops"], trial.get("latency_ratio"), trial.get("latency_ms")),
+        notes,
+    )
+
+
+def target_lines(
+    run: RunData, flops: float, latency_ratio: float | None, latency_ms: float | None
+) -> list[str]:
+    """One sentence per target: its value and whether the chosen variant meets it."""
+    target = run.target
+    if not target:
+        return []
+    budget = target["flops"]
+    if has_flops_target(target):
+        lines = [
+            f"FLOPs target: ≤ {format_count(budget)} ({target['flops_ratio']:.2f}× the "
+            f"baseline) — {_met(flops <= budget)} with {format_count(flops)}."
+        ]
+    else:
+        lines = [f"FLOPs: no target (each trial searched its level); {format_count(flops)}."]
+    spec = target.get("latency")
+    if spec:
+        is_ms = spec.endswith("ms")
+        limit = float(spec.removesuffix("ms"))
+        value = latency_ms if is_ms else latency_ratio
+        shown = f"{value:.3f} ms" if is_ms else f"{value:.2f}×"
+        wanted = f"{limit:g} ms" if is_ms else f"{limit:g}× the baseline artifact"
+        lines.append(f"Latency target: ≤ {wanted} — {_met(value <= limit)} with {shown}.")
+    return lines
+
+
+def has_flops_target(target: dict[str, Any] | None) -> bool:
+    """False for a latency-only run, whose FLOPs level is searched (``spec`` is "None")."""
+    return bool(target) and target.get("spec") not in (None, "None")
+
+
+def reward_formula(target: dict[str, Any] | None) -> str:
+    """The reward the search maximised, with its parameters, in words and symbols."""
+    if not target:
+        return "unknown (the run did not record its targets)"
+    mode = target["reward"]
+    if mode == "amc":
+        return "R = −(1 − accuracy) × ln(FLOPs) (AMC; no latency term)"
+    budget = (
+        f"T_FLOPs = {format_count(target['flops'])}"
+        if has_flops_target(target)
+        else "T_FLOPs = each trial's searched level"
+    )
+    spec = target.get("latency")
+    if not spec:
+        latency = "latency: measured p50 ÷ baseline artifact's, T = 1 (a preference, soft)"
+    elif spec.endswith("ms"):
+        latency = f"latency: measured p50, T = {spec} (a budget)"
+    else:
+        latency = f"latency: measured p50 ÷ baseline artifact's, T = {spec} (a budget)"
+    if mode == "hard":
+        return (
+            f"R = accuracy × Π δ(C/T); budgets: δ = 1 if C ≤ T else (C/T)^{HARD_BETA:g}, and "
+            f"R − 1 when over a budget; preferences: (C/T)^−0.07. {budget}; {latency}"
+        )
+    return (
+        f"R = accuracy × Π (C/T)^w, w = α = {target['alpha']:g} if C ≤ T, "
+        f"β = {target['beta']:g} if over (MnasNet soft reward). {budget}; {latency}"
+    )
+
+
+def plan_rows(run: RunData) -> list[Row]:
+    """Per group of the chosen plan: name, ratio, size before and after pruning."""
+    trial = run.chosen_trial
+    if run.best is not None:
+        ratios, kept = run.best["plan"]["ratios"], run.best["plan"].get("channels", {})
+    elif trial is not None:
+        ratios, kept = trial["plan"], trial.get("channels", {})
+    else:
+        return []
+    rows = []
+    for name, ratio in ratios.items():
+        before, after = run.channels_before.get(name), kept.get(name)
+        arrow = f"{before} → {after}" if before is not None and after is not None else "—"
+        rows.append((name, f"{ratio:.2f}", arrow))
+    return rows
+
+
+def deploy_lines(run: RunData) -> list[tuple[str, str]]:
+    """How the chosen variant is deployed: quantization, fusion, op counts, parity."""
+    if run.best is not None and "quantization" in run.best:
+        best = run.best
+        artifact, parity = best.get("artifact", {}), best.get("parity", {})
+        quantization, fusion = best["quantization"], best["fusion"]
+    elif run.best is None and run.chosen_trial and run.chosen_trial.get("artifact"):
+        artifact = run.chosen_trial["artifact"]
+        parity = artifact.get("parity", {})
+        quantization, fusion = artifact["quantization"], artifact["fusion"]
+    else:
+        return [("artifact", "none: the search scored the PyTorch model (--no-export)")]
+    lines = [
+        ("quantization", quantization),
+        ("fusion", "on (ONNX Runtime optimizer)" if fusion else "off"),
+        ("INT8 operators", _op_counts(artifact.get("int8_ops"))),
+        ("fused operators", _op_counts(artifact.get("fused_ops"))),
+        ("layers kept fp32", ", ".join(artifact.get("fp32_nodes", [])) or "none"),
+    ]
+    if parity:
+        lines.append(
+            (
+                "parity vs PyTorch",
+                f"top-1 agreement {format_pct(parity['top1_agreement'])}, cosine "
+                f"{parity['cosine']:.4f}, max |diff| {parity['max_abs_diff']:.3g}",
+            )
+        )
+    return lines
+
+
+def search_lines(run: RunData) -> list[tuple[str, str]]:
+    finished, failed = run.finished, run.failed
+    feasible = [t for t in finished if t.get("feasible")]
+    running = [t for t in run.trials if t["state"] == "RUNNING"]
+    seconds = sum(t.get("seconds", 0.0) for t in finished)
+    lines = [
+        ("trials", f"{len(finished)} finished, {len(failed)} failed of {run.planned_trials}"),
+        ("within the FLOPs budget", f"{len(feasible)} of {len(finished)}"),
+        ("scoring time", f"{seconds:.0f} s in finished trials"),
+    ]
+    if running:
+        numbers = ", ".join(f"#{t['number']}" for t in running)
+        lines.append(("left running", f"{numbers} (the process stopped during them)"))
+    config = run.config or {}
+    search = config.get("search", {})
+    if search:
+        lines.append(("sampler", f"{search.get('sampler')} (seed {search.get('seed')})"))
+    return lines
+
+
+def environment_lines(run: RunData) -> list[tuple[str, str]]:
+    env = run.environment
+    if not env:
+        return []
+    lines = [
+        ("task", f"{env.get('task')}: {env.get('task_description', '')}".rstrip(": ")),
+        ("CPU", f"{env.get('cpu')} ({env.get('cpu_count')} logical cores)"),
+        ("CPU features", ", ".join(env.get("cpu_flags", [])) or "—"),
+        ("device / threads", f"{env.get('device')}, {env.get('threads')} intra-op threads"),
+    ]
+    if env.get("gpu"):
+        lines.append(("GPU", env["gpu"]))
+    lines.append(("Python / platform", f"{env.get('python')} on {env.get('platform')}"))
+    libraries = env.get("libraries", {})
+    lines.append(
+        ("libraries", ", ".join(f"{name} {v}" for name, v in libraries.items() if v) or "—")
+    )
+    if env.get("command"):
+        lines.append(("command line", env["command"]))
+    return lines
+
+
+def _op_counts(counts: dict[str, int] | None) -> str:
+    if counts is None:
+        return "—"
+    return ", ".join(f"{count} {op}" for op, count in counts.items()) or "none"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def _recovery_text(recovery: dict) -> str:
+    if not recovery:
+        return "settings not recorded"
+    steps, epochs = recovery.get("steps"), recovery.get("epochs")
+    budget = f"{steps} steps" if steps else f"{epochs} epoch{'' if epochs == 1 else 's'}"
+    return f"{recovery.get('method', 'fine_tune')}, {budget}, lr {recovery.get('lr')}"
+
+
+def _pct_row(name: str, base: float | None, value: float | None) -> Row:
+    change = "—" if None in (base, value) else f"{(value - base) * 100:+.2f} pt"
+    return (name, format_pct(base), format_pct(value), change)
+
+
+def _count_row(name: str, base: float | None, value: float | None) -> Row:
+    change = "—" if not base or value is None else f"{value / base:.2f}×"
+    return (name, _count_or_dash(base), _count_or_dash(value), change)
+
+
+def _ms_row(name: str, base: float | None, value: float | None, ratio: float | None = None) -> Row:
+    """``ratio``: the measured ratio (median of per-round ratios), when there is one."""
+    if ratio is None and base and value is not None:
+        ratio = value / base
+    return (name, format_ms(base), format_ms(value), "—" if ratio is None else f"{ratio:.2f}×")
+
+
+def _size_row(name: str, base: float | None, value: float | None) -> Row:
+    change = "—" if not base or value is None else f"{value / base:.2f}×"
+    return (name, format_bytes(base), format_bytes(value), change)
+
+
+def _speedup_row(latency_ratio: float | None) -> Row:
+    # From the ratio measured in alternating rounds, as the latency p50 change.
+    shown = "—" if not latency_ratio else f"{1 / latency_ratio:.2f}×"
+    return ("speed-up (p50)", "1.00×", shown, "")
+
+
+def _count_or_dash(value: float | None) -> str:
+    return "—" if value is None else format_count(value)

@@ -1,0 +1,374 @@
+"""The run report: report.html and summary.md of a real run, checked against result.json."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import wsgiref.util
+
+import numpy as np
+import optuna
+import pytest
+
+from compressor.cli import main
+from compressor.report import (
+    RunData,
+    Series,
+    markdown_table,
+    pareto_front,
+    svg_bars,
+    svg_plot,
+)
+from compressor.report.figures import report_figures
+from compressor.report.summary import target_lines
+from compressor.report.tables import format_count, format_ms, format_pct
+
+
+def group_points(html: str, gid: str) -> list[tuple[float, float]]:
+    """Pixel positions of the scatter markers in the SVG group ``gid`` (none if absent)."""
+    match = re.search(rf'<g id="{re.escape(gid)}">(.*?)</g>\s*</g>', html, re.DOTALL)
+    if match is None:
+        return []
+    uses = re.findall(r'<use [^>]*x="([-\d.]+)" y="([-\d.]+)"', match.group(1))
+    return [(float(x), float(y)) for x, y in uses]
+
+
+def headline_cells(html: str) -> dict[str, list[str]]:
+    table = re.search(r'<table class="headline">(.*?)</table>', html, re.DOTALL).group(1)
+    rows = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", table, re.DOTALL):
+        cells = [c.strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.DOTALL)]
+        if cells:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def report(cli_run):
+    code, output = cli_run
+    assert code == 0
+    result = json.loads((output / "result.json").read_text())
+    return output, result, (output / "report.html").read_text()
+
+
+def test_the_run_wrote_a_self_contained_report(report):
+    output, _, html = report
+    assert (output / "summary.md").is_file()
+    # One file: no scripts, no external stylesheets, images or fonts; plots are inline SVG.
+    assert "<script" not in html
+    assert not re.search(r'(?:src|href)="(?!#|data:)', html), "a resource outside the page"
+    assert not re.search(r"url\((?!#)", html)
+    ids = re.findall(r' id="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), "SVG ids clash between figures"
+    assert set(re.findall(r'href="#([^"]+)"', html)) <= set(ids)
+
+
+@pytest.mark.parametrize(
+    "figure, key, scale",
+    [("pareto-latency", "latency_ratio", np.log), ("pareto-flops", "flops", np.asarray)],
+)
+def test_pareto_plot_has_one_point_per_finished_trial_and_marks_the_chosen_one(
+    report, figure, key, scale
+):
+    _, result, html = report
+    finished = [t for t in result["trials"] if t["state"] == "COMPLETE"]
+    feasible = group_points(html, f"{figure}-feasible")
+    infeasible = group_points(html, f"{figure}-infeasible")
+    assert len(feasible) == sum(bool(t["feasible"]) for t in finished)
+    assert len(feasible) + len(infeasible) == len(finished) == 4
+    assert len(group_points(html, f"{figure}-baseline")) == 1
+    assert len(group_points(html, f"{figure}-recovered")) == 1
+    (chosen,) = group_points(html, f"{figure}-chosen")
+    # The star sits where the chosen trial's numbers put it: fit the axes' data -> pixel map
+    # (linear in the axis scale: log for latency) on the plotted trials, then place the
+    # trial recorded as best.
+    plotted = [t for t in finished if t["feasible"]] + [t for t in finished if not t["feasible"]]
+    pixels = np.array(feasible + infeasible)
+    best = next(t for t in finished if t["number"] == result["best"]["trial"])
+    for axis, field, transform in ((0, key, scale), (1, "accuracy", np.asarray)):
+        values = transform([t[field] for t in plotted])
+        if np.ptp(values) == 0:
+            continue  # all trials at one value: no scale to fit on this axis
+        slope, offset = np.polyfit(values, pixels[:, axis], 1)
+        assert chosen[axis] == pytest.approx(slope * transform(best[field]) + offset, abs=0.5)
+    assert f"chosen: trial #{result['best']['trial']}" in html
+
+
+def test_headline_numbers_match_result_json(report):
+    _, result, html = report
+    base, best = result["baseline"], result["best"]
+    cells = headline_cells(html)
+    assert cells["test accuracy"][:2] == [
+        format_pct(base["accuracy"]),
+        format_pct(best["accuracy"]),
+    ]
+    assert cells["FLOPs"] == [
+        format_count(base["flops"]),
+        format_count(best["flops"]),
+        f"{best['flops'] / base['flops']:.2f}×",
+    ]
+    assert cells["params"][:2] == [format_count(base["params"]), format_count(best["params"])]
+    assert cells["latency p50"] == [
+        format_ms(base["latency_ms"]),
+        format_ms(best["latency_ms"]),
+        f"{best['latency_ratio']:.2f}×",
+    ]
+    assert cells["latency p90"][:2] == [
+        format_ms(base["latency_p90_ms"]),
+        format_ms(best["latency_p90_ms"]),
+    ]
+    assert cells["speed-up (p50)"][1] == f"{1 / best['latency_ratio']:.2f}×"
+    sizes = result["artifacts"]
+    assert cells["artifact size"][2] == (
+        f"{sizes['model.onnx']['size_bytes'] / sizes['baseline_fp32.onnx']['size_bytes']:.2f}×"
+    )
+    assert f"met with {format_count(best['flops'])}" in html
+    assert "α = -0.07" in html and f"T_FLOPs = {format_count(result['target']['flops'])}" in html
+
+
+def test_plan_search_and_environment_sections(report):
+    _, result, html = report
+    plan = result["best"]["plan"]
+    bars = re.findall(r'<g id="plan-ratios-\d+">', html)
+    assert len(bars) == len(plan["ratios"]) > 0
+    for name, kept in plan["channels"].items():
+        assert f"{plan['channels_before'][name]} → {kept}" in html
+    assert result["best"]["quantization"] == "static_ort" and ">static_ort<" in html
+    finished = [t for t in result["trials"] if t["state"] == "COMPLETE"]
+    assert len(group_points(html, "reward-feasible")) + len(
+        group_points(html, "reward-infeasible")
+    ) == len(finished)
+    assert f'tr class="chosen"><td class="num">#{result["best"]["trial"]}<' in html
+    env = result["environment"]
+    assert env["cpu"] in html and f"torch {env['libraries']['torch']}" in html
+    assert "command line" in html and "config.yaml" in html
+
+
+def test_markdown_summary_matches_result_json(report):
+    output, result, _ = report
+    summary = (output / "summary.md").read_text()
+    base, best = result["baseline"], result["best"]
+    row = f"| FLOPs               | {format_count(base['flops'])}"
+    assert row in summary or re.search(rf"\| FLOPs +\| {format_count(base['flops'])} ", summary)
+    assert re.search(
+        rf"\| test accuracy +\| {re.escape(format_pct(base['accuracy']))} +\| "
+        rf"{re.escape(format_pct(best['accuracy']))} ",
+        summary,
+    )
+    assert f"optuna-dashboard sqlite:///{(output / 'study.db').resolve()}" in summary
+
+
+def test_report_command_regenerates_and_prints_the_path(report, tmp_path, capsys):
+    output, _, html = report
+    copy = tmp_path / "run"
+    shutil.copytree(output, copy)
+    (copy / "report.html").unlink()
+    assert main(["report", str(copy)]) == 0
+    assert capsys.readouterr().out.strip() == str((copy / "report.html").resolve())
+    regenerated = (copy / "report.html").read_text()
+    # The same page, up to the folder's name and the time it was rendered.
+    strip = re.compile(r"generated [\d: -]+|/[^\s<\"]*/run\b")
+    assert strip.sub("", regenerated) == strip.sub("", html)
+
+
+def test_report_open_hands_the_file_to_a_browser(report, tmp_path, monkeypatch, capsys):
+    output, _, _ = report
+    copy = tmp_path / "run"
+    shutil.copytree(output, copy)
+    opened = []
+    monkeypatch.setattr("webbrowser.open", lambda uri: opened.append(uri) or True)
+    assert main(["report", str(copy), "--open"]) == 0
+    assert opened == [(copy / "report.html").resolve().as_uri()]
+
+
+def test_report_of_a_run_that_did_not_finish(report, tmp_path, capsys):
+    """No result.json; the study has failed trials and one left running by a dead process."""
+    output, result, _ = report
+    run = tmp_path / "stopped"
+    run.mkdir()
+    for name in ("study.db", "config.yaml"):
+        shutil.copy(output / name, run / name)
+    study = optuna.load_study(study_name="compress", storage=f"sqlite:///{run / 'study.db'}")
+    failed = study.ask()
+    failed.set_user_attr("error", "RuntimeError: the metric raised")
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # failed with no reason
+    study.ask()  # RUNNING forever: its process died
+    assert main(["report", str(run)]) == 0
+    html = (run / "report.html").read_text()
+    finished = [t for t in result["trials"] if t["state"] == "COMPLETE"]
+    best = max((t for t in finished if t["feasible"]), key=lambda t: t["reward"])
+    assert "not finished" in html and f"best so far (trial #{best['number']})" in html
+    assert len(group_points(html, "pareto-flops-feasible")) + len(
+        group_points(html, "pareto-flops-infeasible")
+    ) == len(finished)
+    assert len(group_points(html, "pareto-flops-chosen")) == 1
+    assert len(group_points(html, "pareto-flops-recovered")) == 0  # nothing recovered yet
+    assert "RuntimeError: the metric raised" in html and "no reason recorded" in html
+    assert len(group_points(html, "reward-failed")) == 2
+    assert f"#{failed.number + 2} (the process stopped during them)" in html
+    assert (run / "summary.md").read_text().count("Best plan so far") == 1
+
+
+def test_report_command_refuses_a_folder_without_a_run(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("compress: error: ") and "neither result.json nor study.db" in err
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_figures_split_feasible_and_infeasible_trials(tmp_path):
+    """Figure logic on three hand-written trials: one over the FLOPs budget, one dominated."""
+    trials = [
+        _trial(0, accuracy=0.90, flops=40e6, latency=0.6, feasible=True),
+        _trial(1, accuracy=0.80, flops=45e6, latency=0.8, feasible=True),  # dominated by #0
+        _trial(2, accuracy=0.95, flops=60e6, latency=0.9, feasible=False),
+    ]
+    run = RunData(
+        run_dir=tmp_path,
+        trials=trials,
+        baseline={"val_accuracy": 0.99, "accuracy": 0.99, "flops": 100e6, "params": 1000},
+        target={
+            "flops": 50e6,
+            "flops_ratio": 0.5,
+            "reward": "soft",
+            "alpha": -0.07,
+            "beta": -0.07,
+            "latency": None,
+        },
+    )
+    figures = report_figures(run)
+    html = "".join(figures.values())
+    assert len(group_points(html, "pareto-flops-feasible")) == 2
+    assert len(group_points(html, "pareto-flops-infeasible")) == 1
+    assert len(group_points(html, "pareto-latency-chosen")) == 1  # #0: best feasible reward
+    front = re.search(r'<g id="pareto-flops-front">\s*<path d="([^"]+)"', html).group(1)
+    assert len(re.findall(r"[ML]", front)) == 3  # two front points as a staircase: 3 corners
+
+
+@pytest.mark.parametrize(
+    "spec, latency, expected",
+    [
+        ("0.5", None, ["FLOPs target: ≤ 50.00M (0.50× the baseline) — met with 45.00M."]),
+        (
+            "None",
+            "2.5ms",
+            [
+                "FLOPs: no target (each trial searched its level); 45.00M.",
+                "Latency target: ≤ 2.5 ms — NOT met with 2.600 ms.",
+            ],
+        ),
+        (
+            "0.5",
+            "0.6",
+            [
+                "FLOPs target: ≤ 50.00M (0.50× the baseline) — met with 45.00M.",
+                "Latency target: ≤ 0.6× the baseline artifact — met with 0.55×.",
+            ],
+        ),
+    ],
+)
+def test_target_lines_say_whether_each_target_was_met(tmp_path, spec, latency, expected):
+    target = {"flops": 50e6, "flops_ratio": 0.5, "spec": spec, "latency": latency}
+    run = RunData(run_dir=tmp_path, trials=[], target=target)
+    assert target_lines(run, 45e6, latency_ratio=0.55, latency_ms=2.6) == expected
+
+
+def test_pareto_front():
+    points = [(1.0, 0.5), (2.0, 0.9), (1.5, 0.4), (3.0, 0.9), (0.5, 0.3), (2.0, 0.95)]
+    assert pareto_front(points) == [4, 0, 5]
+    assert pareto_front([]) == []
+
+
+def test_markdown_table_and_svg_building_blocks():
+    table = markdown_table(("a", "b"), [("x|y", 1), (None, "2.50")])
+    assert table.splitlines()[0].startswith("| a ")
+    assert "x\\|y" in table and "—" in table and "2.50" in table  # numbers kept as given
+    svg = svg_plot(
+        [
+            Series("points", [1, 2, 3], [0.1, 0.2, 0.3], gid="demo-points"),
+            Series("line", [1, 3], [0.1, 0.3], kind="line", gid="demo-line"),
+        ],
+        xlabel="x",
+        ylabel="y",
+        name="demo",
+        percent_y=True,
+    )
+    assert svg.startswith("<svg ") and len(group_points(svg, "demo-points")) == 3
+    assert "demo-line" in svg and re.search(r">30(\.0)?%<", svg)  # percentages
+    bars = svg_bars(["a", "b"], [0.2, 0.4], xlabel="r", name="demo-bars", gid="bar")
+    assert re.findall(r'id="(bar-\d+)"', bars) == ["bar-0", "bar-1"]
+    with pytest.raises(ValueError, match="3 x values, 2 y"):
+        Series("bad", [1, 2, 3], [1, 2])
+
+
+def test_optuna_dashboard_reads_the_study_unchanged(report):
+    dashboard = pytest.importorskip("optuna_dashboard")
+    output, result, _ = report
+    app = dashboard.wsgi(optuna.storages.RDBStorage(f"sqlite:///{output / 'study.db'}"))
+
+    def get(path: str):
+        environ: dict = {}
+        wsgiref.util.setup_testing_defaults(environ)
+        environ["PATH_INFO"] = path
+        status = []
+        body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+        return status[0], body
+
+    status, body = get("/api/studies")
+    assert status.startswith("200")
+    (summary,) = json.loads(body)["study_summaries"]
+    assert summary["study_name"] == "compress"
+    status, body = get(f"/api/studies/{summary['study_id']}")
+    assert status.startswith("200")
+    assert len(json.loads(body)["trials"]) == len(result["trials"])
+
+
+@pytest.mark.slow
+@pytest.mark.browser  # `make test` runs it with the default suite (-m "not slow or browser")
+def test_report_renders_in_a_headless_browser(report, tmp_path):
+    """Chromium (Debian's package) draws the page; the screenshot is not blank."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from PIL import Image, ImageStat
+
+    output, _, _ = report
+    shot = tmp_path / "report.png"
+    completed = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={shot}",
+            "--window-size=1280,2000",
+            "--hide-scrollbars",
+            (output / "report.html").resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.is_file(), completed.stderr[-2000:]
+    image = Image.open(shot).convert("L")
+    assert image.size == (1280, 2000)
+    assert ImageStat.Stat(image).stddev[0] > 20  # text, tables and plots, not one flat colour
+    dark = sum(image.histogram()[:128]) / (image.width * image.height)
+    assert 0.005 < dark < 0.5  # ink on a white page
+
+
+def _trial(number, *, accuracy, flops, latency, feasible) -> dict:
+    return {
+        "number": number,
+        "state": "COMPLETE",
+        "reward": accuracy * (0.5 if not feasible else 1.0),
+        "accuracy": accuracy,
+        "flops": flops,
+        "latency_ratio": latency,
+        "feasible": feasible,
+        "plan": {"conv1": 0.5},
+    }
