@@ -51,9 +51,13 @@ def test_same_seed_gives_the_same_trial_parameters(digits_task, tmp_path):
         )
         return [t["plan"] for t in result.trials]
 
-    # The seeded plans and the sampler's random start-up trials do not depend on latency;
-    # the measured latency (which varies) only steers TPE after them.
-    assert plans("a") == plans("b")
+    # The seeded plans (uniform, sensitivity) and TPE's random start-up trial do not depend
+    # on latency; the measured latency (which varies) enters the reward and steers TPE's
+    # later trials, so those are compared only by the AMC-reward determinism test
+    # (test_reliability), whose reward has no latency term.
+    first, second = plans("a"), plans("b")
+    assert len(first) == len(second) == 5
+    assert first[:3] == second[:3]
 
 
 @pytest.mark.parametrize(
