@@ -128,6 +128,11 @@ def test_two_processes_spend_one_budget_and_the_best_materialises(database, tmp_
     assert {t["worker"] for t in result["trials"]} == set(by_worker)
     assert all(info["baseline_latency_ms"] > 0 for info in result["workers"].values())
     assert not (tmp_path / "run" / "study.db").exists()  # the study lives in PostgreSQL
+    # The report says which worker scored (and timed) which trials, against which baseline.
+    report = (tmp_path / "run" / "report.html").read_text()
+    for name, count in by_worker.items():
+        assert f"worker {name}" in report and f"{count} trial" in report
+    assert "on its machine" in report
 
 
 def _running_trial_of(storage, name):
