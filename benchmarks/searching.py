@@ -25,12 +25,7 @@ from compressor.measure.flops import count_flops
 from compressor.progress import progress_mode
 from compressor.recover import first_batches, recalibrate_batchnorm
 from compressor.search.candidate import SearchContext, build_candidate
-from compressor.search.loop import (
-    best_feasible_trial,
-    make_sampler,
-    open_study,
-    run_study,
-)
+from compressor.search.loop import best_feasible_trial, make_sampler, run_study
 from compressor.search.progress import TrialProgress
 from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
 from compressor.search.space import (
@@ -39,6 +34,7 @@ from compressor.search.space import (
     seed_deploy_params,
     uniform_params,
 )
+from compressor.search.storage import open_study
 from compressor.tasks import Task
 
 
@@ -91,7 +87,8 @@ def run_search(
     search = ctx.config.search
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-study-") as folder:
-        study = open_study(Path(folder), make_sampler(sampler, seed, trials))
+        url = f"sqlite:///{Path(folder) / 'study.db'}"
+        study = open_study(url, "compress", make_sampler(sampler, seed, trials))
         if seeds is not None:
             deploys = seed_deploy_params(ctx.config.deploy) if ctx.config.deploy.export else [{}]
             for deploy in deploys:

@@ -7,18 +7,16 @@ The CLI builds the same :class:`CompressConfig` and calls :func:`run_task`; both
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import optuna
 import torch
 import yaml
-from optuna.trial import TrialState
 from torch import nn
 
-from compressor.actions.export import export_onnx
-from compressor.actions.pruner import ChannelPruner, check_prunable
+from compressor.actions.pruner import check_prunable
 from compressor.artifacts import atomic_path, save_model, write_json
 from compressor.config import CompressConfig, parse_flops_target, parse_latency_target
 from compressor.deployment import artifact_table, deploy_best
@@ -26,9 +24,8 @@ from compressor.distill import recover_model
 from compressor.environment import environment_info
 from compressor.errors import CompressorError, UserInputError
 from compressor.measure.flops import count_flops, count_params
-from compressor.measure.latency import LatencyMeter, default_threads
+from compressor.measure.latency import default_threads
 from compressor.progress import progress_mode
-from compressor.recover import first_batches
 from compressor.report import save_run_info, write_report
 from compressor.result import CompressionResult, trial_record
 from compressor.run_folder import check_output_dir, clear_run_files
@@ -36,17 +33,27 @@ from compressor.search.candidate import (
     SearchContext,
     build_candidate,
     checked_metric,
-    flops_of_plan,
-    plan_for,
 )
-from compressor.search.loop import best_feasible_trial, make_sampler, open_study, run_study
+from compressor.search.loop import best_feasible_trial, make_sampler, reported_trials, run_study
 from compressor.search.progress import TrialProgress
 from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
+from compressor.search.setup import check_reachable, measuring, search_context
 from compressor.search.space import (
     preference_param,
     preferred_deploy_params,
     seed_deploy_params,
     uniform_params,
+)
+from compressor.search.storage import (
+    check_study,
+    discard_study,
+    make_manifest,
+    open_study,
+    publish_manifest,
+    record_worker,
+    storage_url,
+    worker_info,
+    worker_table,
 )
 from compressor.tasks import Task, get_task
 
@@ -146,6 +153,7 @@ def run_task(
     """
     # Check the cheap things before the task builds (and maybe trains) its model.
     output, _ = check_output_dir(config.output, config, existing)
+    check_study(config, existing)
     config = dataclasses.replace(config, output=output)
     _check_device(config.measure.device)
     task = get_task(config.task, verbose=verbose, **config.task_options())
@@ -164,36 +172,15 @@ def run_compression(
     """Baseline -> search -> rebuild the best plan -> recovery -> outputs."""
     log = print if verbose else (lambda *args, **kwargs: None)
     output_dir, resuming = check_output_dir(config.output, config, existing)
+    check_study(config, existing)
     _check_device(config.measure.device)
     model = task.model.eval()
 
     baseline = _measure_baseline(task)
-    # Without a FLOPs target the budget is the whole model; each trial samples its own level.
-    budget = (
-        config.target_flops.resolve(baseline["flops"]) if config.target_flops else baseline["flops"]
-    )
-    ignored = tuple(task.ignored_layers) + tuple(config.prune.ignore_layers)
-    pruner = task.pruner or ChannelPruner.from_config(
-        model, task.example_inputs, config.prune, ignored
-    )
-    ctx = SearchContext(
-        model=model,
-        example_inputs=task.example_inputs,
-        evaluate=task.evaluate,
-        calibration=first_batches(
-            task.calibration_data or task.train_data, config.search.calibration_samples
-        ),
-        groups=pruner.groups(),
-        config=config,
-        ignored_layers=ignored,
-        flops_budget=budget,
-        baseline_flops=baseline["flops"],
-        pruner=pruner,
-    )
-    if not ctx.groups:
-        raise UserInputError("the model has no prunable convolution or linear layers")
-    check_prunable(pruner, model, task.example_inputs, ctx.groups)
-    uniform = _check_reachable(ctx, budget)
+    ctx = search_context(task, config, baseline["flops"])
+    budget = ctx.flops_budget
+    check_prunable(ctx.pruner, model, task.example_inputs, ctx.groups)
+    uniform = check_reachable(ctx, budget)
     target = _target_record(config, budget, baseline["flops"], uniform)
     log(
         f"baseline: val {baseline['val_accuracy']:.2%}  test {baseline['accuracy']:.2%}  "
@@ -203,6 +190,7 @@ def run_compression(
 
     if existing == "overwrite":
         clear_run_files(output_dir)
+        discard_study(config)
     if resuming:
         log(f"continuing the run in {output_dir}")
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -214,26 +202,19 @@ def run_compression(
         "task_description": task.description,
         **environment_info(config.measure.device, threads),
     }
-    with (
-        LatencyMeter(config.measure, task.example_inputs) as meter,
-        tempfile.TemporaryDirectory(prefix="compressor-") as workdir,
-    ):
-        ctx.workdir = Path(workdir)
-        baseline_artifact = (
-            export_onnx(model, task.example_inputs, ctx.workdir / "baseline.onnx")
-            if config.deploy.export
-            else None
-        )
-        meter.set_baseline(baseline_artifact or model)
-        ctx.meter = meter
-        # What the report of an interrupted run (no result.json yet) needs besides the trials.
-        run_info = {
-            "baseline": baseline,
-            "target": target,
-            "channels_before": {group.name: group.channels for group in ctx.groups},
-            "environment": environment,
-        }
-        study = _search(ctx, output_dir, baseline["val_accuracy"], log, run_info)
+    # What the report of an interrupted run (no result.json yet) needs besides the trials.
+    run_info = {
+        "baseline": baseline,
+        "target": target,
+        "channels_before": {group.name: group.channels for group in ctx.groups},
+        "environment": environment,
+    }
+    manifest = make_manifest(task.name, config, baseline, model)
+    # The study is seeded and published before this process times anything, so workers
+    # that wait for it set up while this process does.
+    study = _start_study(ctx, output_dir, baseline["val_accuracy"], log, manifest, run_info)
+    with measuring(ctx, task.example_inputs) as baseline_artifact:
+        _search(study, ctx, log)
         best_trial = best_feasible_trial(study)
         if best_trial is None:
             raise CompressorError(
@@ -250,7 +231,7 @@ def run_compression(
             if baseline_artifact
             else {}
         )
-        latency = meter.compare(
+        latency = ctx.meter.compare(
             deployed["path"] if deployed else best_model, rounds=3 * config.measure.rounds
         )
 
@@ -288,10 +269,11 @@ def run_compression(
         baseline=baseline,
         best=best,
         target=target,
-        trials=[trial_record(t) for t in study.trials if t.state != TrialState.WAITING],
+        trials=[trial_record(t) for t in reported_trials(study)],
         environment=environment,
         output_dir=output_dir,
         artifacts=artifacts,
+        workers=worker_table(study),
     )
     save_model(best_model, output_dir / "model.safetensors")
     write_json(output_dir / "result.json", result.to_json())
@@ -314,9 +296,21 @@ def _target_record(config: CompressConfig, budget: int, baseline_flops: int, uni
     }
 
 
-def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float, log, run_info):
+def _start_study(
+    ctx: SearchContext,
+    output_dir: Path,
+    baseline_val_accuracy: float,
+    log,
+    manifest: dict,
+    run_info: dict,
+) -> optuna.Study:
+    """The study, created (and seeded) or continued; published for workers to join."""
     search = ctx.config.search
-    study = open_study(output_dir, make_sampler(search.sampler, search.seed, search.trials))
+    study = open_study(
+        storage_url(ctx.config, output_dir),
+        search.study,
+        make_sampler(search.sampler, search.seed, search.trials),
+    )
     save_run_info(study, **run_info)
     if not study.trials:
         # Seed the sampler with two known plans at the budget: uniform (so the search can
@@ -332,9 +326,17 @@ def _search(ctx: SearchContext, output_dir: Path, baseline_val_accuracy: float, 
             {preference_param(name): value for name, value in preferences.items()}
             | preferred_deploy_params(ctx.config.deploy)
         )
+    # Waiting workers start now, with the seeded plans queued first (the lowest trial
+    # numbers, so always within the budget). A continued study gets the current config.
+    publish_manifest(study, manifest)
+    record_worker(study, worker_info(ctx.config.measure, "compress"))
+    return study
+
+
+def _search(study: optuna.Study, ctx: SearchContext, log) -> None:
+    search = ctx.config.search
     with TrialProgress(study, search.trials, progress_mode(log is print)) as progress:
         run_study(study, ctx, search.trials, search.time_budget, progress)
-    return study
 
 
 def _measure_baseline(task: Task) -> dict:
@@ -360,19 +362,6 @@ def _user_metric(evaluate: Callable[[nn.Module], float], model: nn.Module) -> fl
         raise UserInputError(
             f"evaluate() failed on the unmodified model: {type(exc).__name__}: {exc}"
         ) from None
-
-
-def _check_reachable(ctx: SearchContext, budget: int) -> float:
-    """Refuse a budget below the smallest reachable FLOPs; return the uniform ratio at it."""
-    ratios, fits = plan_for(ctx, {group.name: 1.0 for group in ctx.groups})
-    if not fits:
-        smallest = flops_of_plan(ctx, ratios)
-        raise UserInputError(
-            f"target {budget / 1e6:.3g}M FLOPs cannot be reached: the smallest reachable is "
-            f"{smallest / 1e6:.3g}M ({smallest / ctx.baseline_flops:.2f} of the model) at "
-            f"prune.max_ratio {ctx.config.prune.max_ratio}"
-        )
-    return max(ratios.values())
 
 
 def _check_device(device: str) -> None:

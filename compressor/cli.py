@@ -4,6 +4,8 @@ Arguments map 1:1 onto :class:`~compressor.config.CompressConfig` keys; a ``--co
 file supplies the rest, and options given on the command line override it. Bad input ends
 with one line on stderr and exit code 2, before anything is written.
 
+``compress worker --storage URL --study NAME`` joins a study that ``compress`` started in a
+shared storage and runs its trials (:mod:`compressor.worker`).
 ``compress report RUN_DIR`` (:mod:`compressor.report.command`) re-renders a run's report.
 """
 
@@ -51,6 +53,9 @@ OVERRIDES = (
     ("model", ("model",)),
     ("weights", ("weights",)),
     ("trust_pickle", ("trust_pickle",)),
+    # Scale-out (issue 9): the study's storage and name.
+    ("storage", ("search", "storage")),
+    ("study", ("search", "study")),
 )
 
 
@@ -154,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quiet", action="store_true", help="no progress output: print only the final table"
     )
+    _add_study_arguments(parser)
     # Task inputs (real models, issue 5).
     parser.add_argument(
         "--data",
@@ -182,6 +188,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_study_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument(
+        "--storage",
+        required=required,
+        help="the study's database: any Optuna RDB URL, e.g. postgresql://user@host/db "
+        "(password in PGPASSWORD or ~/.pgpass)"
+        + ("" if required else "; default: sqlite:///OUTPUT/study.db"),
+    )
+    parser.add_argument("--study", help="the study's name in the storage (default compress)")
+
+
+def build_worker_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="compress worker",
+        description="Join a study started by `compress --storage URL --study NAME` and run "
+        "its trials until the study's budget (--trials) is spent.",
+    )
+    _add_study_arguments(parser, required=True)
+    parser.add_argument(
+        "--threads", type=int, help="intra-op threads of this worker (default: the study's)"
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=600.0,
+        help="seconds to wait for the study to be started (default 600)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    return parser
+
+
+def worker_main(argv: Sequence[str]) -> int:
+    """``compress worker``; the same exit codes as :func:`main`."""
+    try:
+        args = build_worker_parser().parse_args(argv)
+        if args.threads is not None and args.threads < 1:
+            raise UserInputError(f"--threads must be a positive integer; got {args.threads}")
+        from compressor.worker import run_worker  # heavy imports only once the input is valid
+
+        scored = run_worker(
+            args.storage,
+            args.study or "compress",
+            threads=args.threads,
+            wait=args.wait,
+            verbose=not args.quiet,
+        )
+    except UserInputError as exc:
+        print(f"compress worker: error: {exc}", file=sys.stderr)
+        return 2
+    except CompressorError as exc:
+        print(f"compress worker: failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("compress worker: interrupted", file=sys.stderr)
+        return 130
+    print(f"compress worker: scored {scored} trials of study {args.study or 'compress'!r}")
+    return 0
+
+
 def config_from_args(args: argparse.Namespace) -> CompressConfig:
     """Config file (if any) with the given command-line options written over it."""
     data: dict[str, Any] = load_config_file(args.config) if args.config else {}
@@ -206,6 +271,8 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 done, 1 failed run, 2 bad input, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["worker"]:
+        return worker_main(argv[1:])
     try:
         if argv[:1] == ["report"]:
             from compressor.report.command import report_main

@@ -73,6 +73,7 @@ def parse_flops_target(text: str | float | int) -> FlopsTarget:
     )
 
 
+_STORAGE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+._-]*://")
 _LATENCY_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms)?\s*$")
 
 
@@ -167,8 +168,21 @@ class SearchConfig:
     calibration_samples: int = 256  # images used to re-estimate BatchNorm statistics
     trial_timeout: float | None = None  # seconds; a slower trial fails with that reason
     max_consecutive_failures: int = 5  # the run stops (with a summary) after this many
+    # Issue 9: where the study lives. None = SQLite in the output folder; any Optuna RDB URL
+    # (postgresql://user@host/db) lets `compress worker` processes join the same study.
+    storage: str | None = None
+    study: str = "compress"
 
     def __post_init__(self) -> None:
+        if self.storage is not None and not (
+            isinstance(self.storage, str) and _STORAGE_RE.match(self.storage)
+        ):
+            raise UserInputError(
+                "search.storage must be a database URL such as sqlite:///runs/x/study.db or "
+                f"postgresql://user@host/db; got {self.storage!r}"
+            )
+        if not isinstance(self.study, str) or not self.study.strip():
+            raise UserInputError(f"search.study must be a non-empty name; got {self.study!r}")
         if not isinstance(self.trials, int) or self.trials < 1:
             raise UserInputError(f"search.trials must be a positive integer; got {self.trials!r}")
         if self.time_budget is not None and not self.time_budget > 0:

@@ -27,6 +27,8 @@ class CompressionResult:
     output_dir: Path | None = None
     artifacts: dict[str, Any] = field(default_factory=dict)  # per ONNX file: latency, size
     report: Path | None = None  # the HTML report written beside result.json
+    # Per process that ran trials (hostname:pid): its machine, trials, baseline latency there.
+    workers: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -36,6 +38,7 @@ class CompressionResult:
             "artifacts": self.artifacts,
             "trials": self.trials,
             "environment": self.environment,
+            "workers": self.workers,
         }
 
     def __str__(self) -> str:
@@ -92,11 +95,24 @@ class CompressionResult:
                 f"{parity['top1_agreement']:.2%}, cosine {parity['cosine']:.4f}, "
                 f"max |diff| {parity['max_abs_diff']:.3g}"
             )
+        if len(self.workers) > 1:
+            lines.append(_workers_line(self.workers))
         if self.output_dir is not None:
             lines.append(f"written to {self.output_dir}")
         if self.report is not None:
             lines.append(f"report: {self.report}")
         return "\n".join(lines)
+
+
+def _workers_line(workers: dict[str, Any]) -> str:
+    # Milliseconds differ between machines; each worker's baseline says what its ratios mean.
+    parts = []
+    for name, info in workers.items():
+        baseline = info.get("baseline_latency_ms")
+        parts.append(
+            f"{name} {info['trials']}" + (f" (baseline {baseline:.3f} ms)" if baseline else "")
+        )
+    return "trials by worker: " + ", ".join(parts)
 
 
 # What result.json keeps of each trial's user attributes (set by the search objective).
@@ -114,6 +130,7 @@ TRIAL_KEYS = (
     "error",
     "artifact",
     "channels",
+    "worker",  # hostname:pid of the process that scored and timed it (scale-out)
 )
 
 
@@ -123,4 +140,6 @@ def trial_record(trial) -> dict[str, Any]:
     record = {"number": trial.number, "state": trial.state.name, "reward": trial.value}
     record.update((key, attrs[key]) for key in TRIAL_KEYS if key in attrs)
     record["plan"] = attrs.get("ratios", {})
+    if "failed_trial" in trial.system_attrs:  # queued again after its process died
+        record["retry_of"] = trial.system_attrs["failed_trial"]
     return record

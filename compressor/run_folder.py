@@ -62,7 +62,7 @@ def check_output_dir(
         )
     if existing == "overwrite":
         return path, False
-    difference = _config_difference(_saved_config(path), config)
+    difference = config_difference(_saved_config(path), config)
     if difference and existing != "resume":
         raise UserInputError(
             f"output folder {path} holds a run with a different config ({difference}); pass "
@@ -86,7 +86,7 @@ def _saved_config(path: Path) -> dict:
         ) from None
 
 
-def _config_difference(saved: dict, config: CompressConfig) -> str:
+def config_difference(saved: dict, config: CompressConfig) -> str:
     current = config.to_dict()
     for key in sorted(set(saved) | set(current)):
         if key == "output":

@@ -81,18 +81,19 @@ def test_killed_run_resumes_without_losing_trials(tmp_path):
 def test_a_trial_killed_before_its_first_heartbeat_is_failed(tmp_path, monkeypatch):
     # SIGKILL between study.ask() and the heartbeat thread's first beat leaves a RUNNING trial
     # with no heartbeat, which Optuna's fail_stale_trials never fails (seen on a fast CI).
-    from compressor.search import loop
+    from compressor.search import storage
 
-    study = loop.open_study(tmp_path, optuna.samplers.RandomSampler(seed=0))
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = storage.open_study(url, "compress", optuna.samplers.RandomSampler(seed=0))
     never_beat = study.ask()
     beating = study.ask()
     study._storage.record_heartbeat(beating._trial_id)
-    loop.fail_dead_trials(study)  # both younger than the grace period: both alive
+    storage.fail_dead_trials(study)  # both younger than the grace period: both alive
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING] * 2
 
-    monkeypatch.setattr(loop, "GRACE_SECONDS", 0)
+    monkeypatch.setattr(storage, "GRACE_SECONDS", 0)
     time.sleep(0.05)
-    loop.fail_dead_trials(study)
+    storage.fail_dead_trials(study)
     states = {t.number: t.state for t in study.trials}
     assert states[never_beat.number] == optuna.trial.TrialState.FAIL
     # Its heartbeat is fresh (the storage's own grace period): a live trial is left alone.

@@ -372,3 +372,19 @@ def _trial(number, *, accuracy, flops, latency, feasible) -> dict:
         "feasible": feasible,
         "plan": {"conv1": 0.5},
     }
+
+
+def test_worker_lines_say_who_scored_what_against_which_baseline():
+    from compressor.report.summary import worker_lines
+
+    trials = [
+        {"number": 0, "worker": "a:1", "baseline_latency_ms": 0.30},
+        {"number": 1, "worker": "b:2", "baseline_latency_ms": 0.50},
+        {"number": 2, "worker": "a:1", "baseline_latency_ms": 0.32},
+        {"number": 3, "state": "FAIL"},  # a trial that never got a worker
+    ]
+    assert worker_lines(trials) == [
+        ("worker a:1", "2 trials (#0, #2); baseline 0.310 ms on its machine"),
+        ("worker b:2", "1 trial (#1); baseline 0.500 ms on its machine"),
+    ]
+    assert worker_lines(trials[:1] + trials[2:]) == []  # one process: nothing to tell apart

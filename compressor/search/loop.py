@@ -1,30 +1,24 @@
-"""The search loop: an Optuna study (stored in SQLite in the output folder) over plans."""
+"""The search loop: trials of an Optuna study (see ``storage``) until its budget is spent."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import signal
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
 from compressor.errors import CompressorError
+from compressor.search.budget import DISCARDED, claiming_before, is_discarded, may_start, spent
 from compressor.search.candidate import SearchContext, score_candidate
 from compressor.search.space import suggest_deploy, suggest_flops_level, suggest_preferences
-
-STUDY_NAME = "compress"
-# A worker writes a heartbeat this often; a RUNNING trial silent for GRACE seconds belongs to
-# a process that died, and Optuna marks it FAIL (its budget is spent again, see spent_trials).
-HEARTBEAT_SECONDS = 2
-GRACE_SECONDS = 6
+from compressor.search.storage import HEARTBEAT_SECONDS, fail_dead_trials, worker_id
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
@@ -46,8 +40,17 @@ def _build_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSam
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # TPE reads the trials' constraints (Trial.set_constraint) to tell feasible plans apart.
         return optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, n_startup_trials=max(3, min(10, trials // 4))
+            seed=seed,
+            multivariate=True,
+            n_startup_trials=max(3, min(10, trials // 4)),
+            # Workers sampling while others' trials run treat those as bad results, so they
+            # do not all sample next to the same point; a single process never sees one.
+            constant_liar=True,
         )
+
+
+class OverBudget(Exception):
+    """A trial created after other workers' trials had taken the whole budget."""
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -93,44 +96,22 @@ class PerTrialSeedSampler(optuna.samplers.BaseSampler):
         self._sampler.reseed_rng()
 
 
-def open_study(output_dir: Path, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
-    """The study in ``output_dir/study.db`` (created, or continued if it exists)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.RDBStorage(
-            f"sqlite:///{(output_dir / 'study.db').resolve()}",
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
-        )
-    return optuna.create_study(
-        study_name=STUDY_NAME,
-        storage=storage,
-        sampler=sampler,
-        direction="maximize",
-        load_if_exists=True,
-    )
-
-
-def spent_trials(study: optuna.Study) -> int:
-    """Trials that count against the budget: finished ones, and failures with a reason.
-
-    A trial that was RUNNING when its process died fails without a recorded reason; it does
-    not count, so a resumed run spends that budget again.
-    """
-    return sum(
-        t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and "error" in t.user_attrs)
-        for t in study.trials
-    )
-
-
 class Objective:
-    """Optuna objective: sample a plan, score it, keep every metric on the trial."""
+    """Optuna objective: sample a plan, score it, keep every metric on the trial.
 
-    def __init__(self, ctx: SearchContext) -> None:
-        self.ctx = ctx
+    Each trial records which process (``hostname:pid``) scored and timed it.
+    """
+
+    def __init__(self, ctx: SearchContext, budget: int) -> None:
+        self.ctx, self.budget, self.worker = ctx, budget, worker_id()
+        self.scored = 0
 
     def __call__(self, trial: optuna.Trial) -> float:
+        if claiming_before(trial.study.get_trials(deepcopy=False), trial.number) >= self.budget:
+            trial.set_user_attr(DISCARDED, f"the budget was taken when {self.worker} asked")
+            raise OverBudget(f"trial {trial.number} is beyond the study's budget")
+        trial.set_user_attr("worker", self.worker)
+        self.scored += 1
         ctx = self.ctx
         config = ctx.config
         if config.target_flops is None:  # only a latency target: the FLOPs level is searched
@@ -156,78 +137,46 @@ def run_study(
     trials: int,
     time_budget: float | None,
     report: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None,
-) -> None:
-    """Run trials until ``trials`` count against the budget or ``time_budget`` runs out.
+) -> int:
+    """Run trials until ``trials`` of the study's trials (this process's and other workers')
+    count against the budget, or this process has searched for ``time_budget`` seconds.
 
+    Returns how many trials this process scored. While the rest of the budget is held by
+    other processes' running trials it waits, failing trials whose process died (their
+    heartbeat went stale; Optuna queues them again) so their share is spent again.
     Raises :class:`CompressorError` with a summary when too many trials fail in a row.
     """
-    _fail_interrupted_trials(study)
-    remaining = trials - spent_trials(study)
-    if remaining <= 0:
-        return
     guard = FailureGuard(ctx.config.search.max_consecutive_failures)
-    callbacks = [guard] + ([report] if report else [])
-    study.optimize(
-        Objective(ctx),
-        n_trials=remaining,
-        timeout=time_budget,
-        catch=(Exception,),
-        callbacks=callbacks,
-        gc_after_trial=False,
-    )
+    callbacks = [_unless_discarded(c) for c in [guard] + ([report] if report else [])]
+    objective = Objective(ctx, trials)
+    deadline = None if time_budget is None else time.monotonic() + time_budget
+    while not guard.tripped and (deadline is None or time.monotonic() < deadline):
+        fail_dead_trials(study)
+        current = study.get_trials(deepcopy=False)
+        if spent(current) >= trials:
+            break
+        if not may_start(current, trials):
+            time.sleep(HEARTBEAT_SECONDS)
+            continue
+        study.optimize(
+            objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=False
+        )
     if guard.tripped:
         raise CompressorError(guard.summary())
+    return objective.scored
 
 
-def _fail_interrupted_trials(study: optuna.Study) -> None:
-    # A trial left RUNNING by a killed process still has a recent heartbeat right after the
-    # kill; wait out the grace period once so it is marked FAIL before this run starts.
-    if any(t.state == TrialState.RUNNING for t in study.trials):
-        time.sleep(GRACE_SECONDS + HEARTBEAT_SECONDS)
-        fail_dead_trials(study)
+def _unless_discarded(callback):
+    def call(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if not is_discarded(trial):
+            callback(study, trial)
+
+    return call
 
 
-def fail_dead_trials(study: optuna.Study) -> None:
-    """Mark FAIL the RUNNING trials whose process died.
-
-    Optuna's ``fail_stale_trials`` (the heavy lifting) fails trials whose heartbeat went
-    stale, but skips a trial that never wrote one: a process killed between ``study.ask()``
-    and its heartbeat thread's first beat leaves a RUNNING trial that would never be failed
-    (and would hold its share of the budget forever). A live process beats within
-    milliseconds of asking, so a trial older than the grace period without a beat is dead.
-    """
-    storage = study._storage
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    # Optuna wraps an RDBStorage in a cache (``_CachedStorage._backend``).
-    backend = getattr(storage, "_backend", storage)
-    if not isinstance(backend, optuna.storages.RDBStorage):
-        return  # no heartbeats to judge by
-    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=GRACE_SECONDS)
-    beaten = _trials_with_heartbeat(backend)
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial._trial_id in beaten or trial.datetime_start is None:
-            continue
-        if trial.datetime_start < cutoff:
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                    # As fail_stale_trials does: e.g. a retry callback queues it again.
-                    stale_callback = storage.get_heartbeat_stale_trial_callback()
-                    if stale_callback is not None:
-                        stale_callback(study, storage.get_trial(trial._trial_id))
-
-
-def _trials_with_heartbeat(storage: optuna.storages.RDBStorage) -> set[int]:
-    """Ids of the trials that have written a heartbeat."""
-    # Optuna has no public "has this trial ever beaten"; its heartbeat table is the record.
-    from optuna.storages._rdb import models
-
-    session = storage.scoped_session()
-    try:
-        return {trial_id for (trial_id,) in session.query(models.TrialHeartbeatModel.trial_id)}
-    finally:
-        storage.scoped_session.remove()
+def reported_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials a result lists: all but queued ones and those discarded over the budget."""
+    return [t for t in study.trials if t.state != TrialState.WAITING and not is_discarded(t)]
 
 
 class TrialTimeout(Exception):

@@ -11,7 +11,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from compressor.progress import Steps
-from compressor.search.loop import best_feasible_trial, spent_trials
+from compressor.search.budget import spent
+from compressor.search.loop import best_feasible_trial
 
 
 class TrialProgress:
@@ -24,11 +25,15 @@ class TrialProgress:
     """
 
     def __init__(self, study: optuna.Study, total: int, mode: str) -> None:
-        self.steps = Steps("search", total, mode=mode, done=min(total, spent_trials(study)))
+        self.steps = Steps(
+            "search", total, mode=mode, done=min(total, spent(study.get_trials(deepcopy=False)))
+        )
         self._show_best(study)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.steps.done = spent_trials(study) - 1  # the budget's count, as run_study keeps it
+        self.steps.done = (
+            spent(study.get_trials(deepcopy=False)) - 1
+        )  # the budget's count, as run_study keeps it
         best_text = self._show_best(study)
         self.steps.advance()
         self.steps.log(
