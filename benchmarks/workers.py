@@ -117,7 +117,11 @@ def main() -> None:
             for r in rows
         ],
     )  # fmt: skip
-    paths = write_results("workers", {"trials": args.trials, "runs": rows}, table)
+    paths = write_results(
+        "workers-postgresql" if args.postgres else "workers-sqlite",
+        {"trials": args.trials, "runs": rows},
+        table,
+    )
     print(table)
     print("written:", *paths)
 
