@@ -46,8 +46,8 @@ def trials_to_reach(curve: list[float | None], target: float) -> int | None:
 def study_task(name: str, args) -> dict:
     task = load_task(name, args)
     trials = args.trials or BUDGETS[name][1 if args.quick else 0]
-    # Seeds far apart: the sampler is re-seeded with seed + trial number for every trial
-    # (search/loop.py), so seeds 0, 1, 2 would replay each other's draws shifted by one.
+    # Each trial's sampler is seeded from (seed, trial number) through SeedSequence
+    # (search/loop.py: trial_seed), so any distinct seeds give independent streams.
     seeds = args.seeds or ([0, 1000] if args.quick else [0, 1000, 2000])
     ctx = prune_only(search_context(task, task_config(name)), reward="soft")
     runs = []
