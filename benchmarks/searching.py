@@ -19,11 +19,11 @@ import optuna
 import torch_pruning as tp
 from torch import nn
 
-from compressor.actions.pruner import ChannelPruner
 from compressor.config import CompressConfig
 from compressor.measure.flops import count_flops
 from compressor.progress import progress_mode
-from compressor.recover import first_batches, recalibrate_batchnorm
+from compressor.recover import recalibrate_batchnorm
+from compressor.search import setup
 from compressor.search.candidate import SearchContext, build_candidate
 from compressor.search.loop import best_feasible_trial, make_sampler, run_study
 from compressor.search.progress import TrialProgress
@@ -39,27 +39,9 @@ from compressor.tasks import Task
 
 
 def search_context(task: Task, config: CompressConfig) -> SearchContext:
-    """The context ``run_compression`` builds: budget, pruner, fixed calibration batches."""
+    """The context ``compress`` builds (budget, pruner, fixed calibration batches)."""
     model = task.model.eval()
-    baseline_flops = count_flops(model, task.example_inputs)
-    ignored = tuple(task.ignored_layers) + tuple(config.prune.ignore_layers)
-    pruner = task.pruner or ChannelPruner.from_config(
-        model, task.example_inputs, config.prune, ignored
-    )
-    return SearchContext(
-        model=model,
-        example_inputs=task.example_inputs,
-        evaluate=task.evaluate,
-        calibration=first_batches(
-            task.calibration_data or task.train_data, config.search.calibration_samples
-        ),
-        groups=pruner.groups(),
-        config=config,
-        ignored_layers=ignored,
-        flops_budget=config.target_flops.resolve(baseline_flops),
-        baseline_flops=baseline_flops,
-        pruner=pruner,
-    )
+    return setup.search_context(task, config, count_flops(model, task.example_inputs))
 
 
 def sensitivity_params(ctx: SearchContext) -> dict[str, float]:

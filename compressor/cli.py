@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from compressor.config import (
@@ -221,29 +221,20 @@ def build_worker_parser() -> argparse.ArgumentParser:
 
 def worker_main(argv: Sequence[str]) -> int:
     """``compress worker``; the same exit codes as :func:`main`."""
-    try:
-        args = build_worker_parser().parse_args(argv)
-        if args.threads is not None and args.threads < 1:
-            raise UserInputError(f"--threads must be a positive integer; got {args.threads}")
-        from compressor.worker import run_worker  # heavy imports only once the input is valid
+    return _guarded("compress worker", lambda: _run_worker(argv))
 
-        scored = run_worker(
-            args.storage,
-            args.study or "compress",
-            threads=args.threads,
-            wait=args.wait,
-            verbose=not args.quiet,
-        )
-    except UserInputError as exc:
-        print(f"compress worker: error: {exc}", file=sys.stderr)
-        return 2
-    except CompressorError as exc:
-        print(f"compress worker: failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("compress worker: interrupted", file=sys.stderr)
-        return 130
-    print(f"compress worker: scored {scored} trials of study {args.study or 'compress'!r}")
+
+def _run_worker(argv: Sequence[str]) -> int:
+    args = build_worker_parser().parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        raise UserInputError(f"--threads must be a positive integer; got {args.threads}")
+    from compressor.worker import run_worker  # heavy imports only once the input is valid
+
+    study = args.study or "compress"
+    scored = run_worker(
+        args.storage, study, threads=args.threads, wait=args.wait, verbose=not args.quiet
+    )
+    print(f"compress worker: scored {scored} trials of study {study!r}")
     return 0
 
 
@@ -273,27 +264,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:])
+    if argv[:1] == ["report"]:
+        from compressor.report.command import report_main
+
+        return _guarded("compress", lambda: report_main(argv[1:]))
+    return _guarded("compress", lambda: _run_compress(argv))
+
+
+def _run_compress(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    from compressor.api import run_task  # heavy imports only once the input is valid
+
+    print(run_task(config, verbose=not args.quiet, existing=args.existing or "auto"))
+    return 0
+
+
+def _guarded(prog: str, action: Callable[[], int]) -> int:
+    """Run ``action``; what it raises becomes one line on stderr and the exit code."""
     try:
-        if argv[:1] == ["report"]:
-            from compressor.report.command import report_main
-
-            return report_main(argv[1:])
-        args = build_parser().parse_args(argv)
-        config = config_from_args(args)
-        from compressor.api import run_task  # heavy imports only once the input is valid
-
-        result = run_task(config, verbose=not args.quiet, existing=args.existing or "auto")
+        return action()
     except UserInputError as exc:
-        print(f"compress: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except CompressorError as exc:
-        print(f"compress: failed: {exc}", file=sys.stderr)
+        print(f"{prog}: failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("compress: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    print(result)
-    return 0
 
 
 if __name__ == "__main__":
