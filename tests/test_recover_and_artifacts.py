@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -95,3 +97,14 @@ def test_cache_is_retrained_when_corrupt(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     assert set(load_file(str(cache))) == set(model.state_dict())  # rewritten, readable
+
+
+def test_atomic_outputs_get_the_mode_a_plain_open_would(tmp_path):
+    # mkstemp's private 0600 would hide model.onnx from a server running as another user.
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "model.onnx") as tmp:
+            tmp.write_bytes(b"onnx")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.onnx").stat().st_mode & 0o777 == 0o644
