@@ -6,25 +6,22 @@ The search times every candidate with a short interleaved comparison; this re-me
 chosen artifact with many more rounds (20 x 50 runs, each round alternating baseline and
 artifact in the same measurement process, so machine noise hits both), at batch 1 and a
 larger batch, and records the load average before and after. Results go to
-``benchmarks/results/artifact-speed-<task>-<date>.json``.
+``benchmarks/results/artifact-speed-<task>-<date>.json`` and ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import tempfile
 from pathlib import Path
 
+from benchmarks.common import fmt, markdown_table, write_results
 from compressor.actions.export import export_onnx
 from compressor.config import MeasureConfig
 from compressor.environment import environment_info
 from compressor.measure.latency import LatencyMeter, default_threads
 from compressor.tasks import get_task
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def retime(run_dir: Path, task_name: str, batches: list[int], rounds: int) -> dict:
@@ -60,11 +57,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     report = retime(args.run_dir, args.task, args.batches, args.rounds)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"artifact-speed-{args.task}-{datetime.date.today()}.json"
-    path.write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
-    print(f"written to {path}")
+    rows = [
+        [batch, fmt(m["fp32_baseline_p50_ms"], ".3f"), fmt(m["artifact_p50_ms"], ".3f"),
+         f"{m['speedup']:.2f}x"]
+        for batch, m in ((b, report[f"batch_{b}"]) for b in args.batches)
+    ]  # fmt: skip
+    table = markdown_table(["batch", "fp32 p50 ms", "model.onnx p50 ms", "speed-up"], rows)
+    print(table)
+    print("written:", *write_results(f"artifact-speed-{args.task}", report, table))
 
 
 if __name__ == "__main__":

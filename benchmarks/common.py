@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 
 from compressor.artifacts import write_json
-from compressor.environment import environment_info
+from compressor.environment import environment_info, library_versions
 from compressor.report import markdown_table as _report_table
 from compressor.tasks.resnet_cifar import default_data_root
 
@@ -55,14 +54,8 @@ class Session:
         self.started_at = time.strftime("%Y-%m-%d %H:%M:%S %Z")
 
     def record(self, argv: Sequence[str]) -> dict:
-        versions = {}
-        for name in EXTRA_LIBRARIES:
-            try:
-                versions[name] = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                versions[name] = None
         machine = environment_info("cpu", self.threads)
-        machine["libraries"].update(versions)
+        machine["libraries"].update(library_versions(EXTRA_LIBRARIES))
         return {
             "command": "python -m benchmarks " + " ".join(argv),
             "started": self.started_at,

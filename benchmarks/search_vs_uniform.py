@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch_pruning as tp
 from scipy.stats import spearmanr
 
 from benchmarks.common import markdown_table, write_results
+from benchmarks.searching import torch_pruning_at_budget
 from compressor.actions.prune import channel_groups
 from compressor.api import run_compression
 from compressor.config import CompressConfig, RecoveryConfig, SearchConfig
@@ -33,32 +33,6 @@ from compressor.measure.flops import count_flops
 from compressor.recover import fine_tune, first_batches, recalibrate_batchnorm
 from compressor.search.candidate import SearchContext, build_candidate, plan_for
 from compressor.tasks import get_task
-
-
-def torch_pruning_uniform(task, budget: int, round_to: int) -> tuple[torch.nn.Module, float]:
-    """torch-pruning's own uniform pruning (MagnitudePruner), ratio bisected to the budget."""
-
-    def pruned_at(ratio: float):
-        model = copy.deepcopy(task.model).eval()
-        pruner = tp.pruner.MagnitudePruner(
-            model,
-            task.example_inputs[0],
-            importance=tp.importance.GroupMagnitudeImportance(p=2),
-            pruning_ratio=ratio,
-            ignored_layers=[model.get_submodule(n) for n in task.ignored_layers],
-            round_to=round_to,
-        )
-        pruner.step()
-        return model
-
-    low, high = 0.0, 0.95
-    for _ in range(12):
-        middle = (low + high) / 2
-        if count_flops(pruned_at(middle), task.example_inputs) <= budget:
-            high = middle
-        else:
-            low = middle
-    return pruned_at(high), high
 
 
 def recovered_accuracy(task, model, epochs: int) -> float:
@@ -130,7 +104,7 @@ def main(argv=None) -> None:
     task = get_task("digits", verbose=False)
     baseline_flops = count_flops(task.model, task.example_inputs)
     budget = baseline_flops // 2
-    uniform, ratio = torch_pruning_uniform(task, budget, round_to=8)
+    uniform, ratio = torch_pruning_at_budget(task, budget, round_to=8)
     calibrated = copy.deepcopy(uniform)
     recalibrate_batchnorm(calibrated, first_batches(task.train_data, 256), 256)
     uniform_row = {

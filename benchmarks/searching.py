@@ -115,9 +115,26 @@ def torch_pruning(
     calibration: Sequence,
     calibration_samples: int,
 ) -> tuple[nn.Module, float]:
+    """:func:`torch_pruning_at_budget`, then BatchNorm statistics re-estimated on the same
+    calibration batches as every other method."""
+    model, ratio = torch_pruning_at_budget(
+        task, budget, global_pruning=global_pruning, round_to=round_to, max_ratio=max_ratio
+    )
+    recalibrate_batchnorm(model, calibration, calibration_samples)
+    return model, ratio
+
+
+def torch_pruning_at_budget(
+    task: Task,
+    budget: int,
+    *,
+    global_pruning: bool = False,
+    round_to: int | None = None,
+    max_ratio: float = 1.0,
+) -> tuple[nn.Module, float]:
     """torch-pruning's own pruner (``tp.pruner.MagnitudePruner``, L2 group magnitude),
     uniform or global, its ``pruning_ratio`` bisected to the FLOPs budget; BatchNorm
-    statistics re-estimated on the same calibration batches as every other method."""
+    statistics left as pruning leaves them."""
 
     def pruned_at(ratio: float) -> nn.Module:
         model = copy.deepcopy(task.model).eval()
@@ -141,9 +158,7 @@ def torch_pruning(
             high = middle
         else:
             low = middle
-    model = pruned_at(high)
-    recalibrate_batchnorm(model, calibration, calibration_samples)
-    return model, high
+    return pruned_at(high), high
 
 
 def reward_curve(study: optuna.Study) -> list[float | None]:

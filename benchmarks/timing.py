@@ -61,20 +61,13 @@ def time_onnx(
     batch_sizes: Sequence[int],
     plan: TimingPlan,
 ) -> dict[str, dict[int, dict]]:
-    """``{name: {batch: row}}`` for each artifact, each timed against ``baseline``.
+    """``{name: {batch: row}}`` for each ONNX artifact, each timed against ``baseline``.
 
     The baseline itself is a row too (``"baseline"``): the median of its interleaved p50s
     over the run, so drifting load shows up as its spread (``baseline_p50_range_ms``).
     """
-    out: dict[str, dict[int, dict]] = {name: {} for name in artifacts}
-    out["baseline"] = {}
-    for batch in batch_sizes:
-        with LatencyMeter(plan.config(batch), example_inputs) as meter:
-            meter.set_baseline(Path(baseline))
-            for name, path in artifacts.items():
-                out[name][batch] = row(meter.compare(Path(path)))
-        out["baseline"][batch] = _baseline_summary([out[n][batch] for n in artifacts])
-    return out
+    paths = {name: Path(path) for name, path in artifacts.items()}
+    return _time_against(paths, Path(baseline), example_inputs, batch_sizes, plan, eager=False)
 
 
 def time_eager(
@@ -85,15 +78,19 @@ def time_eager(
     plan: TimingPlan,
 ) -> dict[str, dict[int, dict]]:
     """The same for PyTorch eager modules (``models`` may be empty: baseline only)."""
-    out: dict[str, dict[int, dict]] = {name: {} for name in models}
+    return _time_against(models, baseline, example_inputs, batch_sizes, plan, eager=True)
+
+
+def _time_against(items, baseline, example_inputs, batch_sizes, plan, *, eager: bool):
+    out: dict[str, dict[int, dict]] = {name: {} for name in items}
     out["baseline"] = {}
     for batch in batch_sizes:
-        with LatencyMeter(plan.config(batch), example_inputs, eager=True) as meter:
+        with LatencyMeter(plan.config(batch), example_inputs, eager=eager) as meter:
             meter.set_baseline(baseline)
             # The baseline is timed against itself when nothing else is asked for.
-            items = dict(models) or {"baseline-self": baseline}
-            rows = {name: row(meter.compare(model)) for name, model in items.items()}
-        for name in models:
+            timed = dict(items) or {"baseline-self": baseline}
+            rows = {name: row(meter.compare(item)) for name, item in timed.items()}
+        for name in items:
             out[name][batch] = rows[name]
         out["baseline"][batch] = _baseline_summary(list(rows.values()))
     return out

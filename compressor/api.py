@@ -27,14 +27,15 @@ from compressor.measure.flops import count_flops, count_params
 from compressor.measure.latency import default_threads
 from compressor.progress import progress_mode
 from compressor.report import save_run_info, write_report
-from compressor.result import CompressionResult, trial_record
+from compressor.result import CompressionResult, trial_record, worker_summary
 from compressor.run_folder import check_output_dir, clear_run_files
+from compressor.search.budget import reported_trials
 from compressor.search.candidate import (
     SearchContext,
     build_candidate,
     checked_metric,
 )
-from compressor.search.loop import best_feasible_trial, make_sampler, reported_trials, run_study
+from compressor.search.loop import best_feasible_trial, make_sampler, run_study
 from compressor.search.progress import TrialProgress
 from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
 from compressor.search.setup import check_reachable, measuring, search_context
@@ -53,7 +54,7 @@ from compressor.search.storage import (
     record_worker,
     storage_url,
     worker_info,
-    worker_table,
+    worker_machines,
 )
 from compressor.tasks import Task, get_task
 
@@ -264,16 +265,17 @@ def run_compression(
     if deployed:
         best.update(accuracy_fp32=fp32_accuracy, **deployed["best"])
         artifacts = artifact_table(deployed, latency)
+    trials = [trial_record(t) for t in reported_trials(study.trials)]
     result = CompressionResult(
         model=best_model,
         baseline=baseline,
         best=best,
         target=target,
-        trials=[trial_record(t) for t in reported_trials(study)],
+        trials=trials,
         environment=environment,
         output_dir=output_dir,
         artifacts=artifacts,
-        workers=worker_table(study),
+        workers=worker_summary(trials, worker_machines(study)),
     )
     save_model(best_model, output_dir / "model.safetensors")
     write_json(output_dir / "result.json", result.to_json())

@@ -46,13 +46,18 @@ def cpu_flags(
     return []
 
 
-def environment_info(device: str, threads: int) -> dict:
-    versions = {}
-    for name in LIBRARIES:
+def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str | None]:
+    """Installed version of each distribution (None where it is not installed)."""
+    versions: dict[str, str | None] = {}
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    return versions
+
+
+def environment_info(device: str, threads: int) -> dict:
     info = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -61,7 +66,7 @@ def environment_info(device: str, threads: int) -> dict:
         "cpu_count": os.cpu_count(),
         "threads": threads,
         "device": device,
-        "libraries": versions,
+        "libraries": library_versions(),
         "command": shlex.join(sys.argv),  # the process that ran it (compress ..., or a script)
     }
     if device == "cuda":

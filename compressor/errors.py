@@ -11,3 +11,9 @@ class CompressorError(Exception):
 
 class UserInputError(CompressorError, ValueError):
     """The input (an argument, a file, a config value) is wrong; the message says how to fix it."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, for one-line errors that quote another error."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ class CompressionResult:
     output_dir: Path | None = None
     artifacts: dict[str, Any] = field(default_factory=dict)  # per ONNX file: latency, size
     report: Path | None = None  # the HTML report written beside result.json
-    # Per process that ran trials (hostname:pid): its machine, trials, baseline latency there.
+    # Per process that ran trials (hostname:pid): see worker_summary.
     workers: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -143,3 +145,31 @@ def trial_record(trial) -> dict[str, Any]:
     if "failed_trial" in trial.system_attrs:  # queued again after its process died
         record["retry_of"] = trial.system_attrs["failed_trial"]
     return record
+
+
+def worker_summary(
+    trials: Iterable[dict[str, Any]], machines: Mapping[str, dict] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per process that scored trials (a trial record's ``worker``, ``hostname:pid``): its
+    machine (when ``machines`` has it), its finished trials (count and numbers) and the median
+    baseline latency it timed them against.
+
+    Latency ratios compare across workers, milliseconds do not: each worker timed its
+    candidates against the baseline artifact on its own machine.
+    """
+    table: dict[str, dict[str, Any]] = {
+        name: {**info, "trials": 0, "trial_numbers": []} for name, info in (machines or {}).items()
+    }
+    baselines: dict[str, list[float]] = {}
+    for trial in trials:
+        worker = trial.get("worker")
+        if worker is None or trial["state"] != "COMPLETE":
+            continue
+        entry = table.setdefault(worker, {"trials": 0, "trial_numbers": []})
+        entry["trials"] += 1
+        entry["trial_numbers"].append(trial["number"])
+        if trial.get("baseline_latency_ms"):
+            baselines.setdefault(worker, []).append(trial["baseline_latency_ms"])
+    for worker, values in baselines.items():
+        table[worker]["baseline_latency_ms"] = statistics.median(values)
+    return table

@@ -40,6 +40,13 @@ def _cli(inputs, model="_real_model_helpers:tiny_cnn", data="images", *extra):
     return [*args, "--trials", "2", "--epochs", "0", "--round-to", "1", *extra]
 
 
+def _weights(file_name):
+    """Arguments that load ``file_name`` (in the inputs folder) as the factory's weights."""
+    return lambda d: _cli(
+        d, "_real_model_helpers:tiny_cnn", "images", "--weights", str(d / file_name)
+    )
+
+
 CASES = {
     "malformed factory": (
         lambda d: _cli(d, model="tiny_cnn"),
@@ -54,31 +61,23 @@ CASES = {
         "the factory raised FileNotFoundError: checkpoints/encoder.bin",
     ),
     "weights missing": (
-        lambda d: _cli(d, "_real_model_helpers:tiny_cnn", "images", "--weights", str(d / "no.pt")),
+        _weights("no.pt"),
         "does not exist",
     ),
     "weights unreadable": (
-        lambda d: _cli(
-            d, "_real_model_helpers:tiny_cnn", "images", "--weights", str(d / "garbage.safetensors")
-        ),
+        _weights("garbage.safetensors"),
         "not a readable safetensors file",
     ),
     "weights with other keys": (
-        lambda d: _cli(
-            d, "_real_model_helpers:tiny_cnn", "images", "--weights", str(d / "wrong_keys.pt")
-        ),
+        _weights("wrong_keys.pt"),
         "missing keys 0.weight, 0.bias, 1.weight (+",
     ),
     "weights of other shapes": (
-        lambda d: _cli(
-            d, "_real_model_helpers:tiny_cnn", "images", "--weights", str(d / "wrong_shape.pt")
-        ),
+        _weights("wrong_shape.pt"),
         "shape mismatches 0.weight (4, 3, 3, 3) vs model (8, 3, 3, 3)",
     ),
     "weights file is a whole pickled model": (
-        lambda d: _cli(
-            d, "_real_model_helpers:tiny_cnn", "images", "--weights", str(d / "whole_model.pt")
-        ),
+        _weights("whole_model.pt"),
         "--trust-pickle",
     ),
     "pickled model without --trust-pickle": (

@@ -24,6 +24,7 @@ from compressor.report import (
 from compressor.report.figures import report_figures
 from compressor.report.summary import target_lines
 from compressor.report.tables import format_count, format_ms, format_pct
+from compressor.search.budget import DISCARDED
 
 
 def group_points(html: str, gid: str) -> list[tuple[float, float]]:
@@ -196,6 +197,9 @@ def test_report_of_a_run_that_did_not_finish(report, tmp_path, capsys):
     study.tell(failed, state=optuna.trial.TrialState.FAIL)
     study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # failed with no reason
     study.ask()  # RUNNING forever: its process died
+    over_budget = study.ask()  # another worker took the last share first: never scored
+    over_budget.set_user_attr(DISCARDED, "the budget was taken")
+    study.tell(over_budget, state=optuna.trial.TrialState.FAIL)
     assert main(["report", str(run)]) == 0
     html = (run / "report.html").read_text()
     finished = [t for t in result["trials"] if t["state"] == "COMPLETE"]
@@ -376,15 +380,27 @@ def _trial(number, *, accuracy, flops, latency, feasible) -> dict:
 
 def test_worker_lines_say_who_scored_what_against_which_baseline():
     from compressor.report.summary import worker_lines
+    from compressor.result import worker_summary
 
+    done = "COMPLETE"
     trials = [
-        {"number": 0, "worker": "a:1", "baseline_latency_ms": 0.30},
-        {"number": 1, "worker": "b:2", "baseline_latency_ms": 0.50},
-        {"number": 2, "worker": "a:1", "baseline_latency_ms": 0.32},
+        {"number": 0, "state": done, "worker": "a:1", "baseline_latency_ms": 0.30},
+        {"number": 1, "state": done, "worker": "b:2", "baseline_latency_ms": 0.50},
+        {"number": 2, "state": done, "worker": "a:1", "baseline_latency_ms": 0.32},
         {"number": 3, "state": "FAIL"},  # a trial that never got a worker
+        {"number": 4, "state": "FAIL", "worker": "b:2"},  # killed mid-trial: not finished
     ]
-    assert worker_lines(trials) == [
+    workers = worker_summary(trials, {"a:1": {"cpu": "EPYC"}, "c:3": {"cpu": "Xeon"}})
+    assert workers["a:1"] == {
+        "cpu": "EPYC",
+        "trials": 2,
+        "trial_numbers": [0, 2],
+        "baseline_latency_ms": pytest.approx(0.31),
+    }
+    assert workers["c:3"]["trials"] == 0  # joined, finished nothing
+    assert worker_lines(worker_summary(trials)) == [
         ("worker a:1", "2 trials (#0, #2); baseline 0.310 ms on its machine"),
         ("worker b:2", "1 trial (#1); baseline 0.500 ms on its machine"),
     ]
-    assert worker_lines(trials[:1] + trials[2:]) == []  # one process: nothing to tell apart
+    one_process = worker_summary(trials[:1] + trials[2:4])
+    assert worker_lines(one_process) == []  # nothing to tell apart

@@ -18,7 +18,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from compressor.errors import UserInputError
+from compressor.errors import UserInputError, one_line
 
 ROOT_MODULE_TYPES = (nn.Conv2d, nn.Conv1d, nn.Linear)
 
@@ -186,12 +186,6 @@ def running_layers(model: nn.Module) -> Iterator[LayerTrace]:
     finally:
         for handle in handles:
             handle.remove()
-
-
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message`` (tracebacks and long messages stay out)."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
 def _modules(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:

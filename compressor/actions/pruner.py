@@ -18,12 +18,11 @@ from compressor.actions.prune import (
     ChannelGroup,
     channel_groups,
     kept_channels,
-    one_line,
     prune_model,
     running_layers,
 )
 from compressor.config import PruneConfig
-from compressor.errors import UserInputError
+from compressor.errors import UserInputError, one_line
 
 
 @runtime_checkable

@@ -78,6 +78,13 @@ class RunData:
         return max(feasible, key=lambda t: t["reward"], default=None)
 
     @property
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """Per process that scored trials (``result.worker_summary`` of the trials)."""
+        from compressor.result import worker_summary
+
+        return worker_summary(self.trials)
+
+    @property
     def baseline_latency_ms(self) -> float | None:
         """The baseline artifact's p50: measured at the end, else the trials' median."""
         if self.baseline and "latency_ms" in self.baseline:
@@ -149,9 +156,9 @@ def _read_study(path: Path) -> tuple[list[dict], dict] | None:
         return None
     import optuna
     import sqlalchemy.exc
-    from optuna.trial import TrialState
 
     from compressor.result import trial_record
+    from compressor.search.budget import reported_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -164,5 +171,5 @@ def _read_study(path: Path) -> tuple[list[dict], dict] | None:
         trials = study.get_trials(deepcopy=False)
     except (sqlalchemy.exc.SQLAlchemyError, ValueError, KeyError) as exc:
         raise UserInputError(f"{path} is not a readable Optuna study: {exc}") from None
-    records = [trial_record(t) for t in trials if t.state != TrialState.WAITING]
+    records = [trial_record(t) for t in reported_trials(trials)]
     return records, study.user_attrs.get(RUN_INFO_ATTR, {})

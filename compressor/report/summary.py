@@ -6,7 +6,6 @@ recomputed except ratios of stored numbers.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,33 +228,26 @@ def search_lines(run: RunData) -> list[tuple[str, str]]:
     search = config.get("search", {})
     if search:
         lines.append(("sampler", f"{search.get('sampler')} (seed {search.get('seed')})"))
-    lines += worker_lines(run.trials)
+    lines += worker_lines(run.workers)
     return lines
 
 
-def worker_lines(trials: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """One line per process that scored trials, when more than one did (``compress worker``).
+def worker_lines(workers: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """One line per process that scored trials (``result.worker_summary``), when more than
+    one did (``compress worker``).
 
     Milliseconds from different machines do not compare; each worker's baseline, timed on
     its machine, says what its trials' latency ratios are relative to.
     """
-    by_worker: dict[str, list[dict[str, Any]]] = {}
-    for trial in trials:
-        if trial.get("worker"):
-            by_worker.setdefault(trial["worker"], []).append(trial)
-    if len(by_worker) < 2:
+    if len(workers) < 2:
         return []
     lines = []
-    for name, own in sorted(by_worker.items()):
-        numbers = ", ".join(f"#{t['number']}" for t in own)
-        baselines = [t["baseline_latency_ms"] for t in own if t.get("baseline_latency_ms")]
-        baseline = (
-            f"; baseline {format_ms(statistics.median(baselines))} on its machine"
-            if baselines
-            else ""
-        )
-        count = f"{len(own)} trial" + ("s" if len(own) != 1 else "")
-        lines.append((f"worker {name}", f"{count} ({numbers}){baseline}"))
+    for name, info in sorted(workers.items()):
+        numbers = ", ".join(f"#{number}" for number in info["trial_numbers"])
+        count = f"{info['trials']} trial" + ("s" if info["trials"] != 1 else "")
+        baseline = info.get("baseline_latency_ms")
+        on_machine = f"; baseline {format_ms(baseline)} on its machine" if baseline else ""
+        lines.append((f"worker {name}", f"{count} ({numbers}){on_machine}"))
     return lines
 
 

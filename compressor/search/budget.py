@@ -51,6 +51,12 @@ def claiming_before(trials: Iterable[FrozenTrial], number: int) -> int:
     return sum(t.number < number and is_claiming(t) for t in trials)
 
 
+def reported_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials a result or report lists: all but queued ones and those discarded over
+    the budget (never scored; they would read as failures without a reason)."""
+    return [t for t in trials if t.state != TrialState.WAITING and not is_discarded(t)]
+
+
 def may_start(trials: Iterable[FrozenTrial], budget: int) -> bool:
     """Whether asking the study for a trial now can stay within ``budget``.
 

@@ -174,11 +174,6 @@ def _unless_discarded(callback):
     return call
 
 
-def reported_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The trials a result lists: all but queued ones and those discarded over the budget."""
-    return [t for t in study.trials if t.state != TrialState.WAITING and not is_discarded(t)]
-
-
 class TrialTimeout(Exception):
     """A trial ran past ``search.trial_timeout``."""
 

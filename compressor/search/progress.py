@@ -25,15 +25,13 @@ class TrialProgress:
     """
 
     def __init__(self, study: optuna.Study, total: int, mode: str) -> None:
-        self.steps = Steps(
-            "search", total, mode=mode, done=min(total, spent(study.get_trials(deepcopy=False)))
-        )
+        done = min(total, spent(study.get_trials(deepcopy=False)))
+        self.steps = Steps("search", total, mode=mode, done=done)
         self._show_best(study)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.steps.done = (
-            spent(study.get_trials(deepcopy=False)) - 1
-        )  # the budget's count, as run_study keeps it
+        # The budget's count, as run_study keeps it (advance() adds this trial).
+        self.steps.done = spent(study.get_trials(deepcopy=False)) - 1
         best_text = self._show_best(study)
         self.steps.advance()
         self.steps.log(

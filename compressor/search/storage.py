@@ -35,7 +35,7 @@ from torch import nn
 
 from compressor.config import CompressConfig, MeasureConfig
 from compressor.environment import cpu_model
-from compressor.errors import UserInputError
+from compressor.errors import UserInputError, one_line
 from compressor.measure.latency import default_threads
 from compressor.run_folder import config_difference
 
@@ -85,7 +85,7 @@ def _opening(url: str) -> Iterator[None]:
             "PostgreSQL install the postgres extra: pip install 'compressor[postgres]'"
         ) from None
     except Exception as exc:  # SQLAlchemy: bad URL, unreachable server, wrong password
-        reason = _first_line(exc)
+        reason = one_line(exc)
         raise StorageUnavailable(f"storage {masked(url)} cannot be opened: {reason}") from None
 
 
@@ -267,33 +267,13 @@ def record_worker(study: optuna.Study, info: dict) -> None:
     study.set_user_attr(WORKER_KEY + worker_id(), info)
 
 
-def worker_table(study: optuna.Study) -> dict[str, dict]:
-    """Per worker: its machine, how many trials it finished, and its baseline latency.
-
-    Latency ratios are comparable across workers, milliseconds are not: each worker timed
-    its candidates against the baseline artifact on its own machine.
-    """
-    table = {
-        key[len(WORKER_KEY) :]: {**value, "trials": 0}
+def worker_machines(study: optuna.Study) -> dict[str, dict]:
+    """What :func:`record_worker` stored, per worker id (see ``result.worker_summary``)."""
+    return {
+        key[len(WORKER_KEY) :]: value
         for key, value in study.user_attrs.items()
         if key.startswith(WORKER_KEY)
     }
-    baselines: dict[str, list[float]] = {}
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        worker = trial.user_attrs.get("worker")
-        if worker is None:
-            continue
-        table.setdefault(worker, {"trials": 0})["trials"] += 1
-        if "baseline_latency_ms" in trial.user_attrs:
-            baselines.setdefault(worker, []).append(trial.user_attrs["baseline_latency_ms"])
-    for worker, values in baselines.items():
-        table[worker]["baseline_latency_ms"] = sorted(values)[len(values) // 2]
-    return table
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def fail_dead_trials(study: optuna.Study) -> None:

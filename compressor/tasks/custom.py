@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from compressor.actions.prune import one_line
-from compressor.errors import UserInputError
+from compressor.errors import UserInputError, one_line
 from compressor.tasks import register_task
 from compressor.tasks.base import Task
 from compressor.tasks.digits import accuracy
