@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.artifacts import load_compressed
+from compressor.saved_model import load_compressed
 from compressor.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
