@@ -3,9 +3,8 @@
 import io
 
 import optuna
-from rich.console import Console
-
 import pytest
+from rich.console import Console
 
 from compressor.logs import console_output
 from compressor.progress import Steps, progress_mode

@@ -13,6 +13,7 @@ import optuna
 import pytest
 
 from compressor.cli import main
+from compressor.records import Baseline, Target, TrialRecord
 from compressor.report import (
     RunData,
     Series,
@@ -24,7 +25,6 @@ from compressor.report import (
 from compressor.report.figures import report_figures
 from compressor.report.summary import target_lines
 from compressor.report.tables import format_count, format_ms, format_pct
-from compressor.records import Baseline, Target, TrialRecord
 from compressor.search.budget import DISCARDED
 
 
