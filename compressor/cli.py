@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from compressor.config import (
+    AUGMENTATIONS,
     DEVICES,
     IMPORTANCES,
     QUANTIZATIONS,
@@ -53,6 +54,12 @@ OVERRIDES = (
     ("model", ("model",)),
     ("weights", ("weights",)),
     ("trust_pickle", ("trust_pickle",)),
+    # Image folders as users have them (issue 17).
+    ("channels", ("images", "channels")),
+    ("image_size", ("images", "size")),
+    ("mean", ("images", "mean")),
+    ("std", ("images", "std")),
+    ("augment", ("images", "augment")),
     # Scale-out (issue 9): the study's storage and name.
     ("storage", ("search", "storage")),
     ("study", ("search", "study")),
@@ -185,7 +192,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow --model FILE.pt, a whole model saved with torch.save(model): unpickling "
         "runs code from the file, so only for files from a source you trust",
     )
+    _add_image_arguments(parser)
     return parser
+
+
+def _add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    images = parser.add_argument_group("image folders (--data DIR)")
+    images.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        help="decode images as 1 (grayscale) or 3 (RGB) channels (default: what the model's "
+        "first convolution takes)",
+    )
+    images.add_argument(
+        "--image-size",
+        dest="image_size",
+        type=int,
+        metavar="PIXELS",
+        help="resize every image to PIXELS x PIXELS (default: the first train image's size)",
+    )
+    for name in ("mean", "std"):
+        images.add_argument(
+            f"--{name}",
+            type=float,
+            nargs="+",
+            metavar="X",
+            help=f"normalisation {name} per channel, 1 or 3 values on the [0, 1] scale "
+            "(default ImageNet's)",
+        )
+    images.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        help="augmentation of recovery batches (default: none for your data, crop+flip "
+        "for resnet56-cifar10)",
+    )
 
 
 def _add_study_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:

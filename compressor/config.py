@@ -281,6 +281,66 @@ class DeployConfig:
                 raise UserInputError(f"deploy.{name} must be a positive integer; got {value!r}")
 
 
+# Training-batch augmentations of image folders: "crop" is a random crop after 4-pixel zero
+# padding, "flip" a random horizontal flip (wrong for digits, text, many medical images).
+AUGMENTATIONS = ("none", "flip", "crop", "crop+flip")
+
+
+@dataclass
+class ImagesConfig:
+    """How an image folder becomes model inputs (issue 17). ``None`` = the task's default:
+    channels from the model's first convolution (1 or 3), each split resized to the first
+    train image's size, ImageNet mean / std, and ``crop+flip`` augmentation for the CIFAR
+    task but ``none`` for your own data (flips corrupt digits, text, many medical images)."""
+
+    channels: int | None = None
+    size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    augment: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.channels is not None and self.channels not in (1, 3):
+            raise UserInputError(
+                f"images.channels (--channels) must be 1 (grayscale) or 3 (RGB); "
+                f"got {self.channels!r}"
+            )
+        if self.size is not None and (not isinstance(self.size, int) or self.size < 1):
+            raise UserInputError(
+                f"images.size (--image-size) must be a positive integer; got {self.size!r}"
+            )
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            if isinstance(values, (int, float)):
+                values = (values,)
+            if (
+                isinstance(values, str)
+                or not isinstance(values, (list, tuple))
+                or len(values) not in (1, 3)
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+            ):
+                raise UserInputError(
+                    f"images.{name} (--{name}) must be 1 or 3 numbers; got {values!r}"
+                )
+            if name == "std" and min(values) <= 0:
+                raise UserInputError(f"images.std (--std) must be > 0; got {list(values)}")
+            setattr(self, name, tuple(float(v) for v in values))
+        if self.augment is not None:
+            _check_choice("images.augment (--augment)", self.augment, AUGMENTATIONS)
+
+    def task_options(self) -> dict[str, Any]:
+        """The task builder's keywords; unset ones are left out by the task registry."""
+        return {
+            "channels": self.channels,
+            "image_size": self.size,
+            "mean": self.mean,
+            "std": self.std,
+            "augment": self.augment,
+        }
+
+
 @dataclass
 class CompressConfig:
     """Everything one ``compress`` run needs; YAML files map onto it key for key."""
@@ -302,6 +362,7 @@ class CompressConfig:
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     target_latency: LatencyTarget | None = None
+    images: ImagesConfig = field(default_factory=ImagesConfig)
 
     def __post_init__(self) -> None:
         if self.target_latency is not None and not isinstance(self.target_latency, LatencyTarget):
@@ -328,6 +389,7 @@ class CompressConfig:
             "model": self.model,
             "weights": self.weights,
             "trust_pickle": self.trust_pickle or None,  # only tasks that load files take it
+            **self.images.task_options(),
         }
 
     @classmethod
@@ -339,6 +401,7 @@ class CompressConfig:
             "measure": MeasureConfig,
             "recovery": RecoveryConfig,
             "deploy": DeployConfig,
+            "images": ImagesConfig,
         }
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
@@ -375,6 +438,9 @@ class CompressConfig:
         for key in ("data", "weights"):
             data[key] = str(getattr(self, key)) if getattr(self, key) is not None else None
         data["prune"]["ignore_layers"] = list(self.prune.ignore_layers)
+        for key in ("mean", "std"):
+            value = getattr(self.images, key)
+            data["images"][key] = list(value) if value is not None else None
         data["target_latency"] = str(self.target_latency) if self.target_latency else None
         data["deploy"] = {
             key: list(value) if isinstance(value, tuple) else value

@@ -45,23 +45,41 @@ def tiny_cnn() -> nn.Module:
     )
 
 
+def tiny_gray_cnn() -> nn.Module:
+    """The same classifier for 1-channel (grayscale) 8 x 8 images."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 2),
+    )
+
+
 def tiny_cnn_with_inputs():
     return tiny_cnn(), torch.zeros(1, 3, 8, 8)
 
 
-def write_image_folder(root: Path, per_class: int = 12, size: int = 8) -> Path:
-    """``root/{train,test}/{dark,light}/*.jpg``: two trivially separable classes."""
+def write_image_folder(root: Path, per_class: int = 12, size: int = 8, gray: bool = False) -> Path:
+    """``root/{train,test}/{dark,light}/*.jpg``: two trivially separable classes (with
+    ``gray``, single-channel PNGs of mode ``L``)."""
     from PIL import Image
 
     generator = torch.Generator().manual_seed(0)
+    shape, suffix = ((size, size), "png") if gray else ((size, size, 3), "jpg")
     for split, count in (("train", per_class), ("test", per_class // 2)):
         for label, base in (("dark", 40), ("light", 210)):
             folder = root / split / label
             folder.mkdir(parents=True)
             for index in range(count):
-                noise = torch.randint(-30, 30, (size, size, 3), generator=generator)
+                noise = torch.randint(-30, 30, shape, generator=generator)
                 pixels = (base + noise).clamp(0, 255).to(torch.uint8).numpy()
-                Image.fromarray(pixels).save(folder / f"{index:04d}.jpg")
+                Image.fromarray(pixels).save(folder / f"{index:04d}.{suffix}")
     return root
 
 

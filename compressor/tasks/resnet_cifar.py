@@ -167,9 +167,13 @@ def cifar_splits(data_root: Path) -> dict[str, ImageSplit]:
 
 @register_task("resnet56-cifar10", model_factory=resnet56)
 def resnet56_task(
-    data: str | Path | None = None, verbose: bool = True, batch_size: int = 128
+    data: str | Path | None = None,
+    verbose: bool = True,
+    batch_size: int = 128,
+    augment: str | None = None,
 ) -> Task:
-    """Pretrained ResNet-56; search on 2 000 held-out train images, test on the 10 000 test."""
+    """Pretrained ResNet-56; search on 2 000 held-out train images, test on the 10 000 test.
+    Recovery batches get the CIFAR augmentation (``crop+flip``) unless ``augment`` says."""
     data_root = Path(data) if data is not None else default_data_root()
     check_data(data_root)
     if verbose:
@@ -187,7 +191,9 @@ def resnet56_task(
         example_inputs=(torch.zeros(1, 3, 32, 32),),
         evaluate=lambda m: accuracy(m, x_val, val.labels),
         evaluate_test=lambda m: accuracy(m, x_test, splits["test"].labels),
-        train_data=AugmentedBatches(normalise(train.images), train.labels, batch_size),
+        train_data=AugmentedBatches(
+            normalise(train.images), train.labels, batch_size, augment or "crop+flip"
+        ),
         ignored_layers=outer_layers(model),
         model_factory=resnet56,
         description=f"ResNet-56 (option A) on CIFAR-10 JPEGs from {data_root}; "
