@@ -16,7 +16,6 @@ import torch
 import yaml
 from torch import nn
 
-from compressor.actions.pruner import check_prunable
 from compressor.artifacts import atomic_path, save_model, write_json
 from compressor.config import CompressConfig, parse_flops_target, parse_latency_target
 from compressor.deployment import artifact_table, deploy_best
@@ -180,7 +179,8 @@ def run_compression(
     baseline = _measure_baseline(task)
     ctx = search_context(task, config, baseline["flops"])
     budget = ctx.flops_budget
-    check_prunable(ctx.pruner, model, task.example_inputs, ctx.groups)
+    for group in ctx.excluded_groups:
+        log(f"excluded group {group}")
     uniform = check_reachable(ctx, budget)
     target = _target_record(config, budget, baseline["flops"], uniform)
     log(
@@ -208,6 +208,7 @@ def run_compression(
         "baseline": baseline,
         "target": target,
         "channels_before": {group.name: group.channels for group in ctx.groups},
+        "excluded_groups": [dataclasses.asdict(group) for group in ctx.excluded_groups],
         "environment": environment,
     }
     manifest = make_manifest(task.name, config, baseline, model)
@@ -256,6 +257,7 @@ def run_compression(
             "ratios": ratios,
             "channels": kept,
             "channels_before": run_info["channels_before"],
+            "excluded_groups": run_info["excluded_groups"],
             "importance": config.prune.importance,
             "round_to": config.prune.round_to,
         },

@@ -43,6 +43,7 @@ OVERRIDES = (
     ("importance", ("prune", "importance")),
     ("round_to", ("prune", "round_to")),
     ("ignore_layers", ("prune", "ignore_layers")),
+    ("strict_groups", ("prune", "strict_groups")),
     ("device", ("measure", "device")),
     ("threads", ("measure", "threads")),
     ("epochs", ("recovery", "epochs")),
@@ -118,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="MODULE",
         help="module names whose output channels are never pruned",
+    )
+    parser.add_argument(
+        "--strict-groups",
+        dest="strict_groups",
+        action="store_const",
+        const=True,
+        help="stop with an error when pruning a group breaks the model's forward "
+        "(default: such groups are excluded from the search and listed)",
     )
     parser.add_argument("--device", choices=DEVICES, help="where latency is measured")
     parser.add_argument("--threads", type=int, help="intra-op threads for latency measurement")

@@ -134,6 +134,8 @@ class PruneConfig:
     max_ratio: float = 0.8  # never remove more than this share of a group's channels
     ratio_step: float = 0.05  # granularity of the searched per-group preferences
     ignore_layers: tuple[str, ...] = ()  # module names whose output channels stay intact
+    # Issue 17: a group whose pruning breaks the forward is excluded (and listed) unless set.
+    strict_groups: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("prune.importance", self.importance, IMPORTANCES)
@@ -152,6 +154,10 @@ class PruneConfig:
                 f"prune.ignore_layers must be a list of module names; got {self.ignore_layers!r}"
             )
         self.ignore_layers = tuple(self.ignore_layers)
+        if not isinstance(self.strict_groups, bool):
+            raise UserInputError(
+                f"prune.strict_groups must be true or false; got {self.strict_groups!r}"
+            )
 
 
 @dataclass
@@ -347,7 +353,8 @@ class CompressConfig:
 
     # None (only with a latency target): the search samples the FLOPs level per trial.
     target_flops: FlopsTarget | None = field(default_factory=lambda: FlopsTarget(0.5, True))
-    task: str = "digits"
+    # None: inferred from ``model`` and ``data`` (compressor.infer_task); digits without them.
+    task: str | None = None
     output: Path | None = None
     # Task inputs (issue 5): the data folder / file, a user model (``pkg.module:factory`` or
     # ``hf:PATH``) and its weights. None = the task's default; see compressor/tasks.
@@ -381,6 +388,10 @@ class CompressConfig:
             raise UserInputError(
                 f"model must be a string like pkg.module:factory or hf:PATH; got {self.model!r}"
             )
+        if self.task is None:
+            from compressor.infer_task import infer_task
+
+            self.task = infer_task(self.model, self.data)
 
     def task_options(self) -> dict[str, Any]:
         """The options handed to the task builder (``None`` = the task's default)."""

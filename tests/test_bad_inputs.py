@@ -98,9 +98,26 @@ CASES = {
         lambda d: _cli(d, data="other_classes"),
         "every split needs the same class sub-folders",
     ),
-    "model that breaks once pruned": (
-        lambda d: _cli(d, model="_real_model_helpers:hard_coded_flatten"),
+    "model that breaks once pruned, with --strict-groups": (
+        lambda d: _cli(d, "_real_model_helpers:hard_coded_flatten", "images", "--strict-groups"),
         "pruning group 'conv2' breaks the model's forward after layer 'conv2'",
+    ),
+    "channels that the model does not take": (
+        lambda d: _cli(d, "_real_model_helpers:tiny_gray_cnn", "images", "--channels", "3"),
+        "--channels is 3 but the model takes 1 input channels (its first convolution '0'); "
+        "set --channels 1",
+    ),
+    "mean of the wrong length": (
+        lambda d: _cli(d, "_real_model_helpers:tiny_cnn", "images", "--mean", "0.1", "0.2"),
+        "images.mean (--mean) must be 1 or 3 numbers",
+    ),
+    "std of 3 values for grayscale": (
+        lambda d: _cli(d, "_real_model_helpers:tiny_gray_cnn", "images", "--std", ".2", ".2", ".2"),
+        "--std has 3 values but the images have 1 channel",
+    ),
+    "unknown augmentation": (
+        lambda d: _cli(d, "_real_model_helpers:tiny_cnn", "images", "--augment", "rotate"),
+        "invalid choice: 'rotate'",
     ),
     "ignored layer that does not exist": (
         lambda d: _cli(d, "_real_model_helpers:tiny_cnn", "images", "--ignore-layers", "head"),

@@ -13,7 +13,7 @@ from torch import nn
 
 from compressor.actions.deploy import DeploySpec
 from compressor.actions.prune import ChannelGroup
-from compressor.actions.pruner import ChannelPruner, Pruner
+from compressor.actions.pruner import ChannelPruner, ExcludedGroup, Pruner
 from compressor.config import CompressConfig, LatencyTarget
 from compressor.errors import CompressorError
 from compressor.measure.flops import count_flops, count_params
@@ -41,6 +41,8 @@ class SearchContext:
     extra: dict = field(default_factory=dict)
     workdir: Path | None = None  # scratch folder for candidate artifacts
     pruner: Pruner | None = None  # None = torch-pruning channels with config.prune settings
+    # Groups left whole because pruning them breaks the forward (issue 17).
+    excluded_groups: tuple[ExcludedGroup, ...] = ()
     # FLOPs by kept-channel counts: the budget fit asks for the same shapes again and again.
     flops_cache: dict[tuple[int, ...], int] = field(default_factory=dict)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from compressor.actions.export import export_onnx
-from compressor.actions.pruner import ChannelPruner
+from compressor.actions.pruner import ChannelPruner, usable_groups
 from compressor.config import CompressConfig
 from compressor.errors import UserInputError
 from compressor.measure.latency import LatencyMeter
@@ -31,6 +31,9 @@ def search_context(task: Task, config: CompressConfig, baseline_flops: int) -> S
     pruner = task.pruner or ChannelPruner.from_config(
         model, task.example_inputs, config.prune, ignored
     )
+    groups, excluded = usable_groups(
+        pruner, model, task.example_inputs, pruner.groups(), config.prune.strict_groups
+    )
     ctx = SearchContext(
         model=model,
         example_inputs=task.example_inputs,
@@ -38,7 +41,8 @@ def search_context(task: Task, config: CompressConfig, baseline_flops: int) -> S
         calibration=first_batches(
             task.calibration_data or task.train_data, config.search.calibration_samples
         ),
-        groups=pruner.groups(),
+        groups=groups,
+        excluded_groups=excluded,
         config=config,
         ignored_layers=ignored,
         flops_budget=budget,
