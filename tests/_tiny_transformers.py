@@ -3,6 +3,7 @@ matching word-level tokenizer folder, for the fast transformer tests."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
@@ -84,3 +85,85 @@ def write_pairs(path: Path, count: int = 24) -> Path:
         lines.append(f"{a}\t{b}\t{float(torch.rand(1, generator=generator)) * 5:.2f}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def save_tiny_classifier_folder(
+    path: Path, kind: str = "bert", data: Path | None = None, count: int = 64, pairs: bool = False
+) -> Path:
+    """A local ``AutoModelForSequenceClassification`` folder (random init, labels neg / pos)
+    with its tokenizer.
+
+    With ``data``, also writes ``data/train.tsv`` and ``data/test.tsv`` (``text<TAB>label``,
+    or ``text_a<TAB>text_b<TAB>label`` with ``pairs``) labelled by the model itself, its
+    classifier bias shifted so the labels are balanced: the unpruned model scores 100 %, so
+    a compressed model's accuracy is its agreement with the original.
+    """
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizerFast,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+    )
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    tokenizer.save_pretrained(path)
+    labels = {"id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}}
+    torch.manual_seed(0)
+    if kind == "bert":
+        config = BertConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            vocab_size=len(WORDS) + 5,
+            max_position_embeddings=64,
+            **labels,
+        )
+        model = BertForSequenceClassification(config).eval()
+    else:
+        config = DistilBertConfig(
+            dim=32,
+            n_layers=2,
+            n_heads=4,
+            hidden_dim=64,
+            vocab_size=len(WORDS) + 5,
+            max_position_embeddings=64,
+            **labels,
+        )
+        model = DistilBertForSequenceClassification(config).eval()
+    if data is not None:
+        _write_labelled_texts(model, tokenizer, data, count, pairs)
+    model.save_pretrained(path)
+    return path
+
+
+@torch.no_grad()
+def _write_labelled_texts(model, tokenizer, folder: Path, count: int, pairs: bool) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(1)
+    accepted = inspect.signature(model.forward).parameters
+
+    def sentence() -> str:
+        return " ".join(WORDS[i] for i in torch.randint(0, len(WORDS), (6,), generator=generator))
+
+    def margins(rows):
+        encoded = tokenizer(*zip(*rows, strict=True), padding=True, return_tensors="pt")
+        logits = model(**{k: v for k, v in encoded.items() if k in accepted}).logits
+        return logits[:, 1] - logits[:, 0]
+
+    splits = {
+        split: [(sentence(), sentence()) if pairs else (sentence(),) for _ in range(n)]
+        for split, n in (("train", count), ("test", count // 2))
+    }
+    # Logits of unit scale (the initialisation's are ~0.01: distillation targets would all be
+    # uniform), then the bias that makes the argmax split the train texts in half.
+    model.classifier.weight *= 100.0
+    model.classifier.bias[1] -= margins(splits["train"]).median() + 1e-4
+    for split, rows in splits.items():
+        labels = ["pos" if m > 0 else "neg" for m in margins(rows)]
+        lines = ["\t".join((*row, label)) for row, label in zip(rows, labels, strict=True)]
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")

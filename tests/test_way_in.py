@@ -106,5 +106,5 @@ def test_ambiguous_inputs_name_the_task_to_pass(case, message, tmp_path):
         if "causal-lm" in task_names():
             assert infer_task(*inputs) == "causal-lm"
             return
-    with pytest.raises(UserInputError, match=message.replace("(", r"\(")):
+    with pytest.raises(UserInputError, match=re.escape(message)):
         infer_task(*inputs)
