@@ -7,6 +7,8 @@ with one line on stderr and exit code 2, before anything is written.
 ``compress worker --storage URL --study NAME`` joins a study that ``compress`` started in a
 shared storage and runs its trials (:mod:`compressor.worker`).
 ``compress report RUN_DIR`` (:mod:`compressor.report.command`) re-renders a run's report.
+``compress inspect`` (:mod:`compressor.inspection`) shows what a run would prune, without
+searching.
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search pruning plans for a trained model within a FLOPs budget, scored by "
         "accuracy x delta(FLOPs, measured latency); recover and save the best.",
         epilog="compress report RUN_DIR [--open]: re-render a run's report.html "
-        "(also of an interrupted run) and print its path.",
+        "(also of an interrupted run) and print its path. compress inspect [OPTIONS] [--json]: "
+        "show the model's prunable groups, the layers left alone and the reachable FLOPs, "
+        "without searching.",
     )
     parser.add_argument("--config", help="YAML config file (command-line options override it)")
     parser.add_argument("--task", help="built-in task (default: digits, the embedded default)")
@@ -314,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:])
+    if argv[:1] == ["inspect"]:
+        return _guarded("compress inspect", lambda: _run_inspect(argv[1:]))
     if argv[:1] == ["report"]:
         from compressor.report.command import report_main
 
@@ -327,6 +333,29 @@ def _run_compress(argv: Sequence[str]) -> int:
     from compressor.api import run_task  # heavy imports only once the input is valid
 
     print(run_task(config, verbose=not args.quiet, existing=args.existing or "auto"))
+    return 0
+
+
+def _run_inspect(argv: Sequence[str]) -> int:
+    parser = build_parser()
+    parser.prog = "compress inspect"
+    parser.description = (
+        "Show, without searching, what compress would work with: FLOPs and parameters, the "
+        "prunable groups and what each couples, the layers left alone and why, the reachable "
+        "FLOPs range. Takes the options of compress; search options are ignored."
+    )
+    parser.add_argument("--json", action="store_true", help="print the record as JSON")
+    args = parser.parse_args(argv)
+    config = config_from_args(args)
+    from compressor.inspection import inspect_task  # heavy imports once the input is valid
+
+    inspection = inspect_task(config, verbose=not (args.json or args.quiet))
+    if args.json:
+        import json
+
+        print(json.dumps(inspection.to_json(), indent=2))
+    else:
+        print(inspection)
     return 0
 
 

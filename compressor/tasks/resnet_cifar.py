@@ -101,6 +101,12 @@ def resnet56() -> CifarResNet:
     return CifarResNet(blocks=9)
 
 
+# Why the outer layers stay whole, as `compress inspect` states it.
+OUTER_LAYERS_REASON = (
+    "residual stream: coupled through the zero-pad shortcut, which torch-pruning cannot follow"
+)
+
+
 def outer_layers(model: nn.Module) -> tuple[str, ...]:
     """Layers whose output channels stay whole: everything but each block's ``conv1``.
 
@@ -196,6 +202,7 @@ def resnet56_task(
         ),
         ignored_layers=outer_layers(model),
         model_factory=resnet56,
+        extra={"ignored_reason": OUTER_LAYERS_REASON},
         description=f"ResNet-56 (option A) on CIFAR-10 JPEGs from {data_root}; "
         f"val = {VALIDATION_IMAGES} held-out train images, test = test/",
     )
