@@ -32,7 +32,25 @@ def inputs(tmp_path_factory):
     torch.save(state, root / "wrong_shape.pt")
     (root / "garbage.safetensors").write_bytes(b"not a safetensors file")
     torch.save(tiny_cnn(), root / "whole_model.pt")  # a pickled nn.Module
+    _text_inputs(root)
     return root
+
+
+def _text_inputs(root):
+    """A tiny sequence classifier (labels neg / pos) and broken text data for it."""
+    from _tiny_transformers import save_tiny_classifier_folder
+
+    save_tiny_classifier_folder(root / "classifier", "distilbert", root / "text", count=16)
+    good = {name: (root / "text" / name).read_text() for name in ("train.tsv", "test.tsv")}
+    broken = {
+        "text_empty": {"train.tsv": ""},
+        "text_one_class": {"train.tsv": "a dog\tpos\nthe cat\tpos\n"},
+        "text_unknown_label": {"test.tsv": "a dog\tpos\nthe cat\tmaybe\n"},
+    }
+    for folder, files in broken.items():
+        (root / folder).mkdir()
+        for name, text in {**good, **files}.items():
+            (root / folder / name).write_text(text)
 
 
 def _cli(inputs, model="_real_model_helpers:tiny_cnn", data="images", *extra):
@@ -124,6 +142,46 @@ CASES = {
         "ignored layer 'head' is not a module",
     ),
 }
+
+
+def _text(data):
+    return lambda d: (
+        ["--model", f"hf:{d / 'classifier'}", "--data", str(d / data)]
+        + [
+            "--trials",
+            "2",
+            "--epochs",
+            "0",
+        ]
+    )
+
+
+# Cases with their own arguments: text classification and the inferred task.
+CASES.update(
+    {
+        "text file with no examples": (_text("text_empty"), "train.tsv holds no examples"),
+        "text labels of one class": (_text("text_one_class"), "has one class only (pos)"),
+        "text label the model has no output for": (
+            _text("text_unknown_label"),
+            "test.tsv:2: label 'maybe' has no output in the model (2 outputs: neg, pos, or 0..1)",
+        ),
+        "text data folder without the TSV files": (
+            lambda d: (
+                ["--task", "text-classification", "--model", f"hf:{d / 'classifier'}"]
+                + ["--data", str(d / "images")]
+            ),
+            "must be a folder holding train.tsv and test.tsv",
+        ),
+        "task that cannot be told from the inputs": (
+            lambda d: ["--model", "_real_model_helpers:tiny_cnn", "--data", str(d / "no.tsv")],
+            "cannot tell the task of --model _real_model_helpers:tiny_cnn without --data DIR",
+        ),
+        "a data folder alone": (
+            lambda d: ["--data", str(d / "images")],
+            "cannot tell the task from --data",
+        ),
+    }
+)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
