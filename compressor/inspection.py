@@ -91,9 +91,11 @@ def inspect_model(
     inputs = tuple(example_inputs)
     ignored = tuple(ignored_layers) + tuple(user_ignored)
     pruner = pruner or ChannelPruner.from_config(model, inputs, config.prune, ignored)
-    groups, excluded = usable_groups(pruner, model, inputs, pruner.groups(), strict=False)
+    every_group = pruner.groups()
+    groups, excluded = usable_groups(pruner, model, inputs, every_group, strict=False)
     smallest, _ = pruner.prune(model, {g.name: config.prune.max_ratio for g in groups})
-    reasons = _reasons(model, pruner, ignored_layers, user_ignored, ignored_reason, excluded)
+    broken = _broken_layers(every_group, excluded)
+    reasons = _reasons(model, pruner, ignored_layers, user_ignored, ignored_reason, broken)
     pruned_out = {name for group in groups for name in (group.outputs or (group.name,))}
     return Inspection(
         task=task,
@@ -151,19 +153,36 @@ def _group_info(group: ChannelGroup) -> GroupInfo:
     )
 
 
+def _broken_layers(
+    groups: Sequence[ChannelGroup], excluded: Sequence[ExcludedGroup]
+) -> dict[str, str]:
+    """Layer -> why it stays whole, for the layers of the groups excluded from the search:
+    a zero-padded shortcut couples a whole residual stream into one such group."""
+    reasons = {}
+    for group in groups:
+        failure = next((x for x in excluded if x.name == group.name), None)
+        if failure is None:
+            continue
+        for layer in group.outputs or (group.name,):
+            coupled = "" if layer == group.name else f"in group {group.name!r}: "
+            reasons[layer] = (
+                f"{coupled}pruning it breaks the forward{failure.layer} ({failure.error})"
+            )
+    return reasons
+
+
 def _reasons(
     model: nn.Module,
     pruner: Pruner,
     task_ignored: Sequence[str],
     user_ignored: Sequence[str],
     task_reason: str,
-    excluded: Sequence[ExcludedGroup],
+    broken: dict[str, str],
 ) -> dict[str, str]:
     """Why each convolution / linear layer might keep its output channels."""
     from compressor.api import default_ignored_layers
 
     classifier = set(default_ignored_layers(model))
-    broken = {group.name: group for group in excluded}
     other = (
         "not in any group of the custom pruner: "
         + getattr(pruner, "LEFT_ALONE", "its structure is kept")
@@ -175,8 +194,7 @@ def _reasons(
         if not isinstance(module, ROOT_MODULE_TYPES):
             continue
         if name in broken:
-            group = broken[name]
-            reasons[name] = f"pruning it breaks the forward{group.layer} ({group.error})"
+            reasons[name] = broken[name]
         elif name in user_ignored:
             reasons[name] = "--ignore-layers"
         elif name in classifier:

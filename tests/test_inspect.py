@@ -99,3 +99,19 @@ def test_inspect_bad_input_is_one_line(capsys):
     err = capsys.readouterr().err
     assert err.startswith("compress inspect: error: unknown task 'no-such-task'")
     assert err.count("\n") == 1
+
+
+def test_a_user_resnet20_option_a_has_its_residual_stream_excluded_in_one_group():
+    """The issue's case: a CIFAR ResNet-20 with zero-padded shortcuts, brought as a user
+    model (only the classifier ignored). Pruning the residual stream breaks the classifier;
+    that one group couples 10 layers, all excluded at once instead of by ten reruns."""
+    from compressor.tasks.resnet_cifar import CifarResNet
+
+    inspection = inspect_model(
+        CifarResNet(blocks=3).eval(), (torch.zeros(1, 3, 32, 32),), ignored_layers=("linear",)
+    )
+    assert [g.name for g in inspection.excluded_groups] == ["conv1"]
+    assert "at layer 'linear'" in inspection.excluded_groups[0].layer
+    assert len(inspection.groups) == 9  # each block's inner channels
+    broken = [x.name for x in inspection.left_alone if "breaks the forward" in x.reason]
+    assert len(broken) == 10 and "layer3.2.conv2" in broken
