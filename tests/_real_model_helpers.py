@@ -29,11 +29,11 @@ def require_shared(*relative: str) -> Path:
     return SHARED_DATA
 
 
-def tiny_cnn() -> nn.Module:
+def tiny_cnn(in_channels: int = 3) -> nn.Module:
     """A 2-conv classifier for 3 x 8 x 8 images and 2 classes (random init, seeded)."""
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
+        nn.Conv2d(in_channels, 8, 3, padding=1),
         nn.BatchNorm2d(8),
         nn.ReLU(),
         nn.Conv2d(8, 16, 3, padding=1),
@@ -47,18 +47,7 @@ def tiny_cnn() -> nn.Module:
 
 def tiny_gray_cnn() -> nn.Module:
     """The same classifier for 1-channel (grayscale) 8 x 8 images."""
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 2),
-    )
+    return tiny_cnn(in_channels=1)
 
 
 def tiny_cnn_with_inputs():

@@ -33,44 +33,52 @@ WORDS = (
 )
 
 
+def tiny_config(kind: str = "bert", layers: int = 2, **extra):
+    """The config of a 2-layer, 32-wide, 4-head BERT or DistilBERT over :data:`WORDS`."""
+    from transformers import BertConfig, DistilBertConfig
+
+    shared = {"vocab_size": len(WORDS) + 5, "max_position_embeddings": 64, **extra}
+    if kind == "bert":
+        return BertConfig(
+            hidden_size=32,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            intermediate_size=64,
+            **shared,
+        )
+    return DistilBertConfig(dim=32, n_layers=layers, n_heads=4, hidden_dim=64, **shared)
+
+
 def tiny_bert(attn: str = "eager", layers: int = 2, seed: int = 0):
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
     torch.manual_seed(seed)
-    config = BertConfig(
-        hidden_size=32,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        intermediate_size=64,
-        vocab_size=len(WORDS) + 5,
-        max_position_embeddings=64,
-    )
+    config = tiny_config("bert", layers)
     return BertModel._from_config(config, attn_implementation=attn).eval()
 
 
 def tiny_distilbert(attn: str = "eager", seed: int = 0):
-    from transformers import DistilBertConfig, DistilBertModel
+    from transformers import DistilBertModel
 
     torch.manual_seed(seed)
-    config = DistilBertConfig(
-        dim=32,
-        n_layers=2,
-        n_heads=4,
-        hidden_dim=64,
-        vocab_size=len(WORDS) + 5,
-        max_position_embeddings=64,
-    )
-    return DistilBertModel._from_config(config, attn_implementation=attn).eval()
+    return DistilBertModel._from_config(tiny_config("distilbert"), attn_implementation=attn).eval()
 
 
-def save_tiny_bert_folder(path: Path) -> Path:
-    """A local Hugging Face folder (config, weights, tokenizer) for ``--model hf:PATH``."""
+def save_word_tokenizer(path: Path):
+    """A word-level BERT tokenizer over :data:`WORDS`, saved into ``path``."""
     from transformers import BertTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
     vocab = path / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(path)
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    tokenizer.save_pretrained(path)
+    return tokenizer
+
+
+def save_tiny_bert_folder(path: Path) -> Path:
+    """A local Hugging Face folder (config, weights, tokenizer) for ``--model hf:PATH``."""
+    save_word_tokenizer(path)
     tiny_bert().save_pretrained(path)
     return path
 
@@ -98,43 +106,13 @@ def save_tiny_classifier_folder(
     classifier bias shifted so the labels are balanced: the unpruned model scores 100 %, so
     a compressed model's accuracy is its agreement with the original.
     """
-    from transformers import (
-        BertConfig,
-        BertForSequenceClassification,
-        BertTokenizerFast,
-        DistilBertConfig,
-        DistilBertForSequenceClassification,
-    )
+    from transformers import BertForSequenceClassification, DistilBertForSequenceClassification
 
-    path.mkdir(parents=True, exist_ok=True)
-    vocab = path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
-    tokenizer.save_pretrained(path)
-    labels = {"id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}}
+    tokenizer = save_word_tokenizer(path)
     torch.manual_seed(0)
-    if kind == "bert":
-        config = BertConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            vocab_size=len(WORDS) + 5,
-            max_position_embeddings=64,
-            **labels,
-        )
-        model = BertForSequenceClassification(config).eval()
-    else:
-        config = DistilBertConfig(
-            dim=32,
-            n_layers=2,
-            n_heads=4,
-            hidden_dim=64,
-            vocab_size=len(WORDS) + 5,
-            max_position_embeddings=64,
-            **labels,
-        )
-        model = DistilBertForSequenceClassification(config).eval()
+    config = tiny_config(kind, id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1})
+    classes = {"bert": BertForSequenceClassification}
+    model = classes.get(kind, DistilBertForSequenceClassification)(config).eval()
     if data is not None:
         _write_labelled_texts(model, tokenizer, data, count, pairs)
     model.save_pretrained(path)

@@ -52,22 +52,16 @@ def test_inspect_resnet56_layout_without_data():
 
 
 def test_inspect_a_bert_classifier_from_its_config():
-    from transformers import BertConfig, BertForSequenceClassification
+    from _tiny_transformers import tiny_config
+    from transformers import BertForSequenceClassification
 
     from compressor.actions.prune_transformer import TransformerPruner
     from compressor.tasks.text_classification import SequenceClassifier
 
     torch.manual_seed(0)
-    config = BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        vocab_size=40,
-        max_position_embeddings=64,
-    )
+    config = tiny_config("bert")
     model = SequenceClassifier(BertForSequenceClassification(config)).eval()
-    ids = torch.randint(0, 40, (1, 16))
+    ids = torch.randint(0, config.vocab_size, (1, 16))
     inspection = inspect_model(model, (ids, torch.ones_like(ids)), pruner=TransformerPruner(model))
     names = [g.name for g in inspection.groups]
     assert names == [

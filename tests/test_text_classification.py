@@ -69,7 +69,7 @@ def test_logit_distillation_brings_back_agreement_with_the_original(bert):
     task = get_task("text-classification", model=f"hf:{folder}", data=data, verbose=False)
     pruned, _ = task.pruner.prune(task.model, {g.name: 0.5 for g in task.pruner.groups()})
     before = batch_accuracy(pruned, task.train_data)
-    recovered = task.recover(pruned, task.model, RecoveryConfig(steps=120, lr=2e-3), False)
+    recovered = task.recover(pruned, task.model, RecoveryConfig(steps=80, lr=2e-3), False)
     after = batch_accuracy(recovered, task.train_data)
     assert before < 0.8 and after >= 0.9, (before, after)
 
