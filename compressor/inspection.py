@@ -21,6 +21,7 @@ from compressor.actions.pruner import ChannelPruner, ExcludedGroup, Pruner, usab
 from compressor.config import CompressConfig
 from compressor.measure.flops import count_flops, count_params
 from compressor.report.tables import format_count
+from compressor.tasks.common import default_ignored_layers
 
 
 @dataclass(frozen=True)
@@ -116,19 +117,16 @@ def inspect_model(
 
 def inspect_task(config: CompressConfig, verbose: bool = False) -> Inspection:
     """Build ``config.task`` (as ``compress`` would) and inspect its model."""
-    from compressor.api import default_ignored_layers
     from compressor.tasks import get_task
 
     task = get_task(config.task, verbose=verbose, **config.task_options())
-    classifier = default_ignored_layers(task.model)
     return inspect_model(
         task.model,
         task.example_inputs,
         pruner=task.pruner,
         ignored_layers=task.ignored_layers,
         user_ignored=config.prune.ignore_layers,
-        ignored_reason=task.extra.get("ignored_reason", "")
-        or ("" if set(task.ignored_layers) <= set(classifier) else "left whole by the task"),
+        ignored_reason=task.ignored_reason,
         config=config,
         task=task.name,
         description=task.description,
@@ -180,8 +178,6 @@ def _reasons(
     broken: dict[str, str],
 ) -> dict[str, str]:
     """Why each convolution / linear layer might keep its output channels."""
-    from compressor.api import default_ignored_layers
-
     classifier = set(default_ignored_layers(model))
     other = (
         "not in any group of the custom pruner: "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import logging
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -23,10 +22,10 @@ from torch import nn
 
 from compressor.config import ImagesConfig
 from compressor.errors import UserInputError, one_line
+from compressor.logs import LOGGER
 from compressor.progress import progress_mode
-from compressor.tasks import register_task
-from compressor.tasks.base import Task
-from compressor.tasks.digits import accuracy
+from compressor.tasks.base import Task, register_task
+from compressor.tasks.common import accuracy, default_ignored_layers
 from compressor.tasks.image_folder import (
     AugmentedBatches,
     ImageSplit,
@@ -34,8 +33,6 @@ from compressor.tasks.image_folder import (
     normalise,
     split_holdout,
 )
-
-logger = logging.getLogger(__name__)
 
 HF_PREFIX = "hf:"
 BN_COUNTER = "num_batches_tracked"
@@ -151,7 +148,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
     if counters:
         # BatchNorm's step counters: only read in training with momentum=None, absent from
         # many converted checkpoints. The model's own (zero) values stand in for them.
-        logger.warning(
+        LOGGER.warning(
             "--weights %s has no BatchNorm %s counters (%d layers); using the defaults",
             path,
             BN_COUNTER,
@@ -318,7 +315,6 @@ def image_classification_task(
         return normalise(split.images, images.mean, images.std)
 
     x_val, x_test = inputs(val), inputs(test)
-    from compressor.api import default_ignored_layers
 
     return Task(
         name="image-classification",

@@ -26,8 +26,7 @@ from torch import nn
 from compressor.config import RecoveryConfig
 from compressor.errors import UserInputError
 from compressor.progress import Steps, progress_mode
-from compressor.tasks import register_task
-from compressor.tasks.base import Task
+from compressor.tasks.base import Task, register_task
 from compressor.tasks.sentence_similarity import MAX_LEN, example_inputs
 
 SPLIT_FILES = {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"}
@@ -274,7 +273,6 @@ def text_classification_task(
         evaluate=lambda m: batch_accuracy(m, batches["dev"]),
         evaluate_test=lambda m: batch_accuracy(m, batches["test"]),
         train_data=batches["train"],
-        model_factory=lambda: load_classifier(path),
         description=f"{path} on {data} ({config.num_labels} labels, "
         f"{len(splits['train'].labels)} train / {len(splits['dev'].labels)} dev / "
         f"{len(splits['test'].labels)} test)",
