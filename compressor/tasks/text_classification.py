@@ -15,6 +15,7 @@ on the train split.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from torch import nn
 
 from compressor.config import RecoveryConfig
 from compressor.errors import UserInputError
+from compressor.logs import LOGGER
 from compressor.progress import Steps, progress_mode
 from compressor.tasks.base import Task, register_task
 from compressor.tasks.sentence_similarity import MAX_LEN, example_inputs
@@ -254,7 +256,8 @@ def text_classification_task(
         # The configured default rate is SGD's for CNNs; AdamW on a transformer diverges at
         # it, so an untouched default becomes the usual BERT fine-tuning rate.
         lr = ADAMW_LR if recovery.lr == RecoveryConfig().lr else recovery.lr
-        return distill(
+        before, kept = batch_accuracy(student, batches["dev"]), copy.deepcopy(student)
+        student = distill(
             student,
             teacher,
             batches["train"],
@@ -265,6 +268,14 @@ def text_classification_task(
             optimizer="adamw",
             progress=progress,
         )
+        after = batch_accuracy(student, batches["dev"])
+        if after < before:  # a short run can land worse than it started: keep the start
+            LOGGER.info(
+                f"recovery lowered dev accuracy ({before:.2%} -> {after:.2%}); kept the "
+                "variant before recovery (raise recovery.steps or recovery.lr)"
+            )
+            return kept
+        return student
 
     return Task(
         name="text-classification",
