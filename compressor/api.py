@@ -27,7 +27,7 @@ from compressor.result import CompressionResult
 from compressor.run_folder import atomic_path, check_output_dir, clear_run_files, write_json
 from compressor.saved_model import save_model
 from compressor.search.budget import reported_trials
-from compressor.search.context import SearchSettings, measuring
+from compressor.search.context import SearchSettings, excluded_records, measuring
 from compressor.search.samplers import make_sampler
 from compressor.search.storage import (
     check_study,
@@ -241,6 +241,7 @@ def _start_study(
         baseline=to_json(baseline),
         target=to_json(target),
         channels_before={group.name: group.channels for group in settings.groups},
+        excluded_groups=excluded_records(settings),
         environment=environment,
     )
     pipeline.seed_study(

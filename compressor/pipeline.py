@@ -22,7 +22,6 @@ from torch import nn
 
 from compressor.actions.artifact import DeploySpec
 from compressor.actions.export import export_onnx
-from compressor.actions.pruner import check_prunable
 from compressor.config import CompressConfig
 from compressor.errors import CompressorError, UserInputError
 from compressor.logs import LOGGER
@@ -51,7 +50,7 @@ from compressor.search.candidate import (
     plan_for,
     runnable,
 )
-from compressor.search.context import Resources, SearchSettings, search_settings
+from compressor.search.context import Resources, SearchSettings, excluded_records, search_settings
 from compressor.search.loop import best_feasible_trial, run_study
 from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
 from compressor.search.space import (
@@ -82,10 +81,12 @@ def measure_baseline(task: Task) -> Baseline:
 def prepare_search(
     task: Task, config: CompressConfig, baseline: Baseline
 ) -> tuple[SearchSettings, Target]:
-    """The search's settings and the targets record; refuses a model whose groups break
-    its forward when pruned and a FLOPs budget below the smallest reachable."""
+    """The search's settings and the targets record; says which groups are left whole
+    because pruning them breaks the forward, refuses a FLOPs budget below the smallest
+    reachable."""
     settings = search_settings(task, config, baseline.flops)
-    check_prunable(settings.pruner, settings.model, task.example_inputs, settings.groups)
+    for group in settings.excluded_groups:
+        LOGGER.info(f"excluded group {group}")
     uniform = uniform_ratio_at_budget(settings)
     search = config.search
     return settings, Target(
@@ -289,6 +290,7 @@ def chosen_record(
             ratios=trial.user_attrs["ratios"],
             channels=recovered.kept,
             channels_before={group.name: group.channels for group in settings.groups},
+            excluded_groups=excluded_records(settings),
             importance=config.prune.importance,
             round_to=config.prune.round_to,
         ),

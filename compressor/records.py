@@ -207,6 +207,8 @@ class Plan:
     channels_before: dict[str, int]
     importance: str
     round_to: int | None = keep()
+    # Groups left whole because pruning them breaks the forward: name, layer, error.
+    excluded_groups: tuple[dict[str, str], ...] = ()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:

@@ -173,6 +173,8 @@ def plan_rows(run: RunData) -> list[Row]:
         before, after = run.channels_before.get(name), kept.get(name)
         arrow = f"{before} → {after}" if before is not None and after is not None else "—"
         rows.append((name, f"{ratio:.2f}", arrow))
+    for group in run.excluded_groups:  # never searched: pruning them breaks the forward
+        rows.append((group["name"], "excluded", f"kept whole: breaks the forward{group['layer']}"))
     return rows
 
 

@@ -7,6 +7,7 @@ the baseline artifact timed on *this* machine, a scratch folder) that exist only
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from torch import nn
 
 from compressor.actions.export import export_onnx
 from compressor.actions.prune import ChannelGroup
-from compressor.actions.pruner import ChannelPruner, Pruner
+from compressor.actions.pruner import ChannelPruner, ExcludedGroup, Pruner, usable_groups
 from compressor.config import CompressConfig
 from compressor.errors import UserInputError
 from compressor.measure.latency import LatencyMeter
@@ -43,6 +44,8 @@ class SearchSettings:
     flops_budget: int
     baseline_flops: int
     pruner: Pruner
+    # Groups left whole because pruning them breaks the forward (issue 17).
+    excluded_groups: tuple[ExcludedGroup, ...] = ()
     flops_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -70,7 +73,9 @@ def search_settings(
     pruner = task.pruner or ChannelPruner.from_config(
         model, task.example_inputs, config.prune, ignored
     )
-    groups = tuple(pruner.groups())
+    groups, excluded = usable_groups(
+        pruner, model, task.example_inputs, pruner.groups(), config.prune.strict_groups
+    )
     if not groups:
         raise UserInputError("the model has no prunable convolution or linear layers")
     return SearchSettings(
@@ -82,13 +87,19 @@ def search_settings(
                 task.calibration_data or task.train_data, config.search.calibration_samples
             )
         ),
-        groups=groups,
+        groups=tuple(groups),
+        excluded_groups=excluded,
         config=config,
         ignored_layers=ignored,
         flops_budget=flops_budget,
         baseline_flops=baseline_flops,
         pruner=pruner,
     )
+
+
+def excluded_records(settings: SearchSettings) -> tuple[dict[str, str], ...]:
+    """The excluded groups as plain records (``result.json``, the study's run info)."""
+    return tuple(dataclasses.asdict(group) for group in settings.excluded_groups)
 
 
 def flops_budget_of(config: CompressConfig, baseline_flops: int) -> int:

@@ -37,6 +37,8 @@ class Task:
         pruner: the task's own pruning method (groups + prune); None = torch-pruning channels.
         recover: ``recover(student, teacher, recovery_config, progress) -> model``, the task's
             own recovery (e.g. embedding distillation); None = the configured method.
+        ignored_reason: why the task leaves ``ignored_layers`` beyond the classifier whole,
+            as ``compress inspect`` states it.
     """
 
     name: str
@@ -51,6 +53,7 @@ class Task:
     description: str = ""
     pruner: Any = None  # a compressor.actions.pruner.Pruner
     recover: Callable[..., nn.Module] | None = None
+    ignored_reason: str = ""
 
 
 @dataclass(frozen=True)

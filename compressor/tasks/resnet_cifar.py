@@ -100,6 +100,12 @@ def resnet56() -> CifarResNet:
     return CifarResNet(blocks=9)
 
 
+# Why the outer layers stay whole, as `compress inspect` states it.
+OUTER_LAYERS_REASON = (
+    "residual stream: coupled through the zero-pad shortcut, which torch-pruning cannot follow"
+)
+
+
 def outer_layers(model: nn.Module) -> tuple[str, ...]:
     """Layers whose output channels stay whole: everything but each block's ``conv1``.
 
@@ -161,9 +167,13 @@ def cifar_splits(data_root: Path) -> dict[str, ImageSplit]:
 
 @register_task("resnet56-cifar10", model_factory=resnet56)
 def resnet56_task(
-    data: str | Path | None = None, verbose: bool = True, batch_size: int = 128
+    data: str | Path | None = None,
+    verbose: bool = True,
+    batch_size: int = 128,
+    augment: str | None = None,
 ) -> Task:
-    """Pretrained ResNet-56; search on 2 000 held-out train images, test on the 10 000 test."""
+    """Pretrained ResNet-56; search on 2 000 held-out train images, test on the 10 000 test.
+    Recovery batches get the CIFAR augmentation (``crop+flip``) unless ``augment`` says."""
     data_root = Path(data) if data is not None else default_data_root()
     check_data(data_root)
     if verbose:
@@ -181,8 +191,11 @@ def resnet56_task(
         example_inputs=(torch.zeros(1, 3, 32, 32),),
         evaluate=lambda m: accuracy(m, x_val, val.labels),
         evaluate_test=lambda m: accuracy(m, x_test, splits["test"].labels),
-        train_data=AugmentedBatches(normalise(train.images), train.labels, batch_size),
+        train_data=AugmentedBatches(
+            normalise(train.images), train.labels, batch_size, augment or "crop+flip"
+        ),
         ignored_layers=outer_layers(model),
+        ignored_reason=OUTER_LAYERS_REASON,
         description=f"ResNet-56 (option A) on CIFAR-10 JPEGs from {data_root}; "
         f"val = {VALIDATION_IMAGES} held-out train images, test = test/",
     )
