@@ -36,6 +36,8 @@ class Task:
         pruner: the task's own pruning method (groups + prune); None = torch-pruning channels.
         recover: ``recover(student, teacher, recovery_config, progress) -> model``, the task's
             own recovery (e.g. embedding distillation); None = the configured method.
+        depth_units: the blocks / layers depth pruning may remove (module paths, see
+            ``compressor.actions.depth``); None = found automatically.
     """
 
     name: str
@@ -52,3 +54,4 @@ class Task:
     extra: dict = field(default_factory=dict)
     pruner: Any = None  # a compressor.actions.pruner.Pruner
     recover: Callable[..., nn.Module] | None = None
+    depth_units: tuple[str, ...] | None = None
