@@ -27,12 +27,12 @@ from compressor.search import setup
 from compressor.search.candidate import SearchContext, build_candidate
 from compressor.search.loop import best_feasible_trial, make_sampler, run_study
 from compressor.search.progress import TrialProgress
-from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
-from compressor.search.space import (
-    preference_param,
-    preferred_deploy_params,
-    seed_deploy_params,
-    uniform_params,
+from compressor.search.seeds import (
+    REFERENCE_ATTR,
+    Sensitivity,
+    measure_sensitivity,
+    reference_params,
+    seed_params,
 )
 from compressor.search.storage import open_study
 from compressor.tasks import Task
@@ -41,14 +41,16 @@ from compressor.tasks import Task
 def search_context(task: Task, config: CompressConfig) -> SearchContext:
     """The context ``compress`` builds (budget, pruner, fixed calibration batches)."""
     model = task.model.eval()
-    return setup.search_context(task, config, count_flops(model, task.example_inputs))
+    baseline_accuracy = task.evaluate(model) if config.max_accuracy_drop is not None else None
+    return setup.search_context(
+        task, config, count_flops(model, task.example_inputs), baseline_accuracy
+    )
 
 
-def sensitivity_params(ctx: SearchContext) -> dict[str, float]:
-    """The sensitivity seed's preferences (one evaluation per group), computed once."""
-    drops = group_sensitivity(ctx, ctx.evaluate(ctx.model))
-    preferences = preferences_from_sensitivity(drops, ctx.config.prune.ratio_step)
-    return {preference_param(name): value for name, value in preferences.items()}
+def sensitivity_params(ctx: SearchContext) -> Sensitivity:
+    """The sensitivity seeds' preferences (one evaluation per group and per depth unit),
+    computed once."""
+    return measure_sensitivity(ctx, ctx.evaluate(ctx.model))
 
 
 def run_search(
@@ -57,14 +59,15 @@ def run_search(
     trials: int,
     sampler: str = "tpe",
     seed: int = 0,
-    seeds: dict[str, float] | None = None,
+    seeds: Sensitivity | None = None,
     progress: bool = False,
 ) -> tuple[optuna.Study, float]:
     """One study of ``trials`` trials (seeded plans included); returns it and its seconds.
 
     ``seeds``: the sensitivity preferences; with them the study starts like ``compress``
-    does (the uniform plan once per deployment mode, then the sensitivity plan). Without,
-    every trial comes from the sampler (B3 compares samplers alone).
+    does (``compressor.search.seeds``: uniform per deployment mode, sensitivity, depth,
+    then the reference pipelines when the config asks for them). Without, every trial
+    comes from the sampler (B3 compares samplers alone).
     """
     search = ctx.config.search
     started = time.perf_counter()
@@ -72,13 +75,10 @@ def run_search(
         url = f"sqlite:///{Path(folder) / 'study.db'}"
         study = open_study(url, "compress", make_sampler(sampler, seed, trials))
         if seeds is not None:
-            deploys = seed_deploy_params(ctx.config.deploy) if ctx.config.deploy.export else [{}]
-            for deploy in deploys:
-                study.enqueue_trial({**uniform_params(ctx.groups), **deploy})
-            preferred = (
-                preferred_deploy_params(ctx.config.deploy) if ctx.config.deploy.export else {}
-            )
-            study.enqueue_trial({**seeds, **preferred})
+            for params in seed_params(ctx, seeds):
+                study.enqueue_trial(params)
+            for name, params in reference_params(ctx):
+                study.enqueue_trial(params, user_attrs={REFERENCE_ATTR: name})
         with TrialProgress(study, trials, progress_mode(progress)) as report:
             run_study(study, ctx, trials, search.time_budget, report)
         # The storage closes with the folder; keep the finished trials in memory.
@@ -90,10 +90,12 @@ def best_model(
     ctx: SearchContext, study: optuna.Study
 ) -> tuple[nn.Module, optuna.trial.FrozenTrial]:
     """The best feasible trial's plan rebuilt (adaptive BN applied)."""
-    best = best_feasible_trial(study)
+    best = best_feasible_trial(study, fastest=ctx.config.max_accuracy_drop is not None)
     if best is None:
         raise RuntimeError("no trial of the search met the FLOPs budget")
-    model, _ = build_candidate(ctx, best.user_attrs["ratios"])
+    model, _ = build_candidate(
+        ctx, best.user_attrs["ratios"], best.user_attrs.get("removed_units", ())
+    )
     return model, best
 
 

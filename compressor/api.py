@@ -18,7 +18,12 @@ from torch import nn
 
 from compressor.actions.pruner import check_prunable
 from compressor.artifacts import atomic_path, save_model, write_json
-from compressor.config import CompressConfig, parse_flops_target, parse_latency_target
+from compressor.config import (
+    CompressConfig,
+    parse_accuracy_drop,
+    parse_flops_target,
+    parse_latency_target,
+)
 from compressor.deployment import artifact_table, deploy_best
 from compressor.distill import recover_model
 from compressor.environment import environment_info
@@ -37,14 +42,13 @@ from compressor.search.candidate import (
 )
 from compressor.search.loop import best_feasible_trial, make_sampler, run_study
 from compressor.search.progress import TrialProgress
-from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
-from compressor.search.setup import check_reachable, measuring, search_context
-from compressor.search.space import (
-    preference_param,
-    preferred_deploy_params,
-    seed_deploy_params,
-    uniform_params,
+from compressor.search.seeds import (
+    REFERENCE_ATTR,
+    measure_sensitivity,
+    reference_params,
+    seed_params,
 )
+from compressor.search.setup import check_reachable, measuring, search_context
 from compressor.search.storage import (
     check_study,
     discard_study,
@@ -68,6 +72,7 @@ def compress(
     calibration_data: Iterable | None = None,
     target_flops: float | str | None = None,
     target_latency: float | str | None = None,
+    max_accuracy_drop: float | None = None,
     trials: int | None = None,
     time_budget: float | None = None,
     seed: int | None = None,
@@ -95,6 +100,9 @@ def compress(
         target_flops: a ratio of the original FLOPs (0 < x <= 1) or a count (``"12M"``).
         target_latency: a latency budget for the artifact: a ratio of the fp32 baseline
             artifact's latency (``0.5``) or milliseconds (``"2.5ms"``).
+        max_accuracy_drop: points (``1.0`` = one point of a percent metric): choose the
+            fastest variant whose validation metric is within this of the baseline's. Alone
+            (no ``target_flops`` / ``target_latency``) the FLOPs level is searched.
         trials: number of candidates to score.
         time_budget: seconds; the search stops at whichever of trials / time comes first.
         seed: makes the sampled plans reproducible.
@@ -122,6 +130,13 @@ def compress(
     )
     if target_latency is not None:
         config = dataclasses.replace(config, target_latency=parse_latency_target(target_latency))
+    if max_accuracy_drop is not None:
+        alone = target_flops is None and target_latency is None
+        config = dataclasses.replace(
+            config,
+            max_accuracy_drop=parse_accuracy_drop(max_accuracy_drop),
+            target_flops=None if alone else config.target_flops,
+        )
     inputs = (
         (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     )
@@ -178,7 +193,7 @@ def run_compression(
     model = task.model.eval()
 
     baseline = _measure_baseline(task)
-    ctx = search_context(task, config, baseline["flops"])
+    ctx = search_context(task, config, baseline["flops"], baseline["val_accuracy"])
     budget = ctx.flops_budget
     check_prunable(ctx.pruner, model, task.example_inputs, ctx.groups)
     uniform = check_reachable(ctx, budget)
@@ -216,15 +231,21 @@ def run_compression(
     study = _start_study(ctx, output_dir, baseline["val_accuracy"], log, manifest, run_info)
     with measuring(ctx, task.example_inputs) as baseline_artifact:
         _search(study, ctx, log)
-        best_trial = best_feasible_trial(study)
+        best_trial = best_feasible_trial(study, fastest=config.max_accuracy_drop is not None)
         if best_trial is None:
             raise CompressorError(
-                f"no trial met the FLOPs target ({budget / 1e6:.2f}M) within the budget; "
-                "raise --trials or loosen --target-flops"
+                f"no trial met the FLOPs target ({budget / 1e6:.2f}M)"
+                + (
+                    f" and the accuracy floor (-{config.max_accuracy_drop:g} pt)"
+                    if config.max_accuracy_drop is not None
+                    else ""
+                )
+                + " within the budget; raise --trials or loosen the targets"
             )
         ratios = best_trial.user_attrs["ratios"]
+        removed = best_trial.user_attrs.get("removed_units", [])
         log(f"best plan: trial #{best_trial.number}, R {best_trial.value:.4f}; recovering ...")
-        best_model, kept = build_candidate(ctx, ratios)
+        best_model, kept = build_candidate(ctx, ratios, removed)
         before = checked_metric(task.evaluate_test(best_model))
         best_model = recover_model(task, best_model, config.recovery, progress=verbose)
         deployed = (
@@ -256,6 +277,8 @@ def run_compression(
             "ratios": ratios,
             "channels": kept,
             "channels_before": run_info["channels_before"],
+            "removed_units": removed,
+            "depth_units": [unit.name for unit in ctx.depth_units],
             "importance": config.prune.importance,
             "round_to": config.prune.round_to,
         },
@@ -277,7 +300,7 @@ def run_compression(
         artifacts=artifacts,
         workers=worker_summary(trials, worker_machines(study)),
     )
-    save_model(best_model, output_dir / "model.safetensors")
+    save_model(best_model, output_dir / "model.safetensors", removed)
     write_json(output_dir / "result.json", result.to_json())
     # Rendered from the files just written, exactly as `compress report` re-renders it.
     result.report = write_report(output_dir).html
@@ -319,15 +342,12 @@ def _start_study(
         # only improve on it) and the sensitivity allocation (a strong prior to refine).
         # The uniform plan is tried once with every quantization mode, so each mode is
         # measured on the same plan before the sampler starts preferring some.
-        for deploy in seed_deploy_params(ctx.config.deploy):
-            study.enqueue_trial({**uniform_params(ctx.groups), **deploy})
-        log(f"sensitivity of {len(ctx.groups)} groups (each pruned alone) ...", flush=True)
-        drops = group_sensitivity(ctx, baseline_val_accuracy)
-        preferences = preferences_from_sensitivity(drops, ctx.config.prune.ratio_step)
-        study.enqueue_trial(
-            {preference_param(name): value for name, value in preferences.items()}
-            | preferred_deploy_params(ctx.config.deploy)
-        )
+        # Then the depth seeds and the reference pipelines (compressor/search/seeds.py).
+        sensitivity = measure_sensitivity(ctx, baseline_val_accuracy, log)
+        for params in seed_params(ctx, sensitivity):
+            study.enqueue_trial(params)
+        for name, params in reference_params(ctx):
+            study.enqueue_trial(params, user_attrs={REFERENCE_ATTR: name})
     # Waiting workers start now, with the seeded plans queued first (the lowest trial
     # numbers, so always within the budget). A continued study gets the current config.
     publish_manifest(study, manifest)

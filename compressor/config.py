@@ -134,9 +134,21 @@ class PruneConfig:
     max_ratio: float = 0.8  # never remove more than this share of a group's channels
     ratio_step: float = 0.05  # granularity of the searched per-group preferences
     ignore_layers: tuple[str, ...] = ()  # module names whose output channels stay intact
+    # Issue 14: whole residual blocks / encoder layers are removed too (compressor.actions.
+    # depth), searched with the widths; `depth_units` is a glob restricting which ones.
+    depth: bool = True
+    depth_units: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("prune.importance", self.importance, IMPORTANCES)
+        if not isinstance(self.depth, bool):
+            raise UserInputError(f"prune.depth must be true or false; got {self.depth!r}")
+        if self.depth_units is not None and (
+            not isinstance(self.depth_units, str) or not self.depth_units.strip()
+        ):
+            raise UserInputError(
+                f"prune.depth_units must be a glob such as 'layer*.*'; got {self.depth_units!r}"
+            )
         if self.round_to is not None and (not isinstance(self.round_to, int) or self.round_to < 1):
             raise UserInputError(
                 f"prune.round_to must be a positive integer; got {self.round_to!r}"
@@ -172,6 +184,8 @@ class SearchConfig:
     # (postgresql://user@host/db) lets `compress worker` processes join the same study.
     storage: str | None = None
     study: str = "compress"
+    # Issue 14: the unpruned model's fp32 / fused / INT8 pipelines are seeded trials too.
+    references: bool = True
 
     def __post_init__(self) -> None:
         if self.storage is not None and not (
@@ -180,6 +194,10 @@ class SearchConfig:
             raise UserInputError(
                 "search.storage must be a database URL such as sqlite:///runs/x/study.db or "
                 f"postgresql://user@host/db; got {self.storage!r}"
+            )
+        if not isinstance(self.references, bool):
+            raise UserInputError(
+                f"search.references must be true or false; got {self.references!r}"
             )
         if not isinstance(self.study, str) or not self.study.strip():
             raise UserInputError(f"search.study must be a non-empty name; got {self.study!r}")
@@ -302,12 +320,23 @@ class CompressConfig:
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     target_latency: LatencyTarget | None = None
+    # Issue 14: the fastest variant whose validation accuracy is within this many points of
+    # the baseline's (with or without FLOPs / latency targets).
+    max_accuracy_drop: float | None = None
 
     def __post_init__(self) -> None:
         if self.target_latency is not None and not isinstance(self.target_latency, LatencyTarget):
             self.target_latency = parse_latency_target(self.target_latency)
-        if self.target_flops is None and self.target_latency is None:
-            raise UserInputError("give --target-flops, --target-latency or both")
+        if self.max_accuracy_drop is not None:
+            self.max_accuracy_drop = parse_accuracy_drop(self.max_accuracy_drop)
+        if (
+            self.target_flops is None
+            and self.target_latency is None
+            and (self.max_accuracy_drop is None)
+        ):
+            raise UserInputError(
+                "give --target-flops, --target-latency or --max-accuracy-drop (or several)"
+            )
         if self.target_flops is not None and not isinstance(self.target_flops, FlopsTarget):
             self.target_flops = parse_flops_target(self.target_flops)
         if self.output is not None:
@@ -349,6 +378,7 @@ class CompressConfig:
             elif key in (
                 "target_flops",
                 "target_latency",
+                "max_accuracy_drop",
                 "task",
                 "output",
                 "data",
@@ -381,6 +411,23 @@ class CompressConfig:
             for key, value in data["deploy"].items()
         }
         return data
+
+
+def parse_accuracy_drop(value: Any) -> float:
+    """``--max-accuracy-drop``: points of the metric in percent (1 = one point), 0 <= x < 100."""
+    problem = (
+        "max accuracy drop must be a number of points in [0, 100) (1 = one point of "
+        f"accuracy); got {value!r}"
+    )
+    if isinstance(value, bool):
+        raise UserInputError(problem)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserInputError(problem) from None
+    if not math.isfinite(number) or not 0.0 <= number < 100.0:
+        raise UserInputError(problem)
+    return number
 
 
 def _build_section(section_type: type, name: str, values: dict[str, Any]) -> Any:

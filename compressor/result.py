@@ -119,6 +119,8 @@ def _workers_line(workers: dict[str, Any]) -> str:
 
 # What result.json keeps of each trial's user attributes (set by the search objective).
 TRIAL_KEYS = (
+    "reference",  # the unpruned pipeline a reference trial scores (issue 14)
+    "removed_units",
     "accuracy",
     "flops",
     "flops_ratio",

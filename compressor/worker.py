@@ -59,7 +59,8 @@ def run_worker(
     config = _worker_config(manifest, storage, threads)
     task = task or _rebuild_task(manifest, config, verbose)
     _check_same_model(task, manifest)
-    ctx = search_context(task, config, manifest["baseline"]["flops"])
+    baseline = manifest["baseline"]
+    ctx = search_context(task, config, baseline["flops"], baseline.get("val_accuracy"))
     search = config.search
     shared = optuna.load_study(
         study_name=study,

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from compressor.actions.deploy import DeploySpec
+from compressor.actions.depth import DepthUnit, remove_units
 from compressor.actions.prune import ChannelGroup
 from compressor.actions.pruner import ChannelPruner, Pruner
 from compressor.config import CompressConfig, LatencyTarget
@@ -21,7 +22,7 @@ from compressor.measure.latency import LatencyComparison, LatencyMeter
 from compressor.recover import recalibrate_batchnorm
 from compressor.reward import Term, reward
 from compressor.search.artifact import score_artifact
-from compressor.search.space import fit_to_budget
+from compressor.search.space import DepthChoice, fit_to_budget, units_to_remove
 
 
 @dataclass
@@ -42,7 +43,10 @@ class SearchContext:
     workdir: Path | None = None  # scratch folder for candidate artifacts
     pruner: Pruner | None = None  # None = torch-pruning channels with config.prune settings
     # FLOPs by kept-channel counts: the budget fit asks for the same shapes again and again.
-    flops_cache: dict[tuple[int, ...], int] = field(default_factory=dict)
+    flops_cache: dict[tuple, int] = field(default_factory=dict)
+    depth_units: list[DepthUnit] = field(default_factory=list)  # removable blocks / layers
+    # --max-accuracy-drop: the lowest validation accuracy a feasible trial may have.
+    accuracy_floor: float | None = None
 
     def __post_init__(self) -> None:
         if self.pruner is None:
@@ -51,54 +55,78 @@ class SearchContext:
             )
 
 
-def _prune(ctx: SearchContext, ratios: Mapping[str, float]) -> tuple[nn.Module, dict[str, int]]:
-    return ctx.pruner.prune(ctx.model, ratios)
+def _prune(
+    ctx: SearchContext, ratios: Mapping[str, float], removed: Sequence[str] = ()
+) -> tuple[nn.Module, dict[str, int]]:
+    # Widths first: group names (and the units) are paths in the unpruned numbering, which
+    # removing units would shift.
+    model, kept = ctx.pruner.prune(ctx.model, ratios)
+    return remove_units(model, removed, inplace=True), kept
 
 
 def build_candidate(
-    ctx: SearchContext, ratios: dict[str, float]
+    ctx: SearchContext, ratios: dict[str, float], removed: Sequence[str] = ()
 ) -> tuple[nn.Module, dict[str, int]]:
-    """The pruned copy for ``ratios`` with BatchNorm statistics re-estimated (adaptive BN)."""
-    model, kept = _prune(ctx, ratios)
+    """The pruned copy for ``ratios`` (less the ``removed`` units) with BatchNorm
+    statistics re-estimated (adaptive BN)."""
+    model, kept = _prune(ctx, ratios, removed)
     recalibrate_batchnorm(model, ctx.calibration, ctx.config.search.calibration_samples)
     return model, kept
 
 
-def flops_of_plan(ctx: SearchContext, ratios: Mapping[str, float]) -> int:
-    """FLOPs of the model pruned by ``ratios`` (no BatchNorm work; used to fit the budget).
+def flops_of_plan(
+    ctx: SearchContext, ratios: Mapping[str, float], removed: Sequence[str] = ()
+) -> int:
+    """FLOPs of the model pruned by ``ratios`` less the ``removed`` units (no BatchNorm
+    work; used to fit the budget).
 
     With torch-pruning's channel groups, FLOPs depend only on how many channels each group
     keeps, not on which, so plans with the same kept counts share one (cached) count.
     """
     if not isinstance(ctx.pruner, ChannelPruner):  # a task's own pruner: no shortcut
-        return count_flops(_prune(ctx, ratios)[0], ctx.example_inputs)
-    shape = ctx.pruner.kept_counts(ctx.groups, ratios)
+        return count_flops(_prune(ctx, ratios, removed)[0], ctx.example_inputs)
+    shape = (ctx.pruner.kept_counts(ctx.groups, ratios), tuple(sorted(removed)))
     if shape not in ctx.flops_cache:
-        ctx.flops_cache[shape] = count_flops(_prune(ctx, ratios)[0], ctx.example_inputs)
+        ctx.flops_cache[shape] = count_flops(_prune(ctx, ratios, removed)[0], ctx.example_inputs)
     return ctx.flops_cache[shape]
 
 
-def plan_for(ctx: SearchContext, preferences: Mapping[str, float]) -> tuple[dict[str, float], bool]:
-    """Per-group ratios along ``preferences`` that just fit the FLOPs budget."""
+def plan_for(
+    ctx: SearchContext, preferences: Mapping[str, float], removed: Sequence[str] = ()
+) -> tuple[dict[str, float], bool]:
+    """Per-group ratios along ``preferences`` that, with the ``removed`` units gone, just
+    fit the FLOPs budget."""
     return fit_to_budget(
         preferences,
-        lambda ratios: flops_of_plan(ctx, ratios),
+        lambda ratios: flops_of_plan(ctx, ratios, removed),
         ctx.flops_budget,
         ctx.config.prune.max_ratio,
     )
 
 
+def removed_units(ctx: SearchContext, depth: DepthChoice | None) -> tuple[str, ...]:
+    """The units a trial's depth move removes (none without one)."""
+    if depth is None or not ctx.depth_units:
+        return ()
+    return units_to_remove(ctx.depth_units, depth, ctx.baseline_flops - ctx.flops_budget)
+
+
 def score_candidate(
-    ctx: SearchContext, preferences: Mapping[str, float], deploy: DeploySpec | None = None
+    ctx: SearchContext,
+    preferences: Mapping[str, float],
+    deploy: DeploySpec | None = None,
+    depth: DepthChoice | None = None,
 ) -> dict:
     """Fit, build, measure and reward one plan; returns the trial's metrics.
 
     With ``deploy`` the candidate is scored as its ONNX artifact (accuracy and latency in
-    ONNX Runtime); without, as the pruned PyTorch model.
+    ONNX Runtime); without, as the pruned PyTorch model. ``depth`` removes units first and
+    the widths are fitted to what is left of the budget.
     """
     started = time.perf_counter()
-    ratios, _ = plan_for(ctx, preferences)
-    model, kept = build_candidate(ctx, ratios)
+    removed = removed_units(ctx, depth)
+    ratios, _ = plan_for(ctx, preferences, removed)
+    model, kept = build_candidate(ctx, ratios, removed)
     flops = count_flops(model, ctx.example_inputs)
     metrics = {
         "flops": flops,
@@ -106,6 +134,7 @@ def score_candidate(
         "params": count_params(model),
         "ratios": ratios,
         "channels": kept,
+        "removed_units": list(removed),
     }
     if deploy is not None:
         accuracy, latency, metrics["artifact"] = score_artifact(ctx, model, deploy)
@@ -124,9 +153,14 @@ def score_candidate(
         terms.append(latency_term(latency, ctx.config.target_latency))
     search = ctx.config.search
     metrics["reward"] = reward(metrics["accuracy"], terms, search.reward, search.alpha, search.beta)
-    metrics["feasible"] = flops <= ctx.flops_budget
+    metrics["feasible"] = flops <= ctx.flops_budget and within_floor(ctx, metrics["accuracy"])
     metrics["seconds"] = time.perf_counter() - started
     return metrics
+
+
+def within_floor(ctx: SearchContext, accuracy: float) -> bool:
+    """Whether ``accuracy`` keeps to ``--max-accuracy-drop`` (always, without one)."""
+    return ctx.accuracy_floor is None or accuracy >= ctx.accuracy_floor - 1e-9
 
 
 def latency_term(latency: LatencyComparison, target: LatencyTarget | None) -> Term:

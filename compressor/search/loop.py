@@ -17,7 +17,12 @@ from optuna.trial import TrialState
 from compressor.errors import CompressorError
 from compressor.search.budget import DISCARDED, claiming_before, is_discarded, may_start, spent
 from compressor.search.candidate import SearchContext, score_candidate
-from compressor.search.space import suggest_deploy, suggest_flops_level, suggest_preferences
+from compressor.search.space import (
+    suggest_deploy,
+    suggest_depth,
+    suggest_flops_level,
+    suggest_preferences,
+)
 from compressor.search.storage import HEARTBEAT_SECONDS, fail_dead_trials, worker_id
 
 
@@ -119,15 +124,22 @@ class Objective:
             ctx = dataclasses.replace(ctx, flops_budget=int(level * ctx.baseline_flops))
         preferences = suggest_preferences(trial, ctx.groups, config.prune)
         deploy = suggest_deploy(trial, config.deploy) if config.deploy.export else None
+        depth = (
+            suggest_depth(trial, ctx.depth_units, config.prune.ratio_step)
+            if ctx.depth_units
+            else None
+        )
         try:
             with time_limit(config.search.trial_timeout):
-                metrics = score_candidate(ctx, preferences, deploy)
+                metrics = score_candidate(ctx, preferences, deploy, depth)
         except Exception as exc:  # the trial fails with its reason; the study goes on
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             raise
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
         trial.set_constraint("flops", metrics["flops"] / ctx.flops_budget - 1.0)
+        if ctx.accuracy_floor is not None:  # TPE learns where the accuracy floor lies too
+            trial.set_constraint("accuracy", ctx.accuracy_floor - metrics["accuracy"])
         return metrics["reward"]
 
 
@@ -219,11 +231,24 @@ class FailureGuard:
         )
 
 
-def best_feasible_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """Highest-reward finished trial within the FLOPs budget."""
+def best_feasible_trial(
+    study: optuna.Study, fastest: bool = False
+) -> optuna.trial.FrozenTrial | None:
+    """Highest-reward finished trial within the FLOPs budget (and the accuracy floor).
+
+    ``fastest`` (``--max-accuracy-drop``): the feasible trial with the lowest measured
+    latency ratio (FLOPs ratio when latency was not measured), reward breaking ties.
+    """
     feasible = [
         t
         for t in study.trials
         if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible")
     ]
+    if fastest:
+        return min(feasible, key=lambda t: (_cost(t), -t.value), default=None)
     return max(feasible, key=lambda t: t.value, default=None)
+
+
+def _cost(trial: optuna.trial.FrozenTrial) -> float:
+    attrs = trial.user_attrs
+    return attrs.get("latency_ratio", attrs.get("flops_ratio", 1.0))

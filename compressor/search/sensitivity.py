@@ -33,3 +33,18 @@ def preferences_from_sensitivity(drops: dict[str, float], step: float) -> dict[s
     return {
         name: round(round((1.0 - drop / worst) / step) * step, 6) for name, drop in drops.items()
     }
+
+
+def unit_sensitivity(ctx: SearchContext, baseline_accuracy: float) -> dict[str, float]:
+    """Proxy-accuracy drop (>= 0) for each depth unit removed alone (adaptive BN applied):
+    which blocks a network can lose is measured, not guessed (the first and last block of
+    a stage usually matter more)."""
+    drops = {}
+    for unit in ctx.depth_units:
+        model, _ = build_candidate(ctx, {}, (unit.name,))
+        try:
+            accuracy = checked_metric(ctx.evaluate(model))
+        except Exception:  # a unit we cannot judge is treated as the most sensitive
+            accuracy = 0.0
+        drops[unit.name] = max(0.0, baseline_accuracy - accuracy)
+    return drops

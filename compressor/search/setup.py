@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from compressor.actions.depth import DepthUnit, declared_units, find_units
 from compressor.actions.export import export_onnx
 from compressor.actions.pruner import ChannelPruner
 from compressor.config import CompressConfig
@@ -21,9 +22,14 @@ from compressor.search.candidate import SearchContext, flops_of_plan, plan_for
 from compressor.tasks import Task
 
 
-def search_context(task: Task, config: CompressConfig, baseline_flops: int) -> SearchContext:
+def search_context(
+    task: Task,
+    config: CompressConfig,
+    baseline_flops: int,
+    baseline_accuracy: float | None = None,
+) -> SearchContext:
     """The fixed part of every trial. Raises :class:`UserInputError` when nothing can be
-    pruned."""
+    pruned. ``baseline_accuracy`` (validation) sets the ``--max-accuracy-drop`` floor."""
     model = task.model.eval()
     # Without a FLOPs target the budget is the whole model; each trial samples its own level.
     budget = config.target_flops.resolve(baseline_flops) if config.target_flops else baseline_flops
@@ -44,10 +50,33 @@ def search_context(task: Task, config: CompressConfig, baseline_flops: int) -> S
         flops_budget=budget,
         baseline_flops=baseline_flops,
         pruner=pruner,
+        depth_units=depth_units(task, config),
+        accuracy_floor=accuracy_floor(config, baseline_accuracy),
     )
     if not ctx.groups:
         raise UserInputError("the model has no prunable convolution or linear layers")
     return ctx
+
+
+def accuracy_floor(config: CompressConfig, baseline_accuracy: float | None) -> float | None:
+    """The lowest feasible validation accuracy under ``--max-accuracy-drop`` (points / 100:
+    metrics are fractions in [0, 1])."""
+    if config.max_accuracy_drop is None:
+        return None
+    if baseline_accuracy is None:
+        raise ValueError("--max-accuracy-drop needs the baseline's validation accuracy")
+    return baseline_accuracy - config.max_accuracy_drop / 100.0
+
+
+def depth_units(task: Task, config: CompressConfig) -> list[DepthUnit]:
+    """The task's declared depth units, else those found in its model; none with
+    ``prune.depth`` off. ``prune.depth_units`` (a glob) restricts either."""
+    if not config.prune.depth:
+        return []
+    model, pattern = task.model.eval(), config.prune.depth_units
+    if task.depth_units is not None:
+        return declared_units(model, task.example_inputs, task.depth_units, pattern)
+    return find_units(model, task.example_inputs, pattern)
 
 
 def check_reachable(ctx: SearchContext, budget: int) -> float:
