@@ -85,6 +85,11 @@ def baselines(task, work: Path) -> dict[str, Path]:
 
 
 def our_search(task, config, trials: int, work: Path, baseline: Path, log) -> tuple:
+    # The reference pipelines are this benchmark's own rows (timed and scored outside the
+    # study), so the study does not spend its slow (~30 s) trials on them again.
+    config = dataclasses.replace(
+        config, search=dataclasses.replace(config.search, references=False)
+    )
     ctx = search_context(task, config)
     ctx.workdir = work
     with LatencyMeter(config.measure, task.example_inputs) as meter:
@@ -101,6 +106,20 @@ def our_search(task, config, trials: int, work: Path, baseline: Path, log) -> tu
         "search_seconds": seconds,
         "deploy": dataclasses.asdict(spec),
         "flops_ratio": best.user_attrs["flops_ratio"],
+        "removed_units": best.user_attrs.get("removed_units", []),
+        "depth_units": [unit.name for unit in ctx.depth_units],
+        "trial_table": [
+            {
+                "number": t.number,
+                "removed_units": t.user_attrs.get("removed_units"),
+                "deploy": f"{t.params.get(QUANTIZATION_PARAM)}/{t.params.get(FUSION_PARAM)}",
+                "flops_ratio": t.user_attrs.get("flops_ratio"),
+                "dev_spearman": t.user_attrs.get("accuracy"),
+                "latency_ratio": t.user_attrs.get("latency_ratio"),
+                "reward": t.value,
+            }
+            for t in study.trials
+        ],
         "dev_spearman_before_recovery": best.user_attrs["accuracy"],
         "test_spearman_before_recovery_fp32": task.evaluate_test(model),
     }
@@ -116,7 +135,8 @@ def run(args, session) -> tuple[dict, str]:
 
     cut = dict(test_pairs=100, dev_pairs=100, train_sentences=320) if args.quick else {}
     task = minilm_task(args.data, **cut)
-    trials = args.trials or (3 if args.quick else 6)
+    # 7 seeded plans (uniform per quantization mode, width sensitivity, 2 depth seeds) + TPE.
+    trials = args.trials or (8 if args.quick else 10)
     config = task_config("minilm-stsb")
     if args.quick:
         config.recovery = dataclasses.replace(config.recovery, steps=10)
@@ -181,27 +201,21 @@ def run(args, session) -> tuple[dict, str]:
 
 
 def goals(data: dict) -> dict:
-    out = {}
+    """Issue 14's B2 goals, ``{name: {value, target, met}}`` (speed-ups of p50 latency)."""
     fp32 = data["rows"][EAGER]["spearman"]
-    drop = 100 * (fp32 - data["rows"][OURS]["spearman"])
+    measured = {"spearman": (100 * data["rows"][OURS]["spearman"], 100 * fp32 - 1.0)}
     for length, table in data["latency"].items():
         ours = table[OURS]["p50_ms"]
         best_name = min(OPTIMUM_STYLE, key=lambda n: table[n]["p50_ms"])
-        out[length] = {
-            "speedup_vs_eager": table[EAGER]["p50_ms"] / ours,
-            "best_optimum_style": best_name,
-            "speedup_vs_best_optimum_style": table[best_name]["p50_ms"] / ours,
-        }
-    out["spearman_drop_pt"] = drop
-    out["met"] = (
-        all(
-            v["speedup_vs_eager"] >= 3 and v["speedup_vs_best_optimum_style"] >= 1.5
-            for k, v in out.items()
-            if isinstance(v, dict)
+        measured[f"speedup_vs_eager_{length}tok"] = (table[EAGER]["p50_ms"] / ours, 3.0)
+        measured[f"speedup_vs_best_optimum_style_{length}tok ({best_name})"] = (
+            table[best_name]["p50_ms"] / ours,
+            1.5,
         )
-        and drop <= 1.0
-    )
-    return out
+    return {
+        name: {"value": value, "target": f">= {target:.2f}", "met": value >= target}
+        for name, (value, target) in measured.items()
+    }
 
 
 def peak_points(data: dict) -> list[dict]:
@@ -261,7 +275,7 @@ def markdown(data: dict) -> str:
             table,
         )
         + f"\nOurs: {data['trials']} search trials (uniform seed per quantization mode, "
-        f"sensitivity seed, TPE), chose {ours['deploy']['quantization']}"
+        f"width and depth sensitivity seeds, TPE), chose {ours['deploy']['quantization']}"
         f"{' + fusion' if ours['deploy']['fusion'] else ''} at {ours['flops_ratio']:.2f}x FLOPs; "
         f"test Spearman fp32 pruned {100 * ours['test_spearman_before_recovery_fp32']:.2f} before, "
         f"{100 * ours['test_spearman_after_recovery_fp32']:.2f} after recovery "
@@ -270,14 +284,11 @@ def markdown(data: dict) -> str:
             f"{data['latency'][n]['ours (pruned, eager)']['p50_ms']:.2f} ms at {n} tokens"
             for n in lengths
         )
-        + ".\n\nGoals (>= 3x vs eager, >= 1.5x vs the best Optimum-style pipeline, Spearman drop "
-        f"<= 1.0 pt): drop {goal['spearman_drop_pt']:.2f} pt; "
-        + "; ".join(
-            f"{n} tokens {goal[n]['speedup_vs_eager']:.2f}x vs eager, "
-            f"{goal[n]['speedup_vs_best_optimum_style']:.2f}x vs {goal[n]['best_optimum_style']}"
-            for n in lengths
+        + f". Removed layers: {', '.join(ours.get('removed_units') or []) or 'none'}.\n\nGoals:\n"
+        + "".join(
+            f"- {name}: {g['value']:.2f} (goal {g['target']}: {'met' if g['met'] else 'NOT met'})\n"
+            for name, g in goal.items()
         )
-        + f" — {'met' if goal['met'] else 'not met'}.\n"
     )
     peak = latest_result("peak")
     if peak:

@@ -247,7 +247,9 @@ def run_compression(
         log(f"best plan: trial #{best_trial.number}, R {best_trial.value:.4f}; recovering ...")
         best_model, kept = build_candidate(ctx, ratios, removed)
         before = checked_metric(task.evaluate_test(best_model))
-        best_model = recover_model(task, best_model, config.recovery, progress=verbose)
+        best_model = recover_model(
+            task, best_model, config.recovery, progress=verbose, depth_pruned=bool(removed)
+        )
         deployed = (
             deploy_best(ctx, task, best_model, best_trial.params, baseline_artifact, output_dir)
             if baseline_artifact

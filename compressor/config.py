@@ -122,7 +122,7 @@ REWARDS = ("soft", "hard", "amc")
 SAMPLERS = ("tpe", "random")
 DEVICES = ("cpu", "cuda")
 QUANTIZATIONS = ("none", "dynamic", "static_ort", "static_nncf")
-RECOVERY_METHODS = ("fine_tune", "distill")
+RECOVERY_METHODS = ("auto", "fine_tune", "distill")
 
 
 @dataclass
@@ -260,7 +260,8 @@ class RecoveryConfig:
     # Issue 5: "distill" learns from the uncompressed model (logits KL + labels); tasks with
     # their own recovery (sentence encoders: embedding distillation) ignore it. `steps`, when
     # set, replaces `epochs` as the budget.
-    method: str = "fine_tune"
+    # "auto" (issue 14): distill when the plan removed whole blocks / layers, else fine-tune.
+    method: str = "auto"
     steps: int | None = None
 
     def __post_init__(self) -> None:
