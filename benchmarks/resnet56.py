@@ -99,7 +99,7 @@ def full_search(ctx, trials: int, seeds, log) -> tuple:
     pipelines (the unpruned model fp32 / fused / each INT8 mode) are extra trials on top of
     ``trials``, so every search samples the same number of plans."""
     references = len(reference_params(ctx))
-    study, seconds = run_search(ctx, trials=trials + references, sampler="tpe", seeds=seeds)
+    study, seconds = run_search(ctx, trials=trials, sampler="tpe", seeds=seeds)
     model, best = best_model(ctx, study)
     facts = {
         **_search_facts(best, seconds, trials),

@@ -66,10 +66,12 @@ def run_search(
 
     ``seeds``: the sensitivity preferences; with them the study starts like ``compress``
     does (``compressor.search.seeds``: uniform per deployment mode, sensitivity, depth,
-    then the reference pipelines when the config asks for them). Without, every trial
-    comes from the sampler (B3 compares samplers alone).
+    then the reference pipelines when the config asks for them, run on top of ``trials``).
+    Without, every trial comes from the sampler (B3 compares samplers alone).
     """
     search = ctx.config.search
+    if seeds is not None:  # the reference pipelines run on top of the searched trials
+        trials += len(reference_params(ctx))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-study-") as folder:
         url = f"sqlite:///{Path(folder) / 'study.db'}"

@@ -47,6 +47,7 @@ from compressor.search.seeds import (
     measure_sensitivity,
     reference_params,
     seed_params,
+    study_budget,
 )
 from compressor.search.setup import check_reachable, measuring, search_context
 from compressor.search.storage import (
@@ -359,8 +360,9 @@ def _start_study(
 
 def _search(study: optuna.Study, ctx: SearchContext, log) -> None:
     search = ctx.config.search
-    with TrialProgress(study, search.trials, progress_mode(log is print)) as progress:
-        run_study(study, ctx, search.trials, search.time_budget, progress)
+    budget = study_budget(ctx)
+    with TrialProgress(study, budget, progress_mode(log is print)) as progress:
+        run_study(study, ctx, budget, search.time_budget, progress)
 
 
 def _measure_baseline(task: Task) -> dict:

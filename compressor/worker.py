@@ -20,6 +20,7 @@ from compressor.errors import UserInputError
 from compressor.progress import progress_mode
 from compressor.search.loop import make_sampler, run_study
 from compressor.search.progress import TrialProgress
+from compressor.search.seeds import study_budget
 from compressor.search.setup import measuring, search_context
 from compressor.search.storage import (
     model_fingerprint,
@@ -70,12 +71,13 @@ def run_worker(
         sampler=make_sampler(search.sampler, search.seed, search.trials),
     )
     record_worker(shared, worker_info(config.measure, "worker"))
-    log(f"worker {worker_id()} joined study {study!r} (budget {search.trials} trials)", flush=True)
+    budget = study_budget(ctx)
+    log(f"worker {worker_id()} joined study {study!r} (budget {budget} trials)", flush=True)
     with (
         measuring(ctx, task.example_inputs),
-        TrialProgress(shared, search.trials, progress_mode(verbose)) as progress,
+        TrialProgress(shared, budget, progress_mode(verbose)) as progress,
     ):
-        return run_study(shared, ctx, search.trials, search.time_budget, progress)
+        return run_study(shared, ctx, budget, search.time_budget, progress)
 
 
 def _worker_config(manifest: dict, storage: str, threads: int | None) -> CompressConfig:

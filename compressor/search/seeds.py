@@ -79,6 +79,12 @@ def seed_params(ctx: SearchContext, sensitivity: Sensitivity) -> list[dict]:
     return seeds
 
 
+def study_budget(ctx: SearchContext) -> int:
+    """Trials the study runs: ``search.trials`` searched plans plus the reference pipelines
+    (on top, so asking for references never takes trials from the search)."""
+    return ctx.config.search.trials + len(reference_params(ctx))
+
+
 def reference_params(ctx: SearchContext) -> list[tuple[str, dict]]:
     """The unpruned model's obvious pipelines, ``(name, parameters)``: fp32, fp32 fused,
     each allowed INT8 mode fused. None without export or with ``search.references`` off."""
