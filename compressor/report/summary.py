@@ -56,6 +56,7 @@ def _finished_headline(run: RunData) -> Headline:
         f"{format_pct(best.get('accuracy_fp32', best['accuracy']))} (PyTorch fp32)"
         + (f", {format_pct(best['accuracy'])} as model.onnx." if "quantization" in best else ".")
     ]
+    notes += reference_lines(run, best)
     if run.stale:
         notes.append(
             "The study holds trials newer than result.json (a resumed run that has not "
@@ -67,6 +68,34 @@ def _finished_headline(run: RunData) -> Headline:
         target_lines(run, best["flops"], best.get("latency_ratio"), best.get("latency_ms")),
         notes,
     )
+
+
+def reference_lines(run: RunData, best: dict[str, Any]) -> list[str]:
+    """One sentence per reference pipeline (the unpruned model fp32 / fused / INT8, scored
+    as trials): how it compares with the chosen variant, and, when the targets excluded it,
+    what those targets cost."""
+    lines = []
+    base_val = run.baseline.get("val_accuracy")
+    chosen_ratio = best.get("latency_ratio")
+    for trial in run.finished:
+        name = trial.get("reference")
+        if not name or trial.get("latency_ratio") is None:
+            continue
+        speed = 1.0 / trial["latency_ratio"]
+        drop = 100 * (trial["accuracy"] - base_val) if base_val is not None else 0.0
+        text = (
+            f"Reference {name} (trial #{trial['number']}): {speed:.2f}× the fp32 baseline's "
+            f"speed at {drop:+.2f} pt validation accuracy, FLOPs {trial['flops_ratio']:.2f}×"
+        )
+        if not trial.get("feasible"):
+            text += ": excluded by the targets"
+            if chosen_ratio:
+                text += (
+                    f"; the chosen variant runs at {trial['latency_ratio'] / chosen_ratio:.2f}× "
+                    "its speed"
+                )
+        lines.append(text + ".")
+    return lines
 
 
 def _interrupted_headline(run: RunData) -> Headline:
@@ -178,6 +207,10 @@ def plan_rows(run: RunData) -> list[Row]:
         before, after = run.channels_before.get(name), kept.get(name)
         arrow = f"{before} → {after}" if before is not None and after is not None else "—"
         rows.append((name, f"{ratio:.2f}", arrow))
+    removed = (run.best or {}).get("plan", {}).get("removed_units") or (
+        (trial or {}).get("removed_units") or []
+    )
+    rows += [(unit, "removed", "whole block / layer") for unit in removed]
     return rows
 
 

@@ -60,6 +60,9 @@ def _prune(
 ) -> tuple[nn.Module, dict[str, int]]:
     # Widths first: group names (and the units) are paths in the unpruned numbering, which
     # removing units would shift.
+    if not any(ratio > 0 for ratio in ratios.values()):  # depth only: no dependency graph
+        kept = {group.name: group.channels for group in ctx.groups}
+        return remove_units(ctx.model, removed), kept
     model, kept = ctx.pruner.prune(ctx.model, ratios)
     return remove_units(model, removed, inplace=True), kept
 
