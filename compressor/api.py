@@ -321,6 +321,7 @@ def _target_record(config: CompressConfig, budget: int, baseline_flops: int, uni
         "beta": config.search.beta,
         "uniform_ratio": uniform,
         "latency": str(config.target_latency) if config.target_latency else None,
+        "max_accuracy_drop": config.max_accuracy_drop,
     }
 
 

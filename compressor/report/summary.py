@@ -155,6 +155,14 @@ def target_lines(
         shown = f"{value:.3f} ms" if is_ms else f"{value:.2f}×"
         wanted = f"{limit:g} ms" if is_ms else f"{limit:g}× the baseline artifact"
         lines.append(f"Latency target: ≤ {wanted} — {_met(value <= limit)} with {shown}.")
+    drop = target.get("max_accuracy_drop")
+    if drop is not None and run.best is not None:
+        test_drop = 100 * (run.baseline["accuracy"] - run.best["accuracy"])
+        lines.append(
+            f"Accuracy drop: ≤ {drop:g} pt on validation (the fastest such trial was chosen); "
+            f"test drop after recovery {test_drop:+.2f} pt — "
+            f"{_met(test_drop <= drop)} on the test split."
+        )
     return lines
 
 
