@@ -153,24 +153,48 @@ def _median_ms(session, feed: dict, runs: int) -> float:
     return statistics.median(times) * 1e3
 
 
+def _cache() -> tuple[Path, dict]:
+    from compressor.tasks.digits import cache_dir
+
+    path = cache_dir() / "kernel-widths.json"
+    return path, (json.loads(path.read_text()) if path.is_file() else {})
+
+
+def _key(threads: int) -> str:
+    from compressor.environment import cpu_model
+
+    return f"v{CACHE_VERSION}|{cpu_model()}|{threads}"
+
+
+def stored_kernel_widths(threads: int) -> KernelWidths | None:
+    """This machine's cached measurement, or None (nothing is measured here)."""
+    data = _cache()[1].get(_key(threads))
+    if data is None:
+        return None
+    return KernelWidths(
+        multiples=data["multiples"],
+        realised={m: {int(w): v for w, v in t.items()} for m, t in data["realised"].items()},
+        cpu=data["cpu"],
+        threads=data["threads"],
+    )
+
+
 def cached_kernel_widths(threads: int = 2, refresh: bool = False) -> KernelWidths:
     """:func:`measure_kernel_widths` once per machine (CPU model + threads), then from
     ``$COMPRESSOR_CACHE/kernel-widths.json``."""
     from compressor.artifacts import write_json
-    from compressor.environment import cpu_model
-    from compressor.tasks.digits import cache_dir
 
-    path = cache_dir() / "kernel-widths.json"
-    key = f"v{CACHE_VERSION}|{cpu_model()}|{threads}"
-    stored = json.loads(path.read_text()) if path.is_file() else {}
-    if key in stored and not refresh:
-        data = stored[key]
-        return KernelWidths(
-            multiples=data["multiples"],
-            realised={m: {int(w): v for w, v in t.items()} for m, t in data["realised"].items()},
-            cpu=data["cpu"],
-            threads=data["threads"],
-        )
+    stored = None if refresh else stored_kernel_widths(threads)
+    if stored is not None:
+        return stored
     measured = measure_kernel_widths(threads)
-    write_json(path, {**stored, key: asdict(measured)})
+    path, table = _cache()
+    write_json(path, {**table, _key(threads): asdict(measured)})
     return measured
+
+
+if __name__ == "__main__":  # python -m compressor.measure.kernel_widths [THREADS]
+    import sys
+
+    result = cached_kernel_widths(int(sys.argv[1]) if len(sys.argv) > 1 else 2, refresh=True)
+    print(json.dumps(asdict(result), indent=2))

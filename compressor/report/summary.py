@@ -309,6 +309,15 @@ def environment_lines(run: RunData) -> list[tuple[str, str]]:
     lines.append(
         ("libraries", ", ".join(f"{name} {v}" for name, v in libraries.items() if v) or "—")
     )
+    widths = env.get("kernel_widths")
+    if widths:
+        lines.append(
+            (
+                "kernel-aligned widths",
+                ", ".join(f"{mode}: multiples of {m}" for mode, m in widths.items())
+                + " (measured on this machine, python -m compressor.measure.kernel_widths)",
+            )
+        )
     if env.get("command"):
         lines.append(("command line", env["command"]))
     return lines
