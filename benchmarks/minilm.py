@@ -32,7 +32,7 @@ from benchmarks.searching import (
 )
 from benchmarks.tasks import minilm_task, task_config
 from benchmarks.timing import TimingPlan, time_eager, time_onnx
-from compressor.actions.deploy import DeploySpec, calibration_feeds
+from compressor.actions.deploy import calibration_feeds
 from compressor.actions.export import export_onnx
 from compressor.actions.fuse import fuse_onnx
 from compressor.actions.quantize import QuantizeSpec, quantize_onnx
@@ -41,7 +41,7 @@ from compressor.measure.flops import count_flops, count_params
 from compressor.measure.latency import LatencyMeter
 from compressor.measure.onnx_runtime import OnnxModule
 from compressor.search.artifact import make_artifact
-from compressor.search.space import FUSION_PARAM, QUANTIZATION_PARAM
+from compressor.search.space import FUSION_PARAM, QUANTIZATION_PARAM, spec_from_params
 
 EAGER, ORT, FUSED, INT8 = "fp32 PyTorch eager", "fp32 ORT", "ORT fusion (O2)", "ORT dynamic INT8"
 FUSED_INT8, NNCF, OURS = "ORT fusion + dynamic INT8", "NNCF INT8 (ONNX)", "ours: search + distill"
@@ -99,7 +99,7 @@ def our_search(task, config, trials: int, work: Path, baseline: Path, log) -> tu
         seeds = sensitivity_params(prune_only(ctx))
         study, seconds = run_search(ctx, trials=trials, sampler="tpe", seeds=seeds, progress=True)
     model, best = best_model(ctx, study)
-    spec = DeploySpec(best.params[QUANTIZATION_PARAM], best.params[FUSION_PARAM])
+    spec = spec_from_params(best.params)
     facts = {
         "trials": trials,
         "best_trial": best.number,

@@ -41,7 +41,7 @@ from compressor.measure.latency import LatencyMeter
 from compressor.measure.onnx_runtime import OnnxModule
 from compressor.search.artifact import make_artifact
 from compressor.search.seeds import reference_params
-from compressor.search.space import FUSION_PARAM, QUANTIZATION_PARAM
+from compressor.search.space import FUSION_PARAM, QUANTIZATION_PARAM, spec_from_params
 from compressor.tasks import get_task
 
 LITERATURE = [
@@ -111,10 +111,7 @@ def full_search(ctx, trials: int, seeds, log) -> tuple:
     facts = {
         **_search_facts(best, seconds, trials),
         "reference_trials": references,
-        "deploy": {
-            "quantization": best.params[QUANTIZATION_PARAM],
-            "fusion": best.params[FUSION_PARAM],
-        },
+        "deploy": dataclasses.asdict(spec_from_params(best.params)),
         "trial_table": [_trial_row(t) for t in study.trials],
     }
     log(f"{FULL}: best trial #{best.number} {facts['deploy']}, {seconds:.0f} s")

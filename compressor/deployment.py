@@ -13,13 +13,12 @@ from pathlib import Path
 
 from torch import nn
 
-from compressor.actions.deploy import DeploySpec
 from compressor.actions.export import export_onnx
 from compressor.artifacts import atomic_path
 from compressor.measure.latency import LatencyComparison, LatencyStats
 from compressor.search.artifact import make_artifact, parity_of, runnable
 from compressor.search.candidate import SearchContext, checked_metric
-from compressor.search.space import FUSION_PARAM, QUANTIZATION_PARAM
+from compressor.search.space import spec_from_params
 from compressor.tasks import Task
 
 
@@ -36,7 +35,7 @@ def deploy_best(
     Also times the fp32 export of the pruned model, to tell pruning's speed-up from
     quantization's.
     """
-    spec = DeploySpec(params[QUANTIZATION_PARAM], params[FUSION_PARAM])
+    spec = spec_from_params(params)
     output_dir.mkdir(parents=True, exist_ok=True)
     built = make_artifact(ctx, model, spec, ctx.workdir / "model.onnx")
     with atomic_path(output_dir / "model.onnx") as tmp:
@@ -51,6 +50,7 @@ def deploy_best(
         "best": {
             "quantization": spec.quantization,
             "fusion": spec.fusion,
+            "keep_ends_fp32": spec.keep_ends,
             "parity": parity_of(ctx, model, module),
             "artifact": artifact.describe(),
         },

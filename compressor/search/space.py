@@ -107,17 +107,33 @@ QUANTIZATION_PARAM = "deploy.quantization"
 FUSION_PARAM = "deploy.fusion"
 
 
+KEEP_ENDS_PARAM = "deploy.keep_ends_fp32"
+
+
 def suggest_deploy(trial: optuna.Trial, config: DeployConfig) -> DeploySpec:
-    """Ask the sampler for the artifact's quantization mode and fusion, in the same study."""
+    """Ask the sampler for the artifact's quantization mode, fusion and whether the first
+    and last weighted layers stay fp32 (per-layer precision), in the same study."""
     return DeploySpec(
         quantization=trial.suggest_categorical(QUANTIZATION_PARAM, list(config.quantization)),
         fusion=trial.suggest_categorical(FUSION_PARAM, list(config.fusion)),
+        keep_ends=trial.suggest_categorical(KEEP_ENDS_PARAM, [False, True]),
     )
 
 
 def deploy_params(spec: DeploySpec) -> dict[str, str | bool]:
     """The study parameters that make a trial choose ``spec`` (for seeded trials)."""
-    return {QUANTIZATION_PARAM: spec.quantization, FUSION_PARAM: spec.fusion}
+    return {
+        QUANTIZATION_PARAM: spec.quantization,
+        FUSION_PARAM: spec.fusion,
+        KEEP_ENDS_PARAM: spec.keep_ends,
+    }
+
+
+def spec_from_params(params: Mapping) -> DeploySpec:
+    """The deployment a finished trial chose (trials of older studies: ends quantized)."""
+    return DeploySpec(
+        params[QUANTIZATION_PARAM], params[FUSION_PARAM], params.get(KEEP_ENDS_PARAM, False)
+    )
 
 
 FLOPS_LEVEL_PARAM = "prune.flops_level"
