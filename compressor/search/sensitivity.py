@@ -14,15 +14,25 @@ def group_sensitivity(
     ctx: SearchContext, baseline_accuracy: float, probe_ratio: float = 0.5
 ) -> dict[str, float]:
     """Proxy-accuracy drop (>= 0) for each group pruned alone by ``probe_ratio``."""
-    drops = {}
-    for group in ctx.groups:
-        model, _ = build_candidate(ctx, {group.name: probe_ratio})
-        try:
-            accuracy = checked_metric(ctx.evaluate(model))
-        except Exception:  # a group we cannot judge is treated as the most sensitive
-            accuracy = 0.0
-        drops[group.name] = max(0.0, baseline_accuracy - accuracy)
-    return drops
+    return {
+        group.name: _drop(ctx, baseline_accuracy, {group.name: probe_ratio}) for group in ctx.groups
+    }
+
+
+def unit_sensitivity(ctx: SearchContext, baseline_accuracy: float) -> dict[str, float]:
+    """Proxy-accuracy drop (>= 0) for each depth unit removed alone (adaptive BN applied):
+    which blocks a network can lose is measured, not guessed (the first and last block of
+    a stage usually matter more)."""
+    return {unit.name: _drop(ctx, baseline_accuracy, {}, (unit.name,)) for unit in ctx.depth_units}
+
+
+def _drop(ctx: SearchContext, baseline_accuracy: float, ratios: dict, removed=()) -> float:
+    model, _ = build_candidate(ctx, ratios, removed)
+    try:
+        accuracy = checked_metric(ctx.evaluate(model))
+    except Exception:  # a plan we cannot judge is treated as the most sensitive
+        accuracy = 0.0
+    return max(0.0, baseline_accuracy - accuracy)
 
 
 def preferences_from_sensitivity(drops: dict[str, float], step: float) -> dict[str, float]:
@@ -33,18 +43,3 @@ def preferences_from_sensitivity(drops: dict[str, float], step: float) -> dict[s
     return {
         name: round(round((1.0 - drop / worst) / step) * step, 6) for name, drop in drops.items()
     }
-
-
-def unit_sensitivity(ctx: SearchContext, baseline_accuracy: float) -> dict[str, float]:
-    """Proxy-accuracy drop (>= 0) for each depth unit removed alone (adaptive BN applied):
-    which blocks a network can lose is measured, not guessed (the first and last block of
-    a stage usually matter more)."""
-    drops = {}
-    for unit in ctx.depth_units:
-        model, _ = build_candidate(ctx, {}, (unit.name,))
-        try:
-            accuracy = checked_metric(ctx.evaluate(model))
-        except Exception:  # a unit we cannot judge is treated as the most sensitive
-            accuracy = 0.0
-        drops[unit.name] = max(0.0, baseline_accuracy - accuracy)
-    return drops
