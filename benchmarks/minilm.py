@@ -27,21 +27,26 @@ from benchmarks.searching import (
     best_model,
     prune_only,
     run_search,
-    search_context,
     sensitivity_params,
+    settings_for,
 )
 from benchmarks.tasks import minilm_task, task_config
 from benchmarks.timing import TimingPlan, time_eager, time_onnx
-from compressor.actions.deploy import calibration_feeds
+from compressor.actions.artifact import calibration_feeds
 from compressor.actions.export import export_onnx
 from compressor.actions.fuse import fuse_onnx
 from compressor.actions.quantize import QuantizeSpec, quantize_onnx
-from compressor.distill import recover_model
 from compressor.measure.flops import count_flops, count_params
-from compressor.measure.latency import LatencyMeter
 from compressor.measure.onnx_runtime import OnnxModule
-from compressor.search.artifact import make_artifact
-from compressor.search.space import FUSION_PARAM, QUANTIZATION_PARAM, spec_from_params
+from compressor.recover import recover_model
+from compressor.search.candidate import make_artifact
+from compressor.search.context import measuring
+from compressor.search.space import (
+    FUSION_PARAM,
+    KEEP_ENDS_PARAM,
+    QUANTIZATION_PARAM,
+    spec_from_params,
+)
 
 EAGER, ORT, FUSED, INT8 = "fp32 PyTorch eager", "fp32 ORT", "ORT fusion (O2)", "ORT dynamic INT8"
 FUSED_INT8, NNCF, OURS = "ORT fusion + dynamic INT8", "NNCF INT8 (ONNX)", "ours: search + distill"
@@ -53,7 +58,7 @@ def typical_length(task_model_path: Path, data_root: Path | None) -> int:
     """Median token count (special tokens included) of the sts-test sentences."""
     from transformers import AutoTokenizer
 
-    from compressor.tasks.resnet_cifar import default_data_root
+    from compressor.tasks.common import default_data_root
     from compressor.tasks.sentence_similarity import STSB, read_pairs
 
     tokenizer = AutoTokenizer.from_pretrained(task_model_path, local_files_only=True)
@@ -84,21 +89,20 @@ def baselines(task, work: Path) -> dict[str, Path]:
     return artifacts
 
 
-def our_search(task, config, trials: int, work: Path, baseline: Path, log) -> tuple:
+def our_search(task, config, trials: int, work: Path, log) -> tuple:
     # The reference pipelines are this benchmark's own rows (timed and scored outside the
     # study), so the study does not spend its slow (~30 s) trials on them again.
     config = dataclasses.replace(
         config, search=dataclasses.replace(config.search, references=False)
     )
-    ctx = search_context(task, config)
-    ctx.workdir = work
-    with LatencyMeter(config.measure, task.example_inputs) as meter:
-        meter.set_baseline(baseline)
-        ctx.meter = meter
+    settings = settings_for(task, config)
+    with measuring(settings) as resources:
         log("sensitivity pass ...")
-        seeds = sensitivity_params(prune_only(ctx))
-        study, seconds = run_search(ctx, trials=trials, sampler="tpe", seeds=seeds, progress=True)
-    model, best = best_model(ctx, study)
+        seeds = sensitivity_params(prune_only(settings))
+        study, seconds = run_search(
+            settings, resources, trials=trials, sampler="tpe", seeds=seeds, progress=True
+        )
+    model, best = best_model(settings, study)
     spec = spec_from_params(best.params)
     facts = {
         "trials": trials,
@@ -106,13 +110,14 @@ def our_search(task, config, trials: int, work: Path, baseline: Path, log) -> tu
         "search_seconds": seconds,
         "deploy": dataclasses.asdict(spec),
         "flops_ratio": best.user_attrs["flops_ratio"],
-        "removed_units": best.user_attrs.get("removed_units", []),
-        "depth_units": [unit.name for unit in ctx.depth_units],
+        "removed_units": list(best.user_attrs.get("removed_units") or []),
+        "depth_units": [unit.name for unit in settings.depth_units],
         "trial_table": [
             {
                 "number": t.number,
                 "removed_units": t.user_attrs.get("removed_units"),
-                "deploy": f"{t.params.get(QUANTIZATION_PARAM)}/{t.params.get(FUSION_PARAM)}",
+                "deploy": f"{t.params.get(QUANTIZATION_PARAM)}/{t.params.get(FUSION_PARAM)}"
+                f"/ends fp32 {t.params.get(KEEP_ENDS_PARAM)}",
                 "flops_ratio": t.user_attrs.get("flops_ratio"),
                 "dev_spearman": t.user_attrs.get("accuracy"),
                 "latency_ratio": t.user_attrs.get("latency_ratio"),
@@ -126,7 +131,7 @@ def our_search(task, config, trials: int, work: Path, baseline: Path, log) -> tu
     log(f"recovering the best plan (#{best.number}, {spec}) ...")
     model = recover_model(task, model, config.recovery, progress=False)
     facts["test_spearman_after_recovery_fp32"] = task.evaluate_test(model)
-    artifact = make_artifact(ctx, model, spec, work / "ours.onnx").path
+    artifact = make_artifact(settings, model, spec, work / "ours.onnx").path
     return model, artifact, facts
 
 
@@ -139,7 +144,9 @@ def run(args, session) -> tuple[dict, str]:
     trials = args.trials or (8 if args.quick else 10)
     config = task_config("minilm-stsb")
     if args.quick:
-        config.recovery = dataclasses.replace(config.recovery, steps=10)
+        config = dataclasses.replace(
+            config, recovery=dataclasses.replace(config.recovery, steps=10)
+        )
     plan = (
         TimingPlan(session.threads, rounds=3, runs_per_round=6, max_seconds=3)
         if args.quick
@@ -151,7 +158,7 @@ def run(args, session) -> tuple[dict, str]:
         work = Path(folder)
         log("building the Optimum-style and NNCF artifacts ...")
         artifacts = baselines(task, work)
-        student, artifacts[OURS], ours = our_search(task, config, trials, work, artifacts[ORT], log)
+        student, artifacts[OURS], ours = our_search(task, config, trials, work, log)
         rows = {
             EAGER: {
                 "spearman": task.evaluate_test(task.model),

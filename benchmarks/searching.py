@@ -1,9 +1,9 @@
 """The methods a benchmark compares: our search (variants) and torch-pruning's own pruners.
 
-Our search is driven here with compressor's own pieces (``SearchContext``, the Optuna study
-of ``search/loop.py``, the seeds of ``api._search``) rather than through ``run_compression``,
-so that several searches in one benchmark share one sensitivity pass and one baseline
-evaluation, and spend exactly the same trial budget.
+Our search runs through the same pipeline steps as ``compress`` (:mod:`compressor.pipeline`:
+settings, study seeding, search, choice) rather than through ``run_compression``, so that
+several searches in one benchmark share one sensitivity pass and one baseline evaluation,
+and spend exactly the same trial budget.
 """
 
 from __future__ import annotations
@@ -19,42 +19,36 @@ import optuna
 import torch_pruning as tp
 from torch import nn
 
+from compressor import pipeline
 from compressor.config import CompressConfig
 from compressor.measure.flops import count_flops
-from compressor.progress import progress_mode
 from compressor.recover import recalibrate_batchnorm
-from compressor.search import setup
-from compressor.search.candidate import SearchContext, build_candidate
-from compressor.search.loop import best_feasible_trial, make_sampler, run_study
-from compressor.search.progress import TrialProgress
-from compressor.search.seeds import (
-    REFERENCE_ATTR,
-    Sensitivity,
-    measure_sensitivity,
-    reference_params,
-    seed_params,
-)
+from compressor.search.candidate import build_candidate
+from compressor.search.context import Resources, SearchSettings, search_settings
+from compressor.search.samplers import make_sampler
+from compressor.search.seeds import Sensitivity
 from compressor.search.storage import open_study
 from compressor.tasks import Task
 
 
-def search_context(task: Task, config: CompressConfig) -> SearchContext:
-    """The context ``compress`` builds (budget, pruner, fixed calibration batches)."""
+def settings_for(task: Task, config: CompressConfig) -> SearchSettings:
+    """The settings ``compress`` builds (budget, pruner, fixed calibration batches)."""
     model = task.model.eval()
-    baseline_accuracy = task.evaluate(model) if config.max_accuracy_drop is not None else None
-    return setup.search_context(
-        task, config, count_flops(model, task.example_inputs), baseline_accuracy
+    accuracy = task.evaluate(model) if config.max_accuracy_drop is not None else None
+    return search_settings(
+        task, config, count_flops(model, task.example_inputs), baseline_accuracy=accuracy
     )
 
 
-def sensitivity_params(ctx: SearchContext) -> Sensitivity:
-    """The sensitivity seeds' preferences (one evaluation per group and per depth unit),
+def sensitivity_params(settings: SearchSettings) -> Sensitivity:
+    """The sensitivity passes' preferences (one evaluation per group and per depth unit),
     computed once."""
-    return measure_sensitivity(ctx, ctx.evaluate(ctx.model))
+    return pipeline.sensitivity_seed(settings, settings.evaluate(settings.model))
 
 
 def run_search(
-    ctx: SearchContext,
+    settings: SearchSettings,
+    resources: Resources,
     *,
     trials: int,
     sampler: str = "tpe",
@@ -65,48 +59,50 @@ def run_search(
     """One study of ``trials`` trials (seeded plans included); returns it and its seconds.
 
     ``seeds``: the sensitivity preferences; with them the study starts like ``compress``
-    does (``compressor.search.seeds``: uniform per deployment mode, sensitivity, depth,
-    then the reference pipelines when the config asks for them, run on top of ``trials``).
-    Without, every trial comes from the sampler (B3 compares samplers alone).
+    does (:func:`compressor.pipeline.seed_study`: uniform, sensitivity and depth plans, then
+    the reference pipelines when the config asks for them, on top of ``trials``). Without,
+    every trial comes from the sampler (B3 compares samplers alone).
     """
-    search = ctx.config.search
-    if seeds is not None:  # the reference pipelines run on top of the searched trials
-        trials += len(reference_params(ctx))
+    settings = with_search(settings, trials=trials, sampler=sampler, seed=seed)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-study-") as folder:
         url = f"sqlite:///{Path(folder) / 'study.db'}"
         study = open_study(url, "compress", make_sampler(sampler, seed, trials))
         if seeds is not None:
-            for params in seed_params(ctx, seeds):
-                study.enqueue_trial(params)
-            for name, params in reference_params(ctx):
-                study.enqueue_trial(params, user_attrs={REFERENCE_ATTR: name})
-        with TrialProgress(study, trials, progress_mode(progress)) as report:
-            run_study(study, ctx, trials, search.time_budget, report)
+            pipeline.seed_study(study, settings, seeds)
+        pipeline.search(study, settings, resources, progress=progress)
         # The storage closes with the folder; keep the finished trials in memory.
         study = _in_memory_copy(study)
     return study, time.perf_counter() - started
 
 
 def best_model(
-    ctx: SearchContext, study: optuna.Study
+    settings: SearchSettings, study: optuna.Study
 ) -> tuple[nn.Module, optuna.trial.FrozenTrial]:
-    """The best feasible trial's plan rebuilt (adaptive BN applied)."""
-    best = best_feasible_trial(study, fastest=ctx.config.max_accuracy_drop is not None)
-    if best is None:
-        raise RuntimeError("no trial of the search met the FLOPs budget")
-    model, _ = build_candidate(
-        ctx, best.user_attrs["ratios"], best.user_attrs.get("removed_units", ())
-    )
+    """The chosen trial's plan rebuilt (adaptive BN applied), as ``compress`` chooses it."""
+    best = pipeline.choose(study, settings)
+    model, _ = build_candidate(settings, best.user_attrs["ratios"], pipeline.removed_units_of(best))
     return model, best
 
 
-def prune_only(ctx: SearchContext, **search) -> SearchContext:
-    """The context scoring plain pruned PyTorch models (no artifact, no latency term)."""
-    config = copy.deepcopy(ctx.config)
-    config.deploy.export = False
-    config.search = dataclasses.replace(config.search, **search)
-    return dataclasses.replace(ctx, config=config, meter=None, workdir=None)
+def with_search(settings: SearchSettings, **search) -> SearchSettings:
+    """``settings`` with search options replaced (a new frozen config; nothing mutated)."""
+    config = settings.config
+    config = dataclasses.replace(config, search=dataclasses.replace(config.search, **search))
+    return dataclasses.replace(settings, config=config)
+
+
+def prune_only(settings: SearchSettings, **search) -> SearchSettings:
+    """Settings scoring plain pruned PyTorch models (no artifact; with :data:`NO_METER`
+    resources no latency term either)."""
+    config = settings.config
+    config = dataclasses.replace(config, deploy=dataclasses.replace(config.deploy, export=False))
+    return with_search(dataclasses.replace(settings, config=config), **search)
+
+
+def without_meter(resources: Resources) -> Resources:
+    """The same scratch folder, no latency measurement (pruning-only rewards)."""
+    return dataclasses.replace(resources, meter=None, baseline_artifact=None)
 
 
 def torch_pruning(

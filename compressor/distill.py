@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from compressor.config import RecoveryConfig
 from compressor.progress import Steps, progress_mode
+
+if TYPE_CHECKING:  # a type only: the config imports the recovery registry, not this
+    from compressor.config import RecoveryConfig
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
@@ -143,44 +146,3 @@ def embedding_recovery(batches: Sequence) -> Callable[..., nn.Module]:
         )
 
     return recover
-
-
-def recover_model(
-    task,
-    student: nn.Module,
-    config: RecoveryConfig,
-    progress: bool = True,
-    depth_pruned: bool = False,
-) -> nn.Module:
-    """The chosen variant's recovery: the task's own hook, else the configured method
-    (``fine_tune`` on the task's loss, or ``distill`` from the uncompressed model; ``auto``
-    distils a ``depth_pruned`` model and fine-tunes the others).
-
-    Why ``auto``: with whole blocks gone, the remaining ones must take over what the removed
-    blocks computed, and the unpruned model's logits say what that was more densely than
-    the labels do (measured on ResNet-56, 1 epoch: blocks removed evenly reached only 82.5 %
-    test with plain fine-tuning, below a width plan's 86.7 %)."""
-    from compressor.recover import fine_tune
-
-    if task.recover is not None:
-        return task.recover(student, task.model, config, progress)
-    if config.method == "distill" or (config.method == "auto" and depth_pruned):
-        return distill(
-            student,
-            task.model,
-            task.train_data,
-            logits_kd_loss(),
-            epochs=config.epochs,
-            steps=config.steps,
-            lr=config.lr,
-            optimizer="sgd",
-            progress=progress,
-        )
-    return fine_tune(
-        student,
-        task.train_data,
-        task.loss_fn,
-        epochs=config.epochs,
-        lr=config.lr,
-        progress=progress,
-    )

@@ -8,8 +8,8 @@ import pytest
 
 from compressor.config import CompressConfig
 from compressor.errors import UserInputError
+from compressor.search.context import accuracy_floor
 from compressor.search.loop import best_feasible_trial
-from compressor.search.setup import accuracy_floor
 
 
 def _study(trials: list[dict]) -> optuna.Study:

@@ -7,8 +7,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from compressor.actions.depth import declared_units, find_units, remove_units
-from compressor.artifacts import load_model, save_model
 from compressor.measure.flops import count_flops
+from compressor.saved_model import load_model, save_model
 from compressor.tasks.digits import DigitsResNet, identity_blocks
 from compressor.tasks.resnet_cifar import CifarResNet, residual_blocks
 

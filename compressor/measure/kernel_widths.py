@@ -182,7 +182,7 @@ def stored_kernel_widths(threads: int) -> KernelWidths | None:
 def cached_kernel_widths(threads: int = 2, refresh: bool = False) -> KernelWidths:
     """:func:`measure_kernel_widths` once per machine (CPU model + threads), then from
     ``$COMPRESSOR_CACHE/kernel-widths.json``."""
-    from compressor.artifacts import write_json
+    from compressor.run_folder import write_json
 
     stored = None if refresh else stored_kernel_widths(threads)
     if stored is not None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compressor.actions.deploy import DeploySpec
-from compressor.search.candidate import SearchContext
+from compressor.actions.artifact import DeploySpec
+from compressor.logs import LOGGER
+from compressor.search.context import SearchSettings
 from compressor.search.sensitivity import (
     group_sensitivity,
     preferences_from_sensitivity,
@@ -44,58 +45,56 @@ class Sensitivity:
     depth: dict[str, float]
 
 
-def measure_sensitivity(ctx: SearchContext, baseline_accuracy: float, log=None) -> Sensitivity:
+def measure_sensitivity(settings: SearchSettings, baseline_accuracy: float) -> Sensitivity:
     """One proxy evaluation per width group and per depth unit."""
-    step = ctx.config.prune.ratio_step
-    if log:
-        log(
-            f"sensitivity of {len(ctx.groups)} groups and {len(ctx.depth_units)} depth units "
-            "(each pruned alone) ...",
-            flush=True,
-        )
-    widths = preferences_from_sensitivity(group_sensitivity(ctx, baseline_accuracy), step)
+    step = settings.config.prune.ratio_step
+    LOGGER.info(
+        f"sensitivity of {len(settings.groups)} groups and {len(settings.depth_units)} "
+        "depth units (each pruned alone) ..."
+    )
+    widths = preferences_from_sensitivity(group_sensitivity(settings, baseline_accuracy), step)
     depth = (
-        preferences_from_sensitivity(unit_sensitivity(ctx, baseline_accuracy), step)
-        if ctx.depth_units
+        preferences_from_sensitivity(unit_sensitivity(settings, baseline_accuracy), step)
+        if settings.depth_units
         else {}
     )
     return Sensitivity(widths, depth)
 
 
-def seed_params(ctx: SearchContext, sensitivity: Sensitivity) -> list[dict]:
+def seed_params(settings: SearchSettings, sensitivity: Sensitivity) -> list[dict]:
     """The seeded trials' parameters, in the order they are queued (see module docstring)."""
-    config = ctx.config
-    keep_depth = no_depth_params(ctx.depth_units)
+    config = settings.config
+    keep_depth = no_depth_params(settings.depth_units)
     preferred = preferred_deploy_params(config.deploy)
     widths = {preference_param(name): value for name, value in sensitivity.widths.items()}
     seeds = [
-        {**uniform_params(ctx.groups), **deploy, **keep_depth}
+        {**uniform_params(settings.groups), **deploy, **keep_depth}
         for deploy in seed_deploy_params(config.deploy)
     ]
     seeds.append({**widths, **preferred, **keep_depth})
-    if ctx.depth_units:
+    if settings.depth_units:
         seeds.append({**widths, **preferred, **depth_params(1.0, sensitivity.depth)})
         seeds.append({**widths, **preferred, **depth_params(0.5, sensitivity.depth)})
     return seeds
 
 
-def study_budget(ctx: SearchContext) -> int:
+def study_budget(settings: SearchSettings) -> int:
     """Trials the study runs: ``search.trials`` searched plans plus the reference pipelines
     (on top, so asking for references never takes trials from the search)."""
-    return ctx.config.search.trials + len(reference_params(ctx))
+    return settings.config.search.trials + len(reference_params(settings))
 
 
-def reference_params(ctx: SearchContext) -> list[tuple[str, dict]]:
+def reference_params(settings: SearchSettings) -> list[tuple[str, dict]]:
     """The unpruned model's obvious pipelines, ``(name, parameters)``: fp32, fp32 fused,
     each allowed INT8 mode fused. None without export or with ``search.references`` off."""
-    config = ctx.config
+    config = settings.config
     if not config.deploy.export or not config.search.references:
         return []
     fusion = max(config.deploy.fusion)
     specs = [DeploySpec("none", False)] if False in config.deploy.fusion else []
     specs += [DeploySpec(mode, fusion) for mode in config.deploy.quantization]
-    unpruned = {preference_param(group.name): 0.0 for group in ctx.groups}
-    unpruned |= no_depth_params(ctx.depth_units)
+    unpruned = {preference_param(group.name): 0.0 for group in settings.groups}
+    unpruned |= no_depth_params(settings.depth_units)
     if config.target_flops is None:  # the searched FLOPs level: the whole model
         unpruned[FLOPS_LEVEL_PARAM] = 1.0
     return [

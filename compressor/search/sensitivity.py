@@ -7,29 +7,34 @@ then refines it. Costs one candidate evaluation per group.
 
 from __future__ import annotations
 
-from compressor.search.candidate import SearchContext, build_candidate, checked_metric
+from compressor.search.candidate import build_candidate, checked_metric
+from compressor.search.context import SearchSettings
 
 
 def group_sensitivity(
-    ctx: SearchContext, baseline_accuracy: float, probe_ratio: float = 0.5
+    settings: SearchSettings, baseline_accuracy: float, probe_ratio: float = 0.5
 ) -> dict[str, float]:
     """Proxy-accuracy drop (>= 0) for each group pruned alone by ``probe_ratio``."""
     return {
-        group.name: _drop(ctx, baseline_accuracy, {group.name: probe_ratio}) for group in ctx.groups
+        group.name: _drop(settings, baseline_accuracy, {group.name: probe_ratio})
+        for group in settings.groups
     }
 
 
-def unit_sensitivity(ctx: SearchContext, baseline_accuracy: float) -> dict[str, float]:
+def unit_sensitivity(settings: SearchSettings, baseline_accuracy: float) -> dict[str, float]:
     """Proxy-accuracy drop (>= 0) for each depth unit removed alone (adaptive BN applied):
     which blocks a network can lose is measured, not guessed (the first and last block of
     a stage usually matter more)."""
-    return {unit.name: _drop(ctx, baseline_accuracy, {}, (unit.name,)) for unit in ctx.depth_units}
+    return {
+        unit.name: _drop(settings, baseline_accuracy, {}, (unit.name,))
+        for unit in settings.depth_units
+    }
 
 
-def _drop(ctx: SearchContext, baseline_accuracy: float, ratios: dict, removed=()) -> float:
-    model, _ = build_candidate(ctx, ratios, removed)
+def _drop(settings: SearchSettings, baseline_accuracy: float, ratios: dict, removed=()) -> float:
+    model, _ = build_candidate(settings, ratios, removed)
     try:
-        accuracy = checked_metric(ctx.evaluate(model))
+        accuracy = checked_metric(settings.evaluate(model))
     except Exception:  # a plan we cannot judge is treated as the most sensitive
         accuracy = 0.0
     return max(0.0, baseline_accuracy - accuracy)
