@@ -25,6 +25,7 @@ from compressor.config import (
 from compressor.environment import environment_info
 from compressor.errors import UserInputError
 from compressor.logs import LOGGER, console_output
+from compressor.measure.kernel_widths import stored_kernel_widths
 from compressor.measure.latency import default_threads
 from compressor.records import Baseline, Target, to_json, trial_record, worker_summary
 from compressor.report import save_run_info, write_report
@@ -191,11 +192,15 @@ def _run(task: Task, config: CompressConfig, verbose: bool, existing: str) -> Co
     output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(output_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    threads = config.measure.threads or default_threads()
     environment = {
         "task": task.name,
         "task_description": task.description,
-        **environment_info(config.measure.device, config.measure.threads or default_threads()),
+        **environment_info(config.measure.device, threads),
     }
+    widths = stored_kernel_widths(threads)  # shown when measured; never measured here
+    if widths is not None:
+        environment["kernel_widths"] = widths.multiples
     # The study is seeded and published before this process times anything, so workers
     # that wait for it set up while this process does.
     study = _start_study(task, settings, baseline, target, environment, output_dir)

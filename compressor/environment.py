@@ -73,9 +73,4 @@ def environment_info(device: str, threads: int) -> dict:
         import torch
 
         info["gpu"] = torch.cuda.get_device_name()
-    from compressor.measure.kernel_widths import stored_kernel_widths
-
-    widths = stored_kernel_widths(threads)  # shown when measured; never measured here
-    if widths is not None:
-        info["kernel_widths"] = widths.multiples
     return info

@@ -154,7 +154,7 @@ def _median_ms(session, feed: dict, runs: int) -> float:
 
 
 def _cache() -> tuple[Path, dict]:
-    from compressor.tasks.digits import cache_dir
+    from compressor.tasks.common import cache_dir
 
     path = cache_dir() / "kernel-widths.json"
     return path, (json.loads(path.read_text()) if path.is_file() else {})

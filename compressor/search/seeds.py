@@ -90,9 +90,10 @@ def reference_params(settings: SearchSettings) -> list[tuple[str, dict]]:
     config = settings.config
     if not config.deploy.export or not config.search.references:
         return []
-    fusion = max(config.deploy.fusion)
-    specs = [DeploySpec("none", False)] if False in config.deploy.fusion else []
-    specs += [DeploySpec(mode, fusion) for mode in config.deploy.quantization]
+    # Only what the study may choose: a reference outside the allowed modes cannot be a trial.
+    fusion, modes = max(config.deploy.fusion), config.deploy.quantization
+    specs = [DeploySpec("none", False)] if "none" in modes and False in config.deploy.fusion else []
+    specs += [DeploySpec(mode, fusion) for mode in modes]
     unpruned = {preference_param(group.name): 0.0 for group in settings.groups}
     unpruned |= no_depth_params(settings.depth_units)
     if config.target_flops is None:  # the searched FLOPs level: the whole model
