@@ -31,11 +31,15 @@ OVERRIDES = (
     ("task", ("task",)),
     ("target_flops", ("target_flops",)),
     ("target_latency", ("target_latency",)),
+    ("max_accuracy_drop", ("max_accuracy_drop",)),
     ("output", ("output",)),
     ("trials", ("search", "trials")),
     ("time_budget", ("search", "time_budget")),
     ("trial_timeout", ("search", "trial_timeout")),
     ("seed", ("search", "seed")),
+    ("references", ("search", "references")),
+    ("depth", ("prune", "depth")),
+    ("depth_units", ("prune", "depth_units")),
     ("sampler", ("search", "sampler")),
     ("reward", ("search", "reward")),
     ("importance", ("prune", "importance")),
@@ -107,6 +111,34 @@ def build_parser() -> argparse.ArgumentParser:
         dest="time_budget",
         type=float,
         help="stop the search after this many seconds",
+    )
+    parser.add_argument(
+        "--max-accuracy-drop",
+        dest="max_accuracy_drop",
+        metavar="PTS",
+        help="choose the fastest variant whose validation accuracy is within PTS points of "
+        "the unpruned model's (with or without FLOPs / latency targets)",
+    )
+    parser.add_argument(
+        "--no-references",
+        dest="references",
+        action="store_const",
+        const=False,
+        help="do not score the unpruned model's fp32 / fused / INT8 pipelines as trials",
+    )
+    parser.add_argument(
+        "--no-depth",
+        dest="depth",
+        action="store_const",
+        const=False,
+        help="never remove whole residual blocks / encoder layers",
+    )
+    parser.add_argument(
+        "--depth-units",
+        dest="depth_units",
+        metavar="GLOB",
+        help="only blocks / layers whose name matches this glob may be removed "
+        "(e.g. 'layer*.*'; default: the task's declared units, else those found)",
     )
     parser.add_argument("--seed", type=int, help="seed for the sampler (default 0)")
     parser.add_argument("--output", help="output folder (default runs/<timestamp>)")
@@ -308,8 +340,8 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
             if not isinstance(section, dict):
                 raise UserInputError(f"config section {key!r} must be a mapping")
         section[path[-1]] = value
-    if "target_latency" in data and "target_flops" not in data:
-        data["target_flops"] = None  # a latency target alone: the FLOPs level is searched
+    if ("target_latency" in data or "max_accuracy_drop" in data) and "target_flops" not in data:
+        data["target_flops"] = None  # no FLOPs target: the FLOPs level is searched
     try:
         return CompressConfig.from_dict(data)
     except TypeError as exc:  # a value of the wrong type that dataclass init refused

@@ -111,6 +111,23 @@ def parse_latency_target(text: str | float | int) -> LatencyTarget:
     return LatencyTarget(float(match.group(1)), is_ratio=match.group(2) is None)
 
 
+def parse_accuracy_drop(value: Any) -> float:
+    """``--max-accuracy-drop``: points of the metric in percent (1 = one point), 0 <= x < 100."""
+    problem = (
+        "max accuracy drop must be a number of points in [0, 100) (1 = one point of "
+        f"accuracy); got {value!r}"
+    )
+    if isinstance(value, bool):
+        raise UserInputError(problem)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserInputError(problem) from None
+    if not math.isfinite(number) or not 0.0 <= number < 100.0:
+        raise UserInputError(problem)
+    return number
+
+
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UserInputError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
@@ -141,9 +158,21 @@ class PruneConfig:
     ignore_layers: tuple[str, ...] = ()  # module names whose output channels stay intact
     # Issue 17: a group whose pruning breaks the forward is excluded (and listed) unless set.
     strict_groups: bool = False
+    # Issue 14: whole residual blocks / encoder layers are removed too (compressor.actions.
+    # depth), searched with the widths; `depth_units` is a glob restricting which ones.
+    depth: bool = True
+    depth_units: str | None = None
 
     def __post_init__(self) -> None:
         IMPORTANCES.check("prune.importance", self.importance)
+        if not isinstance(self.depth, bool):
+            raise UserInputError(f"prune.depth must be true or false; got {self.depth!r}")
+        if self.depth_units is not None and (
+            not isinstance(self.depth_units, str) or not self.depth_units.strip()
+        ):
+            raise UserInputError(
+                f"prune.depth_units must be a glob such as 'layer*.*'; got {self.depth_units!r}"
+            )
         if self.round_to is not None and (not isinstance(self.round_to, int) or self.round_to < 1):
             raise UserInputError(
                 f"prune.round_to must be a positive integer; got {self.round_to!r}"
@@ -183,8 +212,14 @@ class SearchConfig:
     # (postgresql://user@host/db) lets `compress worker` processes join the same study.
     storage: str | None = None
     study: str = "compress"
+    # Issue 14: the unpruned model's fp32 / fused / INT8 pipelines are seeded trials too.
+    references: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.references, bool):
+            raise UserInputError(
+                f"search.references must be true or false; got {self.references!r}"
+            )
         if self.storage is not None and not (
             isinstance(self.storage, str) and _STORAGE_RE.match(self.storage)
         ):
@@ -248,14 +283,15 @@ class RecoveryConfig:
     """Recovery of the chosen variant. The batches are the task's (their size is the task's).
 
     ``method``: a registered recovery (``fine_tune``; ``distill`` learns from the
-    uncompressed model, logits KL + labels); tasks with their own recovery (sentence
+    uncompressed model, logits KL + labels; ``auto``, the default, distils a plan that
+    removed whole blocks and fine-tunes the others); tasks with their own recovery (sentence
     encoders: embedding distillation) ignore it. ``steps``, when set, replaces ``epochs`` as
     the budget, for every method.
     """
 
     epochs: int = 3
     lr: float = 0.01
-    method: str = "fine_tune"
+    method: str = "auto"
     steps: int | None = None
 
     def __post_init__(self) -> None:
@@ -391,12 +427,23 @@ class CompressConfig:
     deploy: DeployConfig = field(default_factory=DeployConfig)
     target_latency: LatencyTarget | None = None
     images: ImagesConfig = field(default_factory=ImagesConfig)
+    # Issue 14: the fastest variant whose validation accuracy is within this many points of
+    # the baseline's (with or without FLOPs / latency targets).
+    max_accuracy_drop: float | None = None
 
     def __post_init__(self) -> None:
         if self.target_latency is not None and not isinstance(self.target_latency, LatencyTarget):
             _set(self, target_latency=parse_latency_target(self.target_latency))
-        if self.target_flops is None and self.target_latency is None:
-            raise UserInputError("give --target-flops, --target-latency or both")
+        if self.max_accuracy_drop is not None:
+            _set(self, max_accuracy_drop=parse_accuracy_drop(self.max_accuracy_drop))
+        if (
+            self.target_flops is None
+            and self.target_latency is None
+            and (self.max_accuracy_drop is None)
+        ):
+            raise UserInputError(
+                "give --target-flops, --target-latency or --max-accuracy-drop (or several)"
+            )
         if self.target_flops is not None and not isinstance(self.target_flops, FlopsTarget):
             _set(self, target_flops=parse_flops_target(self.target_flops))
         if self.output is not None:
@@ -447,6 +494,7 @@ class CompressConfig:
             elif key in (
                 "target_flops",
                 "target_latency",
+                "max_accuracy_drop",
                 "task",
                 "output",
                 "data",

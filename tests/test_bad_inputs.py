@@ -142,6 +142,15 @@ CASES = {
         "ignored layer 'head' is not a module",
     ),
 }
+# --max-accuracy-drop takes points in [0, 100): anything else is refused before any work.
+for _value in ("-1", "100", "abc"):
+    CASES[f"max accuracy drop {_value}"] = (
+        lambda d, v=_value: (
+            _cli(d, "_real_model_helpers:tiny_cnn", "images") + ["--max-accuracy-drop", v]
+        ),
+        f"max accuracy drop must be a number of points in [0, 100) (1 = one point of "
+        f"accuracy); got '{_value}'",
+    )
 
 
 def _text(data):

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from compressor.actions.depth import DepthUnit, declared_units, find_units
 from compressor.actions.export import export_onnx
 from compressor.actions.prune import ChannelGroup
 from compressor.actions.pruner import ChannelPruner, ExcludedGroup, Pruner, usable_groups
@@ -47,6 +48,9 @@ class SearchSettings:
     # Groups left whole because pruning them breaks the forward (issue 17).
     excluded_groups: tuple[ExcludedGroup, ...] = ()
     flops_cache: dict = field(default_factory=dict, compare=False, repr=False)
+    depth_units: tuple[DepthUnit, ...] = ()  # removable blocks / layers (issue 14)
+    # --max-accuracy-drop: the lowest validation accuracy a feasible trial may have.
+    accuracy_floor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -62,10 +66,15 @@ class Resources:
 
 
 def search_settings(
-    task: Task, config: CompressConfig, baseline_flops: int, flops_budget: int | None = None
+    task: Task,
+    config: CompressConfig,
+    baseline_flops: int,
+    flops_budget: int | None = None,
+    baseline_accuracy: float | None = None,
 ) -> SearchSettings:
     """The settings for ``task`` under ``config``. Raises :class:`UserInputError` when
-    nothing can be pruned."""
+    nothing can be pruned. ``baseline_accuracy`` (validation) sets the
+    ``--max-accuracy-drop`` floor."""
     model = task.model.eval()
     if flops_budget is None:
         flops_budget = flops_budget_of(config, baseline_flops)
@@ -94,12 +103,33 @@ def search_settings(
         flops_budget=flops_budget,
         baseline_flops=baseline_flops,
         pruner=pruner,
+        depth_units=tuple(depth_units(task, config)),
+        accuracy_floor=accuracy_floor(config, baseline_accuracy),
     )
 
 
 def excluded_records(settings: SearchSettings) -> tuple[dict[str, str], ...]:
     """The excluded groups as plain records (``result.json``, the study's run info)."""
     return tuple(dataclasses.asdict(group) for group in settings.excluded_groups)
+def accuracy_floor(config: CompressConfig, baseline_accuracy: float | None) -> float | None:
+    """The lowest feasible validation accuracy under ``--max-accuracy-drop`` (points / 100:
+    metrics are fractions in [0, 1])."""
+    if config.max_accuracy_drop is None:
+        return None
+    if baseline_accuracy is None:
+        raise ValueError("--max-accuracy-drop needs the baseline's validation accuracy")
+    return baseline_accuracy - config.max_accuracy_drop / 100.0
+
+
+def depth_units(task: Task, config: CompressConfig) -> list[DepthUnit]:
+    """The task's declared depth units, else those found in its model; none with
+    ``prune.depth`` off. ``prune.depth_units`` (a glob) restricts either."""
+    if not config.prune.depth:
+        return []
+    model, pattern = task.model.eval(), config.prune.depth_units
+    if task.depth_units is not None:
+        return declared_units(model, task.example_inputs, task.depth_units, pattern)
+    return find_units(model, task.example_inputs, pattern)
 
 
 def flops_budget_of(config: CompressConfig, baseline_flops: int) -> int:

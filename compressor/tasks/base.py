@@ -39,6 +39,8 @@ class Task:
             own recovery (e.g. embedding distillation); None = the configured method.
         ignored_reason: why the task leaves ``ignored_layers`` beyond the classifier whole,
             as ``compress inspect`` states it.
+        depth_units: the blocks / layers depth pruning may remove (module paths, see
+            ``compressor.actions.depth``); None = found automatically.
     """
 
     name: str
@@ -54,6 +56,7 @@ class Task:
     pruner: Any = None  # a compressor.actions.pruner.Pruner
     recover: Callable[..., nn.Module] | None = None
     ignored_reason: str = ""
+    depth_units: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,17 @@ def outer_layers(model: nn.Module) -> tuple[str, ...]:
     )
 
 
+def residual_blocks(model: CifarResNet) -> tuple[str, ...]:
+    """The blocks depth pruning may remove: all but each stage's first from stage 2 on,
+    which change the shape (stride 2, zero-padded channels)."""
+    return tuple(
+        f"{stage}.{index}"
+        for stage in ("layer1", "layer2", "layer3")
+        for index, block in enumerate(model.get_submodule(stage))
+        if block.shortcut.stride == 1 and block.shortcut.extra == 0
+    )
+
+
 def load_resnet56(path: Path) -> CifarResNet:
     """ResNet-56 with the checkpoint's weights; every key must match (BatchNorm's
     ``num_batches_tracked`` counters, which the file does not carry, excepted)."""
@@ -196,6 +207,7 @@ def resnet56_task(
         ),
         ignored_layers=outer_layers(model),
         ignored_reason=OUTER_LAYERS_REASON,
+        depth_units=residual_blocks(model),
         description=f"ResNet-56 (option A) on CIFAR-10 JPEGs from {data_root}; "
         f"val = {VALIDATION_IMAGES} held-out train images, test = test/",
     )
