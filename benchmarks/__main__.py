@@ -4,6 +4,7 @@
     python -m benchmarks minilm              [--quick] [--data DIR]   # B2
     python -m benchmarks search-efficiency   [--quick] [--data DIR]   # B3
     python -m benchmarks peak                [--quick]                # B4
+    python -m benchmarks proxy               [--quick] [--data DIR] [--plans N]   # B5
 
 Each writes ``benchmarks/results/<name>-<date>.json`` and ``.md`` (``--results DIR``
 elsewhere), with the machine, thread count, library versions, duration and load average.
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "minilm": "benchmarks.minilm",
     "search-efficiency": "benchmarks.search_efficiency",
     "peak": "benchmarks.peak",
+    "proxy": "benchmarks.proxy",
 }
 
 
@@ -47,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--large-batch", type=int, default=64, help="resnet56: the second batch size timed"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="search-efficiency")
+    parser.add_argument("--plans", type=int, default=None, help="proxy: plans per task (16)")
     return parser.parse_args(argv)
 
 

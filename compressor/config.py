@@ -216,9 +216,13 @@ class MeasureConfig:
     device: str = "cpu"
     threads: int | None = None  # intra-op threads; None = all cores, at most 4
     batch_size: int = 1
-    rounds: int = 6  # candidate and baseline alternate this many times
+    rounds: int = 6  # candidate and baseline alternate at least this many times ...
     runs_per_round: int = 15
     max_seconds: float = 2.0  # cap per comparison, after at least two rounds
+    # ... and go on until the ratio's 95 % interval is within +-ratio_halfwidth (0 = never),
+    # up to max_rounds: on a loaded machine 6 rounds left small models' ratios +-30 % apart.
+    ratio_halfwidth: float = 0.05
+    max_rounds: int = 30
 
     def __post_init__(self) -> None:
         _check_choice("measure.device", self.device, DEVICES)
@@ -226,7 +230,8 @@ class MeasureConfig:
             raise UserInputError(
                 f"measure.threads must be a positive integer; got {self.threads!r}"
             )
-        for name in ("batch_size", "rounds", "runs_per_round"):
+        _check_range("measure.ratio_halfwidth", self.ratio_halfwidth, 0.0, 1.0)
+        for name in ("batch_size", "rounds", "runs_per_round", "max_rounds"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise UserInputError(f"measure.{name} must be a positive integer; got {value!r}")

@@ -1,0 +1,345 @@
+"""B5, proxies: which cheap score ranks compressed candidates as recovery will?
+
+The search scores thousands of candidates it never fine-tunes, so it optimises a *proxy*;
+the variant it ships is judged after recovery. For N plans at the benchmark's FLOPs budget
+(random per-group preferences fitted to the budget, as the search samples them, plus the
+uniform plan; quantization modes in turn), every proxy is computed on the candidate's ONNX
+artifact and compared, by rank, with the accuracy of the same plan's artifact after the
+recovery budget:
+
+- ``adaptive_bn``: the metric after BatchNorm re-estimation (what the search scores today;
+  EagleEye, Li et al. ECCV 2020);
+- ``output_gap``: minus the distillation loss between the artifact's and the unpruned
+  model's outputs on held training inputs (the reconstruction-error family: ThiNet, Luo et
+  al. 2017; NISP, Yu et al. 2018), after adaptive BN, no training;
+- ``distill_k`` (k = 20 / 50 / 100): the metric after k steps of distillation from the
+  unpruned model at a constant learning rate, on a fixed set of training batches whose
+  teacher outputs are cached (one 100-step run scores all three: its first k steps *are*
+  a k-step run).
+
+Recovery here is the benchmark's recovery *method* on a reduced, stated budget (the full
+one-epoch B1 recovery takes ~3.5 min per plan on a quiet 2-core machine): every plan gets
+the same batches in the same order. Spearman (scipy.stats.spearmanr) and Kendall tau, the
+accuracy lost by trusting each proxy's top pick (regret), and the seconds each proxy costs
+per candidate.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import json
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from scipy.stats import kendalltau, spearmanr
+from torch import nn
+
+from benchmarks.common import data_root, fmt, markdown_table
+from benchmarks.searching import search_context
+from benchmarks.tasks import cifar_task, minilm_task, task_config
+from compressor.actions.deploy import DeploySpec
+from compressor.distill import distill, embedding_kd_loss, logits_kd_loss, recover_model
+from compressor.search.artifact import make_artifact, runnable
+from compressor.search.candidate import build_candidate, checked_metric, plan_for
+from compressor.tasks import get_task
+
+DISTILL_STEPS = (20, 50, 100)
+PROXIES = ("adaptive_bn", "output_gap", *(f"distill_{k}" for k in DISTILL_STEPS))
+GOAL_SPEARMAN = 0.8
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one task is cut and recovered for this benchmark."""
+
+    name: str
+    load: Callable  # (args) -> Task
+    modes: tuple[str, ...]  # quantization modes, assigned to plans in turn
+    distill_batches: int  # fixed training batches of the short distillation
+    recovery_steps: int  # the reduced recovery budget (optimiser steps)
+    embeddings: bool  # sentence encoder (embedding loss) rather than a classifier
+    distill_lr: float
+    distill_optimizer: str
+
+
+def _cifar(args):
+    if args.quick:
+        return cifar_task(data_root(args.data), val_images=200, test_images=300, batch_size=64)
+    return cifar_task(data_root(args.data), val_images=1000, test_images=2000, batch_size=64)
+
+
+def _minilm(args):
+    if args.quick:
+        return minilm_task(data_root(args.data), test_pairs=200, dev_pairs=200, train_sentences=320)
+    return minilm_task(data_root(args.data), test_pairs=500, train_sentences=150 * 32)
+
+
+def _digits(args):
+    return get_task("digits", verbose=False)
+
+
+SETTINGS = {
+    # Recovery: SGD fine-tuning at lr 0.01 (configs/resnet56-cifar10.yaml) over the first
+    # 150 batches of 64 augmented training images (9 600 images, a fifth of an epoch).
+    "resnet56-cifar10": Setting(
+        "resnet56-cifar10", _cifar, ("none", "static_ort"), 40, 150, False, 0.01, "sgd"
+    ),
+    # Recovery: B2's own (150 AdamW steps of embedding distillation, 32 sentences each).
+    "minilm-stsb": Setting(
+        "minilm-stsb", _minilm, ("none", "dynamic"), 20, 150, True, 1e-4, "adamw"
+    ),
+    "digits": Setting("digits", _digits, ("none", "static_ort"), 10, 60, False, 0.01, "sgd"),
+}
+
+
+def make_plans(ctx, count: int, modes: tuple[str, ...], seed: int = 0) -> list[dict]:
+    """The uniform plan and ``count - 1`` random preference vectors, fitted to the budget."""
+    rng = random.Random(seed)
+    step = ctx.config.prune.ratio_step
+    plans = []
+    for index in range(count):
+        if index == 0:
+            preferences = {group.name: 1.0 for group in ctx.groups}
+        else:
+            preferences = {
+                group.name: round(rng.randint(0, int(round(1 / step))) * step, 6)
+                for group in ctx.groups
+            }
+        ratios, fits = plan_for(ctx, preferences)
+        plans.append(
+            {"index": index, "ratios": ratios, "fits": fits, "mode": modes[index % len(modes)]}
+        )
+    return plans
+
+
+class Scorer:
+    """Scores one plan's artifact: the task's metric and the output gap to the teacher."""
+
+    def __init__(self, ctx, setting: Setting, held: list, folder: Path) -> None:
+        self.ctx, self.setting, self.folder = ctx, setting, folder
+        self.loss = embedding_kd_loss if setting.embeddings else logits_kd_loss()
+        self.held = held  # [(inputs, teacher outputs)]
+
+    def artifact(self, model: nn.Module, mode: str):
+        spec = DeploySpec(mode, True)
+        return runnable(self.ctx, make_artifact(self.ctx, model, spec, self.folder / "c.onnx"))
+
+    def metric(self, model: nn.Module, mode: str, evaluate=None) -> float:
+        return checked_metric((evaluate or self.ctx.evaluate)(self.artifact(model, mode)))
+
+    def gap(self, model: nn.Module, mode: str) -> float:
+        module = self.artifact(model, mode)
+        with torch.no_grad():
+            losses = [float(self.loss(module(*inputs), target)) for inputs, target in self.held]
+        return sum(losses) / len(losses)
+
+
+def _inputs(batch) -> tuple:
+    inputs = batch[0]
+    return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+
+
+def score_plan(task, ctx, setting: Setting, plan: dict, scorer: Scorer, data: dict) -> dict:
+    """Every proxy of one plan, its accuracy after the reduced recovery, and the seconds."""
+    mode = plan["mode"]
+    row = {"plan": plan["index"], "mode": mode}
+    started = time.perf_counter()
+    model, kept = build_candidate(ctx, plan["ratios"])
+    built = time.perf_counter() - started
+    row["channels"] = kept
+    clock = time.perf_counter()
+    row["adaptive_bn"] = scorer.metric(model, mode)
+    row["seconds_adaptive_bn"] = built + time.perf_counter() - clock
+    clock = time.perf_counter()
+    row["output_gap"] = -scorer.gap(model, mode)
+    row["seconds_output_gap"] = built + time.perf_counter() - clock
+
+    student, trained = copy.deepcopy(model), {"seconds": 0.0, "last": time.perf_counter()}
+
+    def checkpoint(step: int, current: nn.Module) -> None:
+        trained["seconds"] += time.perf_counter() - trained["last"]
+        if step in DISTILL_STEPS:
+            clock = time.perf_counter()
+            row[f"distill_{step}"] = scorer.metric(copy.deepcopy(current).eval(), mode)
+            row[f"seconds_distill_{step}"] = (
+                built + trained["seconds"] + time.perf_counter() - clock
+            )
+        trained["last"] = time.perf_counter()
+
+    torch.manual_seed(0)
+    distill(
+        student,
+        ctx.model,
+        data["distill"],
+        embedding_kd_loss if setting.embeddings else logits_kd_loss(),
+        steps=max(DISTILL_STEPS),
+        lr=setting.distill_lr,
+        optimizer=setting.distill_optimizer,
+        progress=False,
+        constant_lr=True,
+        on_step=checkpoint,
+    )
+    clock = time.perf_counter()
+    torch.manual_seed(0)
+    recovered = recover_model(data["recovery_task"], model, data["recovery"], progress=False)
+    row["seconds_recovery"] = time.perf_counter() - clock
+    row["after_recovery"] = scorer.metric(recovered, mode, task.evaluate_test)
+    return row
+
+
+def recovery_setup(task, config, setting: Setting) -> tuple:
+    """The task and recovery config giving every plan the same reduced recovery."""
+    recovery = dataclasses.replace(config.recovery, epochs=1, steps=setting.recovery_steps)
+    if task.recover is not None:  # the task's own recovery (MiniLM: B2's, steps-limited)
+        return task, recovery
+    # fine_tune has no step budget: one pass over the first N batches of a fresh stream.
+    return dataclasses.replace(task, train_data=first_of(task, setting.recovery_steps)), recovery
+
+
+def first_of(task, count: int) -> list:
+    """The first ``count`` training batches, the same for every plan."""
+    from compressor.tasks.image_folder import AugmentedBatches
+
+    batches = task.train_data
+    if isinstance(batches, AugmentedBatches):  # its generator is stateful: restart it
+        batches = AugmentedBatches(batches.inputs, batches.labels, batches.batch_size)
+    return list(itertools.islice(iter(batches), count))
+
+
+def correlations(rows: list[dict]) -> dict:
+    truth = [r["after_recovery"] for r in rows]
+    best = max(truth)
+    summary = {}
+    for proxy in PROXIES:
+        scores = [r[proxy] for r in rows]
+        rho = spearmanr(scores, truth).statistic
+        tau = kendalltau(scores, truth).statistic
+        pick = max(range(len(rows)), key=lambda i: scores[i])
+        seconds = [r[f"seconds_{proxy}"] for r in rows]
+        summary[proxy] = {
+            "spearman": float(rho),
+            "kendall": float(tau),
+            "regret_pt": 100 * (best - truth[pick]),
+            "seconds_per_candidate": sum(seconds) / len(seconds),
+        }
+    return summary
+
+
+def study_task(name: str, args, log) -> dict:
+    setting = SETTINGS[name]
+    task = setting.load(args)
+    config = task_config(name)
+    ctx = search_context(task, config)
+    count = args.plans or (6 if args.quick else 16)
+    plans = make_plans(ctx, count, setting.modes)
+    distill_data = first_of(task, setting.distill_batches)
+    with torch.no_grad():
+        held = [(_inputs(b), ctx.model(*_inputs(b))) for b in distill_data[:4]]
+    recovery_task, recovery = recovery_setup(task, config, setting)
+    data = {"distill": distill_data, "recovery_task": recovery_task, "recovery": recovery}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-proxy-") as folder:
+        ctx.workdir = Path(folder)
+        scorer = Scorer(ctx, setting, held, Path(folder))
+        for plan in plans:
+            row = score_plan(task, ctx, setting, plan, scorer, data)
+            rows.append(row)
+            log(json.dumps({"task": name, **{k: v for k, v in row.items() if k != "channels"}}))
+    return {
+        "task": name,
+        "description": task.description,
+        "plans": count,
+        "flops_budget": ctx.flops_budget,
+        "baseline_flops": ctx.baseline_flops,
+        "modes": setting.modes,
+        "recovery": {"steps": setting.recovery_steps, **dataclasses.asdict(recovery)},
+        "distill": {
+            "steps": DISTILL_STEPS,
+            "batches": setting.distill_batches,
+            "lr": setting.distill_lr,
+            "optimizer": setting.distill_optimizer,
+        },
+        "rows": rows,
+        "correlations": correlations(rows),
+    }
+
+
+def goals(results: list[dict]) -> dict:
+    out = {}
+    for result in results:
+        if result["task"] != "resnet56-cifar10":
+            continue
+        best = max(PROXIES, key=lambda p: result["correlations"][p]["spearman"])
+        value = result["correlations"][best]["spearman"]
+        out["resnet56_proxy_spearman"] = {
+            "value": value,
+            "target": GOAL_SPEARMAN,
+            "met": value >= GOAL_SPEARMAN,
+            "proxy": best,
+            "seconds_per_candidate": result["correlations"][best]["seconds_per_candidate"],
+        }
+    return out
+
+
+def markdown(results: list[dict]) -> str:
+    parts = ["# B5: proxies, rank correlation with accuracy after recovery\n"]
+    for result in results:
+        corr = result["correlations"]
+        parts.append(
+            f"\n## {result['task']}: {result['plans']} plans at FLOPs <= "
+            f"{result['flops_budget'] / result['baseline_flops']:.2f}x, modes "
+            f"{', '.join(result['modes'])}\n\n{result['description']}. Recovery: "
+            f"{result['recovery']['steps']} steps of `{result['recovery']['method']}` at lr "
+            f"{result['recovery']['lr']} (the same batches for every plan). Short distillation: "
+            f"{result['distill']['optimizer']} at constant lr {result['distill']['lr']} on "
+            f"{result['distill']['batches']} fixed training batches.\n\n"
+            + markdown_table(
+                ["proxy", "Spearman", "Kendall tau", "regret (pt)", "s / candidate"],
+                [
+                    [
+                        p,
+                        f"{corr[p]['spearman']:.3f}",
+                        f"{corr[p]['kendall']:.3f}",
+                        f"{corr[p]['regret_pt']:.2f}",
+                        f"{corr[p]['seconds_per_candidate']:.1f}",
+                    ]
+                    for p in PROXIES
+                ],
+            )
+            + "\n"
+            + markdown_table(
+                ["plan", "mode", *PROXIES, "after recovery"],
+                [
+                    [
+                        r["plan"],
+                        r["mode"],
+                        *(fmt(r[p], ".4f") for p in PROXIES),
+                        fmt(r["after_recovery"], ".4f"),
+                    ]
+                    for r in result["rows"]
+                ],
+            )
+        )
+    return "".join(parts)
+
+
+def run(args, session) -> tuple[dict, str]:
+    names = (args.task or "resnet56-cifar10,minilm-stsb").split(",")
+    results = [study_task(name, args, lambda line: print(line, flush=True)) for name in names]
+    data = {"tasks": results, "quick": args.quick}
+    data["goals"] = goals(results)
+    text = markdown(results)
+    for name, goal in data["goals"].items():
+        text += (
+            f"\nGoal {name}: best proxy `{goal['proxy']}` Spearman {goal['value']:.3f} "
+            f"(target >= {goal['target']}: {'met' if goal['met'] else 'not met'}), "
+            f"{goal['seconds_per_candidate']:.1f} s per candidate.\n"
+        )
+    return data, text
