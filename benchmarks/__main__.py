@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--large-batch", type=int, default=64, help="resnet56: the second batch size timed"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="search-efficiency")
+    parser.add_argument(
+        "--samplers", nargs="+", default=None, help="search-efficiency: samplers (default all)"
+    )
     parser.add_argument("--plans", type=int, default=None, help="proxy: plans per task (16)")
     return parser.parse_args(argv)
 

@@ -50,8 +50,6 @@ from compressor.search.artifact import make_artifact, runnable
 from compressor.search.candidate import build_candidate, checked_metric, plan_for
 from compressor.tasks import get_task
 
-DISTILL_STEPS = (20, 50, 100)
-PROXIES = ("adaptive_bn", "output_gap", *(f"distill_{k}" for k in DISTILL_STEPS))
 GOAL_SPEARMAN = 0.8
 
 
@@ -67,12 +65,17 @@ class Setting:
     embeddings: bool  # sentence encoder (embedding loss) rather than a classifier
     distill_lr: float
     distill_optimizer: str
+    distill_steps: tuple[int, ...] = (20, 50, 100)
+
+    @property
+    def proxies(self) -> tuple[str, ...]:
+        return ("adaptive_bn", "output_gap", *(f"distill_{k}" for k in self.distill_steps))
 
 
 def _cifar(args):
     if args.quick:
-        return cifar_task(data_root(args.data), val_images=200, test_images=300, batch_size=64)
-    return cifar_task(data_root(args.data), val_images=1000, test_images=2000, batch_size=64)
+        return cifar_task(data_root(args.data), val_images=200, test_images=300, batch_size=32)
+    return cifar_task(data_root(args.data), val_images=1000, test_images=2000, batch_size=32)
 
 
 def _minilm(args):
@@ -87,15 +90,26 @@ def _digits(args):
 
 SETTINGS = {
     # Recovery: SGD fine-tuning at lr 0.01 (configs/resnet56-cifar10.yaml) over the first
-    # 150 batches of 64 augmented training images (9 600 images, a fifth of an epoch).
+    # 150 batches of 32 augmented training images (4 800 images, a tenth of an epoch): what
+    # 16 plans afford on a shared 2-core machine. Batches of 32 halve every step's cost.
     "resnet56-cifar10": Setting(
-        "resnet56-cifar10", _cifar, ("none", "static_ort"), 40, 150, False, 0.01, "sgd"
+        "resnet56-cifar10",
+        _cifar,
+        ("none", "static_ort"),
+        40,
+        150,
+        False,
+        0.01,
+        "sgd",
+        (10, 25, 50),
     ),
     # Recovery: B2's own (150 AdamW steps of embedding distillation, 32 sentences each).
     "minilm-stsb": Setting(
         "minilm-stsb", _minilm, ("none", "dynamic"), 20, 150, True, 1e-4, "adamw"
     ),
-    "digits": Setting("digits", _digits, ("none", "static_ort"), 10, 60, False, 0.01, "sgd"),
+    "digits": Setting(
+        "digits", _digits, ("none", "static_ort"), 10, 30, False, 0.01, "sgd", (5, 10, 20)
+    ),
 }
 
 
@@ -132,12 +146,16 @@ class Scorer:
         return runnable(self.ctx, make_artifact(self.ctx, model, spec, self.folder / "c.onnx"))
 
     def metric(self, model: nn.Module, mode: str, evaluate=None) -> float:
-        return checked_metric((evaluate or self.ctx.evaluate)(self.artifact(model, mode)))
+        return self.metric_of(self.artifact(model, mode), evaluate)
 
-    def gap(self, model: nn.Module, mode: str) -> float:
-        module = self.artifact(model, mode)
+    def metric_of(self, module, evaluate=None) -> float:
+        return checked_metric((evaluate or self.ctx.evaluate)(module))
+
+    def gap_of(self, module) -> float:
         with torch.no_grad():
-            losses = [float(self.loss(module(*inputs), target)) for inputs, target in self.held]
+            losses = [
+                float(self.loss(module(*inputs), target, None)) for inputs, target in self.held
+            ]
         return sum(losses) / len(losses)
 
 
@@ -155,17 +173,20 @@ def score_plan(task, ctx, setting: Setting, plan: dict, scorer: Scorer, data: di
     built = time.perf_counter() - started
     row["channels"] = kept
     clock = time.perf_counter()
-    row["adaptive_bn"] = scorer.metric(model, mode)
+    module = scorer.artifact(model, mode)
+    built += time.perf_counter() - clock  # the artifact: both proxies need it
+    clock = time.perf_counter()
+    row["adaptive_bn"] = scorer.metric_of(module)
     row["seconds_adaptive_bn"] = built + time.perf_counter() - clock
     clock = time.perf_counter()
-    row["output_gap"] = -scorer.gap(model, mode)
+    row["output_gap"] = -scorer.gap_of(module)
     row["seconds_output_gap"] = built + time.perf_counter() - clock
 
     student, trained = copy.deepcopy(model), {"seconds": 0.0, "last": time.perf_counter()}
 
     def checkpoint(step: int, current: nn.Module) -> None:
         trained["seconds"] += time.perf_counter() - trained["last"]
-        if step in DISTILL_STEPS:
+        if step in setting.distill_steps:
             clock = time.perf_counter()
             row[f"distill_{step}"] = scorer.metric(copy.deepcopy(current).eval(), mode)
             row[f"seconds_distill_{step}"] = (
@@ -179,7 +200,7 @@ def score_plan(task, ctx, setting: Setting, plan: dict, scorer: Scorer, data: di
         ctx.model,
         data["distill"],
         embedding_kd_loss if setting.embeddings else logits_kd_loss(),
-        steps=max(DISTILL_STEPS),
+        steps=max(setting.distill_steps),
         lr=setting.distill_lr,
         optimizer=setting.distill_optimizer,
         progress=False,
@@ -213,11 +234,11 @@ def first_of(task, count: int) -> list:
     return list(itertools.islice(iter(batches), count))
 
 
-def correlations(rows: list[dict]) -> dict:
+def correlations(rows: list[dict], proxies: tuple[str, ...]) -> dict:
     truth = [r["after_recovery"] for r in rows]
     best = max(truth)
     summary = {}
-    for proxy in PROXIES:
+    for proxy in proxies:
         scores = [r[proxy] for r in rows]
         rho = spearmanr(scores, truth).statistic
         tau = kendalltau(scores, truth).statistic
@@ -261,13 +282,14 @@ def study_task(name: str, args, log) -> dict:
         "modes": setting.modes,
         "recovery": {"steps": setting.recovery_steps, **dataclasses.asdict(recovery)},
         "distill": {
-            "steps": DISTILL_STEPS,
+            "steps": setting.distill_steps,
             "batches": setting.distill_batches,
             "lr": setting.distill_lr,
             "optimizer": setting.distill_optimizer,
         },
         "rows": rows,
-        "correlations": correlations(rows),
+        "proxies": setting.proxies,
+        "correlations": correlations(rows, setting.proxies),
     }
 
 
@@ -276,7 +298,7 @@ def goals(results: list[dict]) -> dict:
     for result in results:
         if result["task"] != "resnet56-cifar10":
             continue
-        best = max(PROXIES, key=lambda p: result["correlations"][p]["spearman"])
+        best = max(result["proxies"], key=lambda p: result["correlations"][p]["spearman"])
         value = result["correlations"][best]["spearman"]
         out["resnet56_proxy_spearman"] = {
             "value": value,
@@ -291,7 +313,7 @@ def goals(results: list[dict]) -> dict:
 def markdown(results: list[dict]) -> str:
     parts = ["# B5: proxies, rank correlation with accuracy after recovery\n"]
     for result in results:
-        corr = result["correlations"]
+        corr, proxies = result["correlations"], result["proxies"]
         parts.append(
             f"\n## {result['task']}: {result['plans']} plans at FLOPs <= "
             f"{result['flops_budget'] / result['baseline_flops']:.2f}x, modes "
@@ -310,17 +332,17 @@ def markdown(results: list[dict]) -> str:
                         f"{corr[p]['regret_pt']:.2f}",
                         f"{corr[p]['seconds_per_candidate']:.1f}",
                     ]
-                    for p in PROXIES
+                    for p in proxies
                 ],
             )
             + "\n"
             + markdown_table(
-                ["plan", "mode", *PROXIES, "after recovery"],
+                ["plan", "mode", *proxies, "after recovery"],
                 [
                     [
                         r["plan"],
                         r["mode"],
-                        *(fmt(r[p], ".4f") for p in PROXIES),
+                        *(fmt(r[p], ".4f") for p in proxies),
                         fmt(r["after_recovery"], ".4f"),
                     ]
                     for r in result["rows"]

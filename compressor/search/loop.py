@@ -22,31 +22,64 @@ from compressor.search.storage import HEARTBEAT_SECONDS, fail_dead_trials, worke
 
 
 def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
-    """TPE (multivariate, feasibility-aware) or random sampling, seeded per trial.
+    """A sampler of :data:`SAMPLERS` (TPE multivariate by default), seeded per trial.
 
     Each trial gets a fresh sampler seeded from ``(seed, trial number)`` (see
     :class:`PerTrialSeedSampler`), so a resumed run or a second worker draws what an
-    uninterrupted single run would have drawn, given the same finished trials.
+    uninterrupted single run would have drawn, given the same finished trials. Every
+    sampler here keeps its state in the study (TPE, GP and NSGA-II re-read the trials,
+    CMA-ES stores its optimizer in them), so rebuilding it per trial loses nothing.
     """
-    if name not in ("tpe", "random"):
+    if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}")
-    return PerTrialSeedSampler(lambda trial_seed: _build_sampler(name, trial_seed, trials), seed)
+    return PerTrialSeedSampler(lambda trial_seed: SAMPLERS[name](trial_seed, trials), seed)
 
 
-def _build_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+def _startup(trials: int) -> int:
+    return max(3, min(10, trials // 4))
+
+
+def _tpe(seed: int, trials: int, group: bool = False) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # TPE reads the trials' constraints (Trial.set_constraint) to tell feasible plans apart.
         return optuna.samplers.TPESampler(
             seed=seed,
             multivariate=True,
-            n_startup_trials=max(3, min(10, trials // 4)),
+            group=group,
+            n_startup_trials=_startup(trials),
             # Workers sampling while others' trials run treat those as bad results, so they
             # do not all sample next to the same point; a single process never sees one.
             constant_liar=True,
         )
+
+
+def _gp(seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=_startup(trials))
+
+
+def _cmaes(seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    # Needs the `cmaes` package (dev extra). Categorical deploy choices go to random sampling.
+    return optuna.samplers.CmaEsSampler(
+        seed=seed, n_startup_trials=_startup(trials), warn_independent_sampling=False
+    )
+
+
+def _nsga2(seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    # The default population (50) would make a 30-trial study one random generation.
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, trials // 4))
+
+
+SAMPLERS: dict[str, Callable[[int, int], optuna.samplers.BaseSampler]] = {
+    "tpe": _tpe,
+    "tpe-group": lambda seed, trials: _tpe(seed, trials, group=True),
+    "gp": _gp,
+    "cmaes": _cmaes,
+    "nsga2": _nsga2,
+    "random": lambda seed, trials: optuna.samplers.RandomSampler(seed=seed),
+}
 
 
 class OverBudget(Exception):
