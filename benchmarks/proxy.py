@@ -42,20 +42,25 @@ from scipy.stats import kendalltau, spearmanr
 from torch import nn
 
 from benchmarks.common import data_root, fmt, markdown_table
-from benchmarks.searching import search_context
+from benchmarks.searching import settings_for
 from benchmarks.tasks import cifar_task, minilm_task, task_config
-from compressor.actions.deploy import DeploySpec
-from compressor.distill import distill, embedding_kd_loss, logits_kd_loss, recover_model
-from compressor.recover import recalibrate_batchnorm
-from compressor.search.artifact import make_artifact, runnable
-from compressor.search.candidate import build_candidate, checked_metric, plan_for
+from compressor.actions.artifact import DeploySpec
+from compressor.distill import distill, embedding_kd_loss, logits_kd_loss
+from compressor.recover import recalibrate_batchnorm, recover_model
+from compressor.search.candidate import (
+    build_candidate,
+    checked_metric,
+    make_artifact,
+    plan_for,
+    runnable,
+)
 from compressor.tasks import get_task
 
 GOAL_SPEARMAN = 0.8
 
 
 @dataclass(frozen=True)
-class Setting:
+class BenchSetup:
     """How one task is cut and recovered for this benchmark."""
 
     name: str
@@ -89,11 +94,11 @@ def _digits(args):
     return get_task("digits", verbose=False)
 
 
-SETTINGS = {
+SETUPS = {
     # Recovery: SGD fine-tuning at lr 0.01 (configs/resnet56-cifar10.yaml) over the first
     # 60 batches of 32 augmented training images (1 920 images, 4 % of an epoch): what 16
     # plans afford on a heavily shared 2-core machine (~2.3 s per training step).
-    "resnet56-cifar10": Setting(
+    "resnet56-cifar10": BenchSetup(
         "resnet56-cifar10",
         _cifar,
         ("none", "static_ort"),
@@ -105,29 +110,29 @@ SETTINGS = {
         (10, 20, 40),
     ),
     # Recovery: B2's own (150 AdamW steps of embedding distillation, 32 sentences each).
-    "minilm-stsb": Setting(
+    "minilm-stsb": BenchSetup(
         "minilm-stsb", _minilm, ("none", "dynamic"), 20, 150, True, 1e-4, "adamw"
     ),
-    "digits": Setting(
+    "digits": BenchSetup(
         "digits", _digits, ("none", "static_ort"), 10, 30, False, 0.01, "sgd", (5, 10, 20)
     ),
 }
 
 
-def make_plans(ctx, count: int, modes: tuple[str, ...], seed: int = 0) -> list[dict]:
+def make_plans(settings, count: int, modes: tuple[str, ...], seed: int = 0) -> list[dict]:
     """The uniform plan and ``count - 1`` random preference vectors, fitted to the budget."""
     rng = random.Random(seed)
-    step = ctx.config.prune.ratio_step
+    step = settings.config.prune.ratio_step
     plans = []
     for index in range(count):
         if index == 0:
-            preferences = {group.name: 1.0 for group in ctx.groups}
+            preferences = {group.name: 1.0 for group in settings.groups}
         else:
             preferences = {
                 group.name: round(rng.randint(0, int(round(1 / step))) * step, 6)
-                for group in ctx.groups
+                for group in settings.groups
             }
-        ratios, fits = plan_for(ctx, preferences)
+        ratios, fits = plan_for(settings, preferences)
         plans.append(
             {"index": index, "ratios": ratios, "fits": fits, "mode": modes[index % len(modes)]}
         )
@@ -137,20 +142,22 @@ def make_plans(ctx, count: int, modes: tuple[str, ...], seed: int = 0) -> list[d
 class Scorer:
     """Scores one plan's artifact: the task's metric and the output gap to the teacher."""
 
-    def __init__(self, ctx, setting: Setting, held: list, folder: Path) -> None:
-        self.ctx, self.setting, self.folder = ctx, setting, folder
-        self.loss = embedding_kd_loss if setting.embeddings else logits_kd_loss()
+    def __init__(self, settings, bench: BenchSetup, held: list, folder: Path) -> None:
+        self.settings, self.bench, self.folder = settings, bench, folder
+        self.loss = embedding_kd_loss if bench.embeddings else logits_kd_loss()
         self.held = held  # [(inputs, teacher outputs)]
 
     def artifact(self, model: nn.Module, mode: str):
         spec = DeploySpec(mode, True)
-        return runnable(self.ctx, make_artifact(self.ctx, model, spec, self.folder / "c.onnx"))
+        return runnable(
+            self.settings, make_artifact(self.settings, model, spec, self.folder / "c.onnx").path
+        )
 
     def metric(self, model: nn.Module, mode: str, evaluate=None) -> float:
         return self.metric_of(self.artifact(model, mode), evaluate)
 
     def metric_of(self, module, evaluate=None) -> float:
-        return checked_metric((evaluate or self.ctx.evaluate)(module))
+        return checked_metric((evaluate or self.settings.evaluate)(module))
 
     def gap_of(self, module) -> float:
         with torch.no_grad():
@@ -165,12 +172,12 @@ def _inputs(batch) -> tuple:
     return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
 
 
-def score_plan(task, ctx, setting: Setting, plan: dict, scorer: Scorer, data: dict) -> dict:
+def score_plan(task, settings, bench: BenchSetup, plan: dict, scorer: Scorer, data: dict) -> dict:
     """Every proxy of one plan, its accuracy after the reduced recovery, and the seconds."""
     mode = plan["mode"]
     row = {"plan": plan["index"], "mode": mode}
     started = time.perf_counter()
-    model, kept = build_candidate(ctx, plan["ratios"])
+    model, kept = build_candidate(settings, plan["ratios"])
     built = time.perf_counter() - started
     row["channels"] = kept
     clock = time.perf_counter()
@@ -187,12 +194,14 @@ def score_plan(task, ctx, setting: Setting, plan: dict, scorer: Scorer, data: di
 
     def checkpoint(step: int, current: nn.Module) -> None:
         trained["seconds"] += time.perf_counter() - trained["last"]
-        if step in setting.distill_steps:
+        if step in bench.distill_steps:
             clock = time.perf_counter()
             # Training-mode steps overwrite BatchNorm statistics with momentum averages of
             # a moving network; re-estimate them (adaptive BN again) before scoring.
             snapshot = recalibrate_batchnorm(
-                copy.deepcopy(current), ctx.calibration, ctx.config.search.calibration_samples
+                copy.deepcopy(current),
+                settings.calibration,
+                settings.config.search.calibration_samples,
             )
             row[f"distill_{step}"] = scorer.metric(snapshot, mode)
             row[f"seconds_distill_{step}"] = (
@@ -203,12 +212,12 @@ def score_plan(task, ctx, setting: Setting, plan: dict, scorer: Scorer, data: di
     torch.manual_seed(0)
     distill(
         student,
-        ctx.model,
+        settings.model,
         data["distill"],
-        embedding_kd_loss if setting.embeddings else logits_kd_loss(),
-        steps=max(setting.distill_steps),
-        lr=setting.distill_lr,
-        optimizer=setting.distill_optimizer,
+        embedding_kd_loss if bench.embeddings else logits_kd_loss(),
+        steps=max(bench.distill_steps),
+        lr=bench.distill_lr,
+        optimizer=bench.distill_optimizer,
         progress=False,
         constant_lr=True,
         on_step=checkpoint,
@@ -221,13 +230,13 @@ def score_plan(task, ctx, setting: Setting, plan: dict, scorer: Scorer, data: di
     return row
 
 
-def recovery_setup(task, config, setting: Setting) -> tuple:
+def recovery_setup(task, config, bench: BenchSetup) -> tuple:
     """The task and recovery config giving every plan the same reduced recovery."""
-    recovery = dataclasses.replace(config.recovery, epochs=1, steps=setting.recovery_steps)
+    recovery = dataclasses.replace(config.recovery, epochs=1, steps=bench.recovery_steps)
     if task.recover is not None:  # the task's own recovery (MiniLM: B2's, steps-limited)
         return task, recovery
     # fine_tune has no step budget: one pass over the first N batches of a fresh stream.
-    return dataclasses.replace(task, train_data=first_of(task, setting.recovery_steps)), recovery
+    return dataclasses.replace(task, train_data=first_of(task, bench.recovery_steps)), recovery
 
 
 def first_of(task, count: int) -> list:
@@ -260,42 +269,41 @@ def correlations(rows: list[dict], proxies: tuple[str, ...]) -> dict:
 
 
 def study_task(name: str, args, log) -> dict:
-    setting = SETTINGS[name]
-    task = setting.load(args)
+    bench = SETUPS[name]
+    task = bench.load(args)
     config = task_config(name, measure={"threads": args.threads})
-    ctx = search_context(task, config)
+    settings = settings_for(task, config)
     count = args.plans or (6 if args.quick else 16)
-    plans = make_plans(ctx, count, setting.modes)
-    distill_data = first_of(task, setting.distill_batches)
+    plans = make_plans(settings, count, bench.modes)
+    distill_data = first_of(task, bench.distill_batches)
     with torch.no_grad():
-        held = [(_inputs(b), ctx.model(*_inputs(b))) for b in distill_data[:4]]
-    recovery_task, recovery = recovery_setup(task, config, setting)
+        held = [(_inputs(b), settings.model(*_inputs(b))) for b in distill_data[:4]]
+    recovery_task, recovery = recovery_setup(task, config, bench)
     data = {"distill": distill_data, "recovery_task": recovery_task, "recovery": recovery}
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as folder:
-        ctx.workdir = Path(folder)
-        scorer = Scorer(ctx, setting, held, Path(folder))
+        scorer = Scorer(settings, bench, held, Path(folder))
         for plan in plans:
-            row = score_plan(task, ctx, setting, plan, scorer, data)
+            row = score_plan(task, settings, bench, plan, scorer, data)
             rows.append(row)
             log(json.dumps({"task": name, **{k: v for k, v in row.items() if k != "channels"}}))
     return {
         "task": name,
         "description": task.description,
         "plans": count,
-        "flops_budget": ctx.flops_budget,
-        "baseline_flops": ctx.baseline_flops,
-        "modes": setting.modes,
-        "recovery": {"steps": setting.recovery_steps, **dataclasses.asdict(recovery)},
+        "flops_budget": settings.flops_budget,
+        "baseline_flops": settings.baseline_flops,
+        "modes": bench.modes,
+        "recovery": {"steps": bench.recovery_steps, **dataclasses.asdict(recovery)},
         "distill": {
-            "steps": setting.distill_steps,
-            "batches": setting.distill_batches,
-            "lr": setting.distill_lr,
-            "optimizer": setting.distill_optimizer,
+            "steps": bench.distill_steps,
+            "batches": bench.distill_batches,
+            "lr": bench.distill_lr,
+            "optimizer": bench.distill_optimizer,
         },
         "rows": rows,
-        "proxies": setting.proxies,
-        "correlations": correlations(rows, setting.proxies),
+        "proxies": bench.proxies,
+        "correlations": correlations(rows, bench.proxies),
     }
 
 

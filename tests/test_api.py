@@ -27,8 +27,8 @@ def test_compress_from_python(digits_task, tmp_path):
         config=_fast_config(),
         verbose=False,
     )
-    assert result.best["flops"] <= 26e6
-    assert result.best["accuracy"] >= result.baseline["accuracy"] - 0.03
+    assert result.best.flops <= 26e6
+    assert result.best.accuracy >= result.baseline.accuracy - 0.03
     assert len(result.trials) == 4
     assert isinstance(result.model, torch.nn.Module)
     assert "test accuracy" in str(result) and "written to" in str(result)

@@ -6,13 +6,8 @@ import math
 import optuna
 import pytest
 
-from compressor.search.fidelity import (
-    CHEAP,
-    DISTILLED,
-    FIDELITY,
-    promoted,
-    score_with_fidelity,
-)
+from compressor.records import TrialMetrics
+from compressor.search.fidelity import CHEAP, DISTILLED, promoted, score_with_fidelity
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -36,19 +31,34 @@ def distilled_reward(number: int) -> float:
     return 0.9 - 0.01 * number  # earlier plans distil better: a different order
 
 
+def metrics(accuracy: float, reward: float, feasible: bool = True) -> TrialMetrics:
+    return TrialMetrics(
+        flops=1,
+        flops_ratio=0.5,
+        params=1,
+        ratios={},
+        channels={},
+        accuracy=accuracy,
+        reward=reward,
+        feasible=feasible,
+        budget_excess=-0.1,
+        seconds=1.0,
+    )
+
+
 def objective(fraction: float, rescored: list[int]):
     def run(trial: optuna.Trial) -> float:
         number = trial.number
-        cheap = {"accuracy": CHEAP_REWARDS[number], "reward": CHEAP_REWARDS[number]}
+        cheap = metrics(CHEAP_REWARDS[number], CHEAP_REWARDS[number])
 
         def rescore():
             rescored.append(number)
-            return {"accuracy": 0.95, "reward": distilled_reward(number)}
+            return metrics(0.95, distilled_reward(number))
 
-        metrics = score_with_fidelity(trial, cheap, rescore, fraction)
-        for key, value in metrics.items():
+        scored = score_with_fidelity(trial, cheap, rescore, fraction)
+        for key, value in scored.attrs().items():
             trial.set_user_attr(key, value)
-        return metrics["reward"]
+        return scored.reward
 
     return run
 
@@ -82,13 +92,13 @@ def test_only_the_top_fraction_is_promoted_and_the_value_is_the_highest_fidelity
     for trial in study.trials:
         cheap = CHEAP_REWARDS[trial.number]
         if trial.number in expected:
-            assert trial.user_attrs[FIDELITY] == DISTILLED
+            assert trial.user_attrs["fidelity"] == DISTILLED
             assert trial.value == pytest.approx(distilled_reward(trial.number))
             assert trial.intermediate_values == {CHEAP: cheap, DISTILLED: trial.value}
             assert trial.user_attrs["accuracy"] == 0.95
             assert trial.user_attrs["accuracy_cheap"] == cheap
         else:
-            assert trial.user_attrs[FIDELITY] == CHEAP
+            assert trial.user_attrs["fidelity"] == CHEAP
             assert trial.value == pytest.approx(cheap)
             assert trial.intermediate_values == {CHEAP: cheap}
     # The best trial is chosen on the highest fidelity: a promoted one.
@@ -98,10 +108,8 @@ def test_only_the_top_fraction_is_promoted_and_the_value_is_the_highest_fidelity
 def test_plans_over_the_budget_are_never_promoted():
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
-    metrics = score_with_fidelity(
-        trial, {"accuracy": 0.9, "reward": 0.9, "feasible": False}, pytest.fail, 1.0
-    )
-    assert metrics[FIDELITY] == CHEAP and metrics["reward"] == 0.9
+    scored = score_with_fidelity(trial, metrics(0.9, 0.9, feasible=False), pytest.fail, 1.0)
+    assert scored.fidelity == CHEAP and scored.reward == 0.9
 
 
 def test_a_resumed_study_promotes_as_an_uninterrupted_one(tmp_path):
@@ -115,5 +123,5 @@ def test_a_resumed_study_promotes_as_an_uninterrupted_one(tmp_path):
     resumed.optimize(objective(0.25, second), n_trials=len(CHEAP_REWARDS) - 9)
     assert first + second == expected_promotions(0.25, len(CHEAP_REWARDS))
     assert second  # promotions happened after the resume too
-    fidelities = [t.user_attrs[FIDELITY] for t in resumed.trials]
+    fidelities = [t.user_attrs["fidelity"] for t in resumed.trials]
     assert fidelities.count(DISTILLED) == len(first) + len(second)

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from compressor.actions.prune import channel_groups, prune_model
-from compressor.artifacts import atomic_path, load_model, save_model
 from compressor.recover import fine_tune, first_batches, recalibrate_batchnorm
+from compressor.run_folder import atomic_path
+from compressor.saved_model import load_model, save_model
 from compressor.tasks.digits import DigitsResNet
 
 

@@ -19,22 +19,14 @@ from collections.abc import Callable
 import torch
 
 from compressor.measure.confidence import precise_enough
+from compressor.registry import Registry
 
 Runner = Callable[[], object]
-LOADERS: dict[str, Callable[[str, str, str], Runner]] = {}
+# How each artifact format is loaded into a zero-argument runner.
+LOADERS: Registry[Callable[[str, str, str], Runner]] = Registry("artifact format")
 
 
-def loader(fmt: str):
-    """Register how an artifact format is loaded into a zero-argument runner."""
-
-    def wrap(function):
-        LOADERS[fmt] = function
-        return function
-
-    return wrap
-
-
-@loader("torchscript")
+@LOADERS.register("torchscript", "a TorchScript file, run with torch")
 def _load_torchscript(path: str, inputs_path: str, device: str) -> Runner:
     module = torch.jit.load(path, map_location=device).eval()
     inputs = [t.to(device) for t in torch.load(inputs_path, weights_only=True)]
@@ -46,7 +38,7 @@ def _load_torchscript(path: str, inputs_path: str, device: str) -> Runner:
     return run
 
 
-@loader("eager")
+@LOADERS.register("eager", "a pickled PyTorch module, run eagerly")
 def _load_eager(path: str, inputs_path: str, device: str) -> Runner:
     # A module pickled by the meter's own process moments ago (a trusted file): eager
     # PyTorch, as a user runs it, for "speed-up over PyTorch" comparisons.
@@ -60,7 +52,7 @@ def _load_eager(path: str, inputs_path: str, device: str) -> Runner:
     return run
 
 
-@loader("onnx")
+@LOADERS.register("onnx", "an ONNX file, run in ONNX Runtime")
 def _load_onnx(path: str, inputs_path: str, device: str) -> Runner:
     from compressor.measure.onnx_runtime import open_session
 
@@ -153,7 +145,7 @@ def serve(threads: int, device: str) -> None:
 def _handle(request: dict, runners: dict[str, Runner], device: str) -> dict:
     op = request["op"]
     if op == "load":
-        runners[request["key"]] = LOADERS[request["format"]](
+        runners[request["key"]] = LOADERS.get(request["format"])(
             request["path"], request["inputs"], device
         )
         return {"ok": True}

@@ -12,46 +12,28 @@ is chosen. Accuracy is each trial's own (at the highest fidelity it reached).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from compressor.actions.deploy import DeploySpec
+from compressor.actions.artifact import DeploySpec
 from compressor.measure.latency import LatencyComparison
-from compressor.reward import Term, reward
-from compressor.search.artifact import make_artifact
-from compressor.search.candidate import SearchContext, build_candidate, latency_term
+from compressor.records import Retimed
+from compressor.search.candidate import (
+    build_candidate,
+    complexity_terms,
+    make_artifact,
+    reward_of,
+)
+from compressor.search.context import Resources, SearchSettings
 from compressor.search.space import FLOPS_LEVEL_PARAM, FUSION_PARAM, QUANTIZATION_PARAM
 
 RETIMED = 5  # trials re-timed together before choosing
 
 
-@dataclass(frozen=True)
-class Retimed:
-    """One of the top trials after the joint re-timing."""
-
-    trial: int
-    reward_before: float  # with the latency measured during the search
-    reward: float  # with the joint re-timing's ratio
-    latency: LatencyComparison
-
-    def to_json(self) -> dict:
-        return {
-            "trial": self.trial,
-            "reward_before": self.reward_before,
-            "reward": self.reward,
-            "latency_ratio": self.latency.ratio,
-            "latency_ratio_low": self.latency.ratio_low,
-            "latency_ratio_high": self.latency.ratio_high,
-            "latency_ms": self.latency.candidate.p50_ms,
-            "rounds": self.latency.rounds,
-        }
-
-
 def top_feasible(study: optuna.Study, count: int) -> list[FrozenTrial]:
-    """The ``count`` highest-reward finished trials within the FLOPs budget."""
+    """The ``count`` highest-reward finished trials within every budget."""
     feasible = [
         t
         for t in study.get_trials(deepcopy=False)
@@ -60,45 +42,53 @@ def top_feasible(study: optuna.Study, count: int) -> list[FrozenTrial]:
     return sorted(feasible, key=lambda t: t.value, reverse=True)[:count]
 
 
-def retime(ctx: SearchContext, trials: list[FrozenTrial]) -> list[Retimed]:
+def retime(
+    settings: SearchSettings, resources: Resources, trials: list[FrozenTrial]
+) -> list[Retimed]:
     """Rebuild ``trials``' candidates and time them together; their rewards recomputed."""
-    with tempfile.TemporaryDirectory(prefix="retime-", dir=ctx.workdir) as scratch:
-        models = {t.number: _candidate(ctx, t, Path(scratch)) for t in trials}
-        timed = ctx.meter.compare_many(models, rounds=2 * ctx.config.measure.rounds)
-    return [
-        Retimed(t.number, t.value, _reward(ctx, t, timed[t.number]), timed[t.number])
-        for t in trials
-    ]
+    with tempfile.TemporaryDirectory(prefix="retime-", dir=resources.workdir) as scratch:
+        models = {t.number: _candidate(settings, t, Path(scratch)) for t in trials}
+        rounds = 2 * settings.config.measure.rounds
+        timed = resources.meter.compare_many(models, rounds=rounds)
+    return [_retimed(settings, t, timed[t.number]) for t in trials]
 
 
-def choose(
-    ctx: SearchContext, study: optuna.Study, count: int = RETIMED
-) -> tuple[FrozenTrial | None, list[Retimed]]:
+def choose_retimed(
+    study: optuna.Study,
+    settings: SearchSettings,
+    resources: Resources | None,
+    count: int = RETIMED,
+) -> tuple[FrozenTrial | None, tuple[Retimed, ...]]:
     """The best feasible trial after re-timing the top ``count`` together (None: no
-    feasible trial). Without a latency meter (or a single candidate) nothing is re-timed."""
+    feasible trial). Without a latency meter, or with one candidate, nothing is re-timed."""
     top = top_feasible(study, count)
-    if ctx.meter is None or len(top) < 2:
-        return (top[0] if top else None), []
-    retimed = retime(ctx, top)
+    if resources is None or resources.meter is None or len(top) < 2:
+        return (top[0] if top else None), ()
+    retimed = retime(settings, resources, top)
     best = max(retimed, key=lambda r: r.reward)
-    return next(t for t in top if t.number == best.trial), retimed
+    return next(t for t in top if t.number == best.trial), tuple(retimed)
 
 
-def _candidate(ctx: SearchContext, trial: FrozenTrial, folder: Path):
-    model, _ = build_candidate(ctx, trial.user_attrs["ratios"])
+def _candidate(settings: SearchSettings, trial: FrozenTrial, folder: Path):
+    model, _ = build_candidate(settings, trial.user_attrs["ratios"])
     if QUANTIZATION_PARAM not in trial.params:  # scored as the PyTorch model
         return model
     spec = DeploySpec(trial.params[QUANTIZATION_PARAM], trial.params[FUSION_PARAM])
-    return make_artifact(ctx, model, spec, folder / f"trial-{trial.number}.onnx").path
+    return make_artifact(settings, model, spec, folder / f"trial-{trial.number}.onnx").path
 
 
-def _reward(ctx: SearchContext, trial: FrozenTrial, latency: LatencyComparison) -> float:
-    budget = ctx.flops_budget
+def _retimed(settings: SearchSettings, trial: FrozenTrial, latency: LatencyComparison) -> Retimed:
+    budget = settings.flops_budget
     if FLOPS_LEVEL_PARAM in trial.params:  # only a latency target: the level was searched
-        budget = int(trial.params[FLOPS_LEVEL_PARAM] * ctx.baseline_flops)
-    terms = [
-        Term("flops", trial.user_attrs["flops"], budget, budget=True),
-        latency_term(latency, ctx.config.target_latency),
-    ]
-    search = ctx.config.search
-    return reward(trial.user_attrs["accuracy"], terms, search.reward, search.alpha, search.beta)
+        budget = int(trial.params[FLOPS_LEVEL_PARAM] * settings.baseline_flops)
+    terms = complexity_terms(settings, trial.user_attrs["flops"], budget, latency)
+    return Retimed(
+        trial=trial.number,
+        reward_before=trial.value,
+        reward=reward_of(settings, trial.user_attrs["accuracy"], terms),
+        latency_ratio=latency.ratio,
+        latency_ratio_low=latency.ratio_low,
+        latency_ratio_high=latency.ratio_high,
+        latency_ms=latency.candidate.p50_ms,
+        rounds=latency.rounds,
+    )
