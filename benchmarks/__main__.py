@@ -5,6 +5,7 @@
     python -m benchmarks search-efficiency   [--quick] [--data DIR]   # B3
     python -m benchmarks peak                [--quick]                # B4
     python -m benchmarks proxy               [--quick] [--data DIR] [--plans N]   # B5
+    python -m benchmarks stability           [--runs N]               # `make demo` x N
 
 Each writes ``benchmarks/results/<name>-<date>.json`` and ``.md`` (``--results DIR``
 elsewhere), with the machine, thread count, library versions, duration and load average.
@@ -26,6 +27,7 @@ BENCHMARKS = {
     "search-efficiency": "benchmarks.search_efficiency",
     "peak": "benchmarks.peak",
     "proxy": "benchmarks.proxy",
+    "stability": "benchmarks.stability",
 }
 
 
@@ -52,6 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--samplers", nargs="+", default=None, help="search-efficiency: samplers (default all)"
     )
+    parser.add_argument("--runs", type=int, default=None, help="stability: demo runs (3)")
     parser.add_argument("--plans", type=int, default=None, help="proxy: plans per task (16)")
     return parser.parse_args(argv)
 

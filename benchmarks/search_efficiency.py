@@ -63,7 +63,10 @@ def study_task(name: str, args) -> dict:
     # Each trial's sampler is seeded from (seed, trial number) through SeedSequence
     # (search/samplers.py: trial_seed), so any distinct seeds give independent streams.
     seeds = args.seeds or ([0, 1000] if args.quick else [0, 1000, 2000])
-    settings = prune_only(settings_for(task, task_config(name)), reward="soft")
+    # Single fidelity: the samplers are compared on the same cheap reward.
+    settings = prune_only(
+        settings_for(task, task_config(name)), reward="soft", promote_fraction=0.0
+    )
     runs = []
     for seed in seeds:
         curves = {}
