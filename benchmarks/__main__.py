@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--samplers", nargs="+", default=None, help="search-efficiency: samplers (default all)"
     )
     parser.add_argument("--runs", type=int, default=None, help="stability: demo runs (3)")
+    parser.add_argument(
+        "--plan-range", default=None, help="proxy: score plans FIRST:LAST only (split runs)"
+    )
     parser.add_argument("--plans", type=int, default=None, help="proxy: plans per task (16)")
     return parser.parse_args(argv)
 

@@ -275,6 +275,9 @@ def study_task(name: str, args, log) -> dict:
     settings = settings_for(task, config)
     count = args.plans or (6 if args.quick else 16)
     plans = make_plans(settings, count, bench.modes)
+    if args.plan_range:  # a share of the plans (several processes; see merge())
+        first, last = (int(x) for x in args.plan_range.split(":"))
+        plans = plans[first:last]
     distill_data = first_of(task, bench.distill_batches)
     with torch.no_grad():
         held = [(_inputs(b), settings.model(*_inputs(b))) for b in distill_data[:4]]
@@ -375,11 +378,42 @@ def run(args, session) -> tuple[dict, str]:
     results = [study_task(name, args, lambda line: print(line, flush=True)) for name in names]
     data = {"tasks": results, "quick": args.quick}
     data["goals"] = goals(results)
+    return data, markdown_with_goals(results, data["goals"])
+
+
+def markdown_with_goals(results: list[dict], goals_: dict) -> str:
     text = markdown(results)
-    for name, goal in data["goals"].items():
+    for name, goal in goals_.items():
         text += (
             f"\nGoal {name}: best proxy `{goal['proxy']}` Spearman {goal['value']:.3f} "
             f"(target >= {goal['target']}: {'met' if goal['met'] else 'not met'}), "
             f"{goal['seconds_per_candidate']:.1f} s per candidate.\n"
         )
-    return data, text
+    return text
+
+
+def merge(paths: list[Path]) -> tuple[dict, str]:
+    """One result from runs that each scored a share of the plans (``--plan-range``):
+    their result JSON files, and the logs (one JSON row per line) of runs stopped early."""
+    import json as json_
+
+    parts, logged = [], []
+    for path in map(Path, paths):
+        if path.suffix == ".json":
+            parts.append(json_.loads(path.read_text()))
+        else:
+            logged += [
+                json_.loads(line) for line in path.read_text().splitlines() if line[:1] == "{"
+            ]
+    merged = []
+    for name in dict.fromkeys(t["task"] for part in parts for t in part["tasks"]):
+        shares = [t for part in parts for t in part["tasks"] if t["task"] == name]
+        by_plan = {r["plan"]: r for r in logged if r.get("task") == name}
+        by_plan.update({r["plan"]: r for t in shares for r in t["rows"]})
+        rows = [by_plan[plan] for plan in sorted(by_plan)]
+        result = {**shares[0], "rows": rows, "plans": len(rows)}
+        result["correlations"] = correlations(rows, tuple(result["proxies"]))
+        merged.append(result)
+    data = {"tasks": merged, "quick": parts[0]["quick"], "goals": goals(merged)}
+    data["runs"] = [part["run"] for part in parts]
+    return data, markdown_with_goals(merged, data["goals"])
