@@ -49,7 +49,7 @@ def test_same_seed_gives_the_same_trial_parameters(digits_task, tmp_path):
             config=_fast_config(seed=7, trials=5, epochs=0),
             verbose=False,
         )
-        return [t["plan"] for t in result.trials]
+        return [t.plan for t in result.trials]
 
     # The seeded plans (uniform, sensitivity) and TPE's random start-up trial do not depend
     # on latency; the measured latency (which varies) enters the reward and steers TPE's
