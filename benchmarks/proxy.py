@@ -57,6 +57,7 @@ from compressor.search.candidate import (
 from compressor.tasks import get_task
 
 GOAL_SPEARMAN = 0.8
+MIN_PLANS = 16
 
 
 @dataclass(frozen=True)
@@ -291,11 +292,24 @@ def study_task(name: str, args, log) -> dict:
             rows.append(row)
             log(json.dumps({"task": name, **{k: v for k, v in row.items() if k != "channels"}}))
     return {
-        "task": name,
-        "description": task.description,
-        "plans": count,
+        **describe(
+            name, task.description, recovery, settings.flops_budget / settings.baseline_flops
+        ),
         "flops_budget": settings.flops_budget,
         "baseline_flops": settings.baseline_flops,
+        "plans": len(rows),
+        "rows": rows,
+        "correlations": correlations(rows, bench.proxies),
+    }
+
+
+def describe(name: str, description: str, recovery, flops_ratio: float) -> dict:
+    """What a task's result states about its setting (also rebuilt for merged logs)."""
+    bench = SETUPS[name]
+    return {
+        "task": name,
+        "description": description,
+        "flops_ratio": flops_ratio,
         "modes": bench.modes,
         "recovery": {"steps": bench.recovery_steps, **dataclasses.asdict(recovery)},
         "distill": {
@@ -304,9 +318,7 @@ def study_task(name: str, args, log) -> dict:
             "lr": bench.distill_lr,
             "optimizer": bench.distill_optimizer,
         },
-        "rows": rows,
         "proxies": bench.proxies,
-        "correlations": correlations(rows, bench.proxies),
     }
 
 
@@ -320,7 +332,9 @@ def goals(results: list[dict]) -> dict:
         out["resnet56_proxy_spearman"] = {
             "value": value,
             "target": GOAL_SPEARMAN,
-            "met": value >= GOAL_SPEARMAN,
+            # The issue asks for >= 16 plans: fewer cannot meet it, whatever the value.
+            "met": value >= GOAL_SPEARMAN and result["plans"] >= MIN_PLANS,
+            "plans": result["plans"],
             "proxy": best,
             "seconds_per_candidate": result["correlations"][best]["seconds_per_candidate"],
         }
@@ -333,7 +347,7 @@ def markdown(results: list[dict]) -> str:
         corr, proxies = result["correlations"], result["proxies"]
         parts.append(
             f"\n## {result['task']}: {result['plans']} plans at FLOPs <= "
-            f"{result['flops_budget'] / result['baseline_flops']:.2f}x, modes "
+            f"{result['flops_ratio']:.2f}x, modes "
             f"{', '.join(result['modes'])}\n\n{result['description']}. Recovery: "
             f"{result['recovery']['steps']} steps of `{result['recovery']['method']}` at lr "
             f"{result['recovery']['lr']} (the same batches for every plan). Short distillation: "
@@ -385,8 +399,9 @@ def markdown_with_goals(results: list[dict], goals_: dict) -> str:
     text = markdown(results)
     for name, goal in goals_.items():
         text += (
-            f"\nGoal {name}: best proxy `{goal['proxy']}` Spearman {goal['value']:.3f} "
-            f"(target >= {goal['target']}: {'met' if goal['met'] else 'not met'}), "
+            f"\nGoal {name}: best proxy `{goal['proxy']}` Spearman {goal['value']:.3f} over "
+            f"{goal['plans']} plans (target >= {goal['target']} over >= {MIN_PLANS} plans: "
+            f"{'met' if goal['met'] else 'not met'}), "
             f"{goal['seconds_per_candidate']:.1f} s per candidate.\n"
         )
     return text
@@ -395,25 +410,52 @@ def markdown_with_goals(results: list[dict], goals_: dict) -> str:
 def merge(paths: list[Path]) -> tuple[dict, str]:
     """One result from runs that each scored a share of the plans (``--plan-range``):
     their result JSON files, and the logs (one JSON row per line) of runs stopped early."""
-    import json as json_
-
     parts, logged = [], []
     for path in map(Path, paths):
         if path.suffix == ".json":
-            parts.append(json_.loads(path.read_text()))
+            parts.append(json.loads(path.read_text()))
         else:
-            logged += [
-                json_.loads(line) for line in path.read_text().splitlines() if line[:1] == "{"
-            ]
+            text = path.read_text().splitlines()
+            logged += [json.loads(line) for line in text if line[:1] == "{"]
+    names = [t["task"] for part in parts for t in part["tasks"]] + [r["task"] for r in logged]
     merged = []
-    for name in dict.fromkeys(t["task"] for part in parts for t in part["tasks"]):
+    for name in dict.fromkeys(names):
         shares = [t for part in parts for t in part["tasks"] if t["task"] == name]
-        by_plan = {r["plan"]: r for r in logged if r.get("task") == name}
+        by_plan = {r["plan"]: r for r in logged if r["task"] == name}
         by_plan.update({r["plan"]: r for t in shares for r in t["rows"]})
         rows = [by_plan[plan] for plan in sorted(by_plan)]
-        result = {**shares[0], "rows": rows, "plans": len(rows)}
-        result["correlations"] = correlations(rows, tuple(result["proxies"]))
+        if shares:
+            result = dict(shares[0])
+        else:  # only logs: the setting as study_task states it
+            config = task_config(name)
+            recovery = dataclasses.replace(
+                config.recovery, epochs=1, steps=SETUPS[name].recovery_steps
+            )
+            result = describe(name, CUTS[name], recovery, config.target_flops.value)
+        result.update(
+            rows=rows, plans=len(rows), correlations=correlations(rows, tuple(result["proxies"]))
+        )
         merged.append(result)
-    data = {"tasks": merged, "quick": parts[0]["quick"], "goals": goals(merged)}
+    data = {"tasks": merged, "quick": False, "goals": goals(merged)}
     data["runs"] = [part["run"] for part in parts]
     return data, markdown_with_goals(merged, data["goals"])
+
+
+CUTS = {  # the task descriptions of the full (not --quick) runs
+    "resnet56-cifar10": "ResNet-56 on CIFAR-10 JPEGs (cut: val 500, test 1000, train 48000)",
+    "minilm-stsb": "all-MiniLM-L6-v2, STS-B (cut)",
+    "digits": "DigitsResNet on scikit-learn digits",
+}
+
+
+if __name__ == "__main__":  # python -m benchmarks.proxy NAME PART.json|PART.log ...
+    import sys
+
+    from benchmarks.common import write_results
+
+    data, text = merge([Path(p) for p in sys.argv[2:]])
+    data = {"benchmark": "proxy", **data}
+    plans = ", ".join(f"{t['task']}: {t['plans']} plans" for t in data["tasks"])
+    text += f"\nMerged from {len(sys.argv) - 2} parts ({plans}).\n"
+    print(text)
+    print(write_results(sys.argv[1], data, text))
