@@ -120,8 +120,13 @@ SETUPS = {
 }
 
 
-def make_plans(settings, count: int, modes: tuple[str, ...], seed: int = 0) -> list[dict]:
-    """The uniform plan and ``count - 1`` random preference vectors, fitted to the budget."""
+def make_plans(
+    settings, count: int, modes: tuple[str, ...], seed: int = 0, share: range | None = None
+) -> list[dict]:
+    """The uniform plan and ``count - 1`` random preference vectors, fitted to the budget.
+
+    ``share``: fit only these plans (the draws stay those of the whole sequence; the fit,
+    a bisection of pruned FLOPs counts, is what costs)."""
     rng = random.Random(seed)
     step = settings.config.prune.ratio_step
     plans = []
@@ -133,6 +138,8 @@ def make_plans(settings, count: int, modes: tuple[str, ...], seed: int = 0) -> l
                 group.name: round(rng.randint(0, int(round(1 / step))) * step, 6)
                 for group in settings.groups
             }
+        if share is not None and index not in share:
+            continue
         ratios, fits = plan_for(settings, preferences)
         plans.append(
             {"index": index, "ratios": ratios, "fits": fits, "mode": modes[index % len(modes)]}
@@ -275,10 +282,11 @@ def study_task(name: str, args, log) -> dict:
     config = task_config(name, measure={"threads": args.threads})
     settings = settings_for(task, config)
     count = args.plans or (6 if args.quick else 16)
-    plans = make_plans(settings, count, bench.modes)
+    share = None
     if args.plan_range:  # a share of the plans (several processes; see merge())
         first, last = (int(x) for x in args.plan_range.split(":"))
-        plans = plans[first:last]
+        share = range(first, last)
+    plans = make_plans(settings, count, bench.modes, share=share)
     distill_data = first_of(task, bench.distill_batches)
     with torch.no_grad():
         held = [(_inputs(b), settings.model(*_inputs(b))) for b in distill_data[:4]]
