@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from compressor.cli import main
+from compressor.result import read_result
 from compressor.saved_model import load_compressed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,19 @@ def test_cli_run_meets_the_budget_and_keeps_accuracy(cli_run):
         "study.db",
         "summary.md",
     ]
+
+
+def test_result_json_reads_back_into_the_records_it_was_written_from(cli_run):
+    _, output = cli_run
+    data = json.loads((output / "result.json").read_text())
+    assert data["schema_version"] == 2
+    result = read_result(data, output)
+    assert result.to_json() == data  # every key, nothing lost or renamed
+    assert result.target.spec == "0.5" and result.target.has_flops
+    assert result.best.deployed and result.best.plan.ratios
+    finished = [trial for trial in result.trials if trial.finished]
+    assert finished and all(trial.accuracy is not None for trial in finished)
+    assert result.best.trial in {trial.number for trial in finished}
 
 
 def test_saved_model_reloads_and_reproduces_the_recorded_accuracy(cli_run, digits_task):
