@@ -236,10 +236,10 @@ class Retimed:
     reward_before: float  # with the latency measured during the search
     reward: float  # with the joint re-timing's ratio: what the choice used
     latency_ratio: float
-    latency_ratio_low: float | None
-    latency_ratio_high: float | None
     latency_ms: float
     rounds: int
+    latency_ratio_low: float | None = None  # None: too few rounds for an interval
+    latency_ratio_high: float | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Retimed:

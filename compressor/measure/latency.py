@@ -194,8 +194,9 @@ class LatencyMeter:
                 candidate=LatencyStats.from_seconds(reply["samples"][key]),
                 baseline=baseline,
                 ratio=interval.ratio,
-                ratio_low=interval.low,
-                ratio_high=interval.high,
+                # One round has no spread to estimate: no interval (never an infinite one).
+                ratio_low=interval.low if interval.rounds > 1 else None,
+                ratio_high=interval.high if interval.rounds > 1 else None,
                 rounds=interval.rounds,
             )
         return comparisons
