@@ -132,8 +132,9 @@ class LatencyMeter:
                 self._request({"op": "quit"})
             try:
                 self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:  # a loaded machine: stop it, and reap it
                 self._process.kill()
+                self._process.wait()
         self._process = None
         self._tmp.cleanup()
 
