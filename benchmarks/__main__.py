@@ -4,6 +4,8 @@
     python -m benchmarks minilm              [--quick] [--data DIR]   # B2
     python -m benchmarks search-efficiency   [--quick] [--data DIR]   # B3
     python -m benchmarks peak                [--quick]                # B4
+    python -m benchmarks proxy               [--quick] [--data DIR] [--plans N]   # B5
+    python -m benchmarks stability           [--runs N]               # `make demo` x N
 
 Each writes ``benchmarks/results/<name>-<date>.json`` and ``.md`` (``--results DIR``
 elsewhere), with the machine, thread count, library versions, duration and load average.
@@ -24,6 +26,8 @@ BENCHMARKS = {
     "minilm": "benchmarks.minilm",
     "search-efficiency": "benchmarks.search_efficiency",
     "peak": "benchmarks.peak",
+    "proxy": "benchmarks.proxy",
+    "stability": "benchmarks.stability",
 }
 
 
@@ -54,6 +58,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="resnet56 (B1b): no FLOPs target; the fastest variant within this many points "
         "of the baseline's validation accuracy, against the unpruned fp32 / INT8 rows only",
     )
+    parser.add_argument(
+        "--samplers", nargs="+", default=None, help="search-efficiency: samplers (default all)"
+    )
+    parser.add_argument("--runs", type=int, default=None, help="stability: demo runs (3)")
+    parser.add_argument(
+        "--plan-range", default=None, help="proxy: score plans FIRST:LAST only (split runs)"
+    )
+    parser.add_argument("--plans", type=int, default=None, help="proxy: plans per task (16)")
     return parser.parse_args(argv)
 
 

@@ -80,7 +80,7 @@ def best_model(
     settings: SearchSettings, study: optuna.Study
 ) -> tuple[nn.Module, optuna.trial.FrozenTrial]:
     """The chosen trial's plan rebuilt (adaptive BN applied), as ``compress`` chooses it."""
-    best = pipeline.choose(study, settings)
+    best, _ = pipeline.choose(study, settings)
     model, _ = build_candidate(settings, best.user_attrs["ratios"], pipeline.removed_units_of(best))
     return model, best
 

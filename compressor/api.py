@@ -206,7 +206,7 @@ def _run(task: Task, config: CompressConfig, verbose: bool, existing: str) -> Co
     study = _start_study(task, settings, baseline, target, environment, output_dir)
     with measuring(settings) as resources:
         pipeline.search(study, settings, resources, progress=verbose)
-        trial = pipeline.choose(study, settings)
+        trial, retimed = pipeline.choose(study, settings, resources)
         LOGGER.info(f"best plan: trial #{trial.number}, R {trial.value:.4f}; recovering ...")
         recovered = pipeline.recover(task, settings, trial, progress=verbose)
         deployed = (
@@ -225,7 +225,7 @@ def _run(task: Task, config: CompressConfig, verbose: bool, existing: str) -> Co
             latency_ms=latency.baseline.p50_ms,
             latency_p90_ms=latency.baseline.p90_ms,
         ),
-        best=pipeline.chosen_record(task, settings, trial, recovered, deployed, latency),
+        best=pipeline.chosen_record(task, settings, trial, recovered, deployed, latency, retimed),
         target=target,
         trials=trials,
         environment=environment,

@@ -214,6 +214,11 @@ class SearchConfig:
     study: str = "compress"
     # Issue 14: the unpruned model's fp32 / fused / INT8 pipelines are seeded trials too.
     references: bool = True
+    # Issue 15, multi-fidelity (search/fidelity.py): trials whose cheap reward is in the top
+    # promote_fraction so far are re-scored after promote_steps steps of distillation from
+    # the unpruned model (0 = every trial on the cheap score alone).
+    promote_fraction: float = 0.25
+    promote_steps: int = 20
 
     def __post_init__(self) -> None:
         if not isinstance(self.references, bool):
@@ -239,6 +244,11 @@ class SearchConfig:
             raise UserInputError(f"search.seed must be an integer; got {self.seed!r}")
         SAMPLERS.check("search.sampler", self.sampler)
         REWARDS.check("search.reward", self.reward)
+        _check_range("search.promote_fraction", self.promote_fraction, 0.0, 1.0)
+        if not isinstance(self.promote_steps, int) or self.promote_steps < 1:
+            raise UserInputError(
+                f"search.promote_steps must be a positive integer; got {self.promote_steps!r}"
+            )
         if self.trial_timeout is not None and not self.trial_timeout > 0:
             raise UserInputError(
                 f"search.trial_timeout must be > 0 seconds; got {self.trial_timeout!r}"
@@ -262,9 +272,13 @@ class MeasureConfig:
     device: str = "cpu"
     threads: int | None = None  # intra-op threads; None = all cores, at most 4
     batch_size: int = 1
-    rounds: int = 6  # candidate and baseline alternate this many times
+    rounds: int = 6  # candidate and baseline alternate at least this many times ...
     runs_per_round: int = 15
     max_seconds: float = 2.0  # cap per comparison, after at least two rounds
+    # ... and go on until the ratio's 95 % interval is within +-ratio_halfwidth (0 = never),
+    # up to max_rounds: on a loaded machine 6 rounds left small models' ratios +-30 % apart.
+    ratio_halfwidth: float = 0.05
+    max_rounds: int = 30
 
     def __post_init__(self) -> None:
         _check_choice("measure.device", self.device, DEVICES)
@@ -272,7 +286,8 @@ class MeasureConfig:
             raise UserInputError(
                 f"measure.threads must be a positive integer; got {self.threads!r}"
             )
-        for name in ("batch_size", "rounds", "runs_per_round"):
+        _check_range("measure.ratio_halfwidth", self.ratio_halfwidth, 0.0, 1.0)
+        for name in ("batch_size", "rounds", "runs_per_round", "max_rounds"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise UserInputError(f"measure.{name} must be a positive integer; got {value!r}")

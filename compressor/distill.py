@@ -64,12 +64,17 @@ def distill(
     optimizer: str = "adamw",
     progress: bool = True,
     seed: int = 0,
+    constant_lr: bool = False,
+    on_step: Callable[[int, nn.Module], None] | None = None,
 ) -> nn.Module:
     """Train ``student`` to match ``teacher`` on ``batches`` of ``(inputs, labels)``.
 
     ``inputs`` is a tensor or a tuple of tensors (passed as positional arguments);
     ``labels`` may be None. ``steps`` (if set) overrides ``epochs``. A list of batches is
     visited in a seeded shuffled order and the teacher's outputs are cached per batch.
+    The learning rate decays linearly to 0 unless ``constant_lr``: then the first k steps of
+    a run are exactly a k-step run, so ``on_step(step, student)`` (called after every step)
+    can score a short distillation at several budgets in one pass.
     """
     fixed = isinstance(batches, Sequence)
     per_epoch = len(batches) if hasattr(batches, "__len__") else None
@@ -78,7 +83,9 @@ def distill(
         return student.eval()
     opt = _optimizer(student, optimizer, lr)
     scheduler = (
-        torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total)) if total else None
+        torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
+        if total and not constant_lr
+        else None
     )
     cache: dict[int, torch.Tensor] = {}
     teacher.eval()
@@ -107,6 +114,8 @@ def distill(
                     scheduler.step()
                 done += 1
                 bar.advance(loss=f"{loss.item():.4f}")
+                if on_step is not None:
+                    on_step(done, student)
                 if total is not None and done >= total:
                     break
             if done == done_before:  # an exhausted one-shot iterator: nothing more to learn from

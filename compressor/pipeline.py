@@ -1,6 +1,7 @@
 """The steps of one compression run, each a function the benchmarks can call on its own:
 
-    measure_baseline -> prepare_search -> seed_study -> search -> choose -> recover
+    measure_baseline -> prepare_search -> seed_study -> search -> choose (the top trials
+    re-timed together) -> recover
     -> deploy -> time_chosen -> chosen_record, then the run folder is written
 
 :func:`compressor.api.run_compression` is these steps in sequence; ``compress worker`` runs
@@ -36,6 +37,7 @@ from compressor.records import (
     Parity,
     Percentiles,
     Plan,
+    Retimed,
     Target,
 )
 from compressor.recover import recover_model
@@ -50,8 +52,9 @@ from compressor.search.candidate import (
     plan_for,
     runnable,
 )
+from compressor.search.choose import choose_retimed
 from compressor.search.context import Resources, SearchSettings, excluded_records, search_settings
-from compressor.search.loop import best_feasible_trial, run_study
+from compressor.search.loop import run_study
 from compressor.search.seeds import (
     REFERENCE_ATTR,
     Sensitivity,
@@ -177,10 +180,14 @@ def search(
         return run_study(study, settings, resources, budget, config.time_budget, display)
 
 
-def choose(study: optuna.Study, settings: SearchSettings) -> optuna.trial.FrozenTrial:
-    """The best trial within every budget; none is an error that says what to change."""
+def choose(
+    study: optuna.Study, settings: SearchSettings, resources: Resources | None = None
+) -> tuple[optuna.trial.FrozenTrial, tuple[Retimed, ...]]:
+    """The best trial within every budget, after the top ones were re-timed together
+    (with ``resources``' meter; see :mod:`compressor.search.choose`); with
+    ``--max-accuracy-drop`` the fastest of them. None is an error that says what to change."""
     drop = settings.config.max_accuracy_drop
-    best = best_feasible_trial(study, fastest=drop is not None)
+    best, retimed = choose_retimed(study, settings, resources, fastest=drop is not None)
     if best is None:
         budgets = f"the FLOPs target ({settings.flops_budget / 1e6:.2f}M)"
         if settings.config.target_latency is not None:
@@ -190,7 +197,7 @@ def choose(study: optuna.Study, settings: SearchSettings) -> optuna.trial.Frozen
         raise CompressorError(
             f"no trial met {budgets} within the search budget; raise --trials or loosen the targets"
         )
-    return best
+    return best, retimed
 
 
 @dataclass(frozen=True)
@@ -283,6 +290,7 @@ def chosen_record(
     recovered: Recovered,
     deployed: Deployed | None,
     latency: LatencyComparison,
+    retimed: tuple[Retimed, ...] = (),
 ) -> Chosen:
     """What ``result.json`` states about the chosen variant."""
     model, config = recovered.model, settings.config
@@ -306,8 +314,12 @@ def chosen_record(
         latency_ms=latency.candidate.p50_ms,
         latency_p90_ms=latency.candidate.p90_ms,
         latency_ratio=latency.ratio,
-        reward=trial.value,
+        latency_ratio_low=latency.ratio_low,
+        latency_ratio_high=latency.ratio_high,
+        reward=next((r.reward for r in retimed if r.trial == trial.number), trial.value),
         trial=trial.number,
+        fidelity=trial.user_attrs.get("fidelity"),
+        retimed=retimed,
         plan=Plan(
             ratios=trial.user_attrs["ratios"],
             channels=recovered.kept,

@@ -157,8 +157,18 @@ class TrialMetrics:
     latency_p90_ms: float | None = None
     baseline_latency_ms: float | None = None
     latency_ratio: float | None = None
+    # The ratio's 95 % confidence interval and the interleaved rounds it took (issue 15).
+    latency_ratio_low: float | None = None
+    latency_ratio_high: float | None = None
+    latency_rounds: int | None = None
     artifact: ArtifactInfo | None = None
     removed_units: tuple[str, ...] = ()  # depth: whole blocks / layers removed (issue 14)
+    # Multi-fidelity (search/fidelity.py): 0 = adaptive BN only, 1 = after a short
+    # distillation; ``accuracy`` and ``reward`` are the highest fidelity's, the cheap ones
+    # are kept beside them.
+    fidelity: int = 0
+    accuracy_cheap: float | None = None
+    reward_cheap: float | None = None
 
     def attrs(self) -> dict[str, Any]:
         """The trial's user attributes (plain JSON data)."""
@@ -180,9 +190,14 @@ class TrialRecord:
     latency_p90_ms: float | None = None
     baseline_latency_ms: float | None = None
     latency_ratio: float | None = None
+    latency_ratio_low: float | None = None
+    latency_ratio_high: float | None = None
+    latency_rounds: int | None = None
     feasible: bool | None = None
     seconds: float | None = None
     error: str | None = None
+    fidelity: int | None = None  # the highest fidelity reached (search/fidelity.py)
+    accuracy_cheap: float | None = None
     artifact: ArtifactInfo | None = None
     channels: dict[str, int] | None = None
     worker: str | None = None  # hostname:pid of the process that scored and timed it
@@ -227,6 +242,24 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Retimed:
+    """One of the top trials re-timed together before choosing (``search/choose.py``)."""
+
+    trial: int
+    reward_before: float  # with the latency measured during the search
+    reward: float  # with the joint re-timing's ratio: what the choice used
+    latency_ratio: float
+    latency_ms: float
+    rounds: int
+    latency_ratio_low: float | None = None  # None: too few rounds for an interval
+    latency_ratio_high: float | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Retimed:
+        return from_json(cls, data)
+
+
+@dataclass(frozen=True)
 class Chosen:
     """The chosen variant after recovery (``result.json``'s ``best``).
 
@@ -252,6 +285,10 @@ class Chosen:
     fusion: bool | None = None
     parity: Parity | None = None
     artifact: ArtifactInfo | None = None
+    latency_ratio_low: float | None = None  # the 95 % interval of the final timing
+    latency_ratio_high: float | None = None
+    fidelity: int | None = None  # the chosen trial's highest fidelity
+    retimed: tuple[Retimed, ...] = ()  # the top trials re-timed together before choosing
 
     @property
     def deployed(self) -> bool:
@@ -266,6 +303,7 @@ class Chosen:
             data["parity"] = Parity.from_json(data["parity"])
         if data.get("artifact") is not None:
             data["artifact"] = ArtifactInfo.from_json(data["artifact"])
+        data["retimed"] = tuple(Retimed.from_json(item) for item in data.get("retimed", ()))
         return from_json(cls, data)
 
 

@@ -43,6 +43,10 @@ def test_search_efficiency_quick_on_digits(tmp_path):
                 "3",
                 "--seeds",
                 "0",
+                "--samplers",
+                "tpe",
+                "nsga2",
+                "random",
                 "--results",
                 str(tmp_path),
             ]
@@ -50,13 +54,30 @@ def test_search_efficiency_quick_on_digits(tmp_path):
     )
     (result,) = data["tasks"]
     (run,) = result["runs"]
-    for sampler in ("tpe", "random"):
+    for sampler in ("tpe", "nsga2", "random"):
         curve = [v for v in run[sampler]["curve"] if v is not None]
         assert len(run[sampler]["curve"]) == 3
         assert curve == sorted(curve)  # best-so-far never decreases
         assert all(0 < v <= 1 for v in curve)
     assert (tmp_path / result["plot"]).read_text().startswith("<svg")
-    assert "TPE trials to reach" in md
+    assert 0 < result["summary"]["random"]["median_fraction"] <= 1.0  # random reaches its own best
+    assert result["best_sampler"] in ("tpe", "nsga2")
+    assert set(data["goals"]) == {"digits_default_reaches_random_best"}
+    assert "fraction of trials to reach random's best" in md
+
+
+@pytest.mark.slow
+def test_proxy_quick_on_digits(tmp_path):
+    data, md = _load(
+        main(["proxy", "--quick", "--task", "digits", "--plans", "4", "--results", str(tmp_path)])
+    )
+    (result,) = data["tasks"]
+    assert len(result["rows"]) == 4
+    for proxy in result["proxies"]:
+        assert -1 <= result["correlations"][proxy]["spearman"] <= 1
+        assert result["correlations"][proxy]["seconds_per_candidate"] > 0
+    assert all(0 <= row["after_recovery"] <= 1 for row in result["rows"])
+    assert "Spearman" in md
 
 
 @pytest.mark.slow

@@ -115,3 +115,20 @@ def test_a_latency_target_alone_searches_the_flops_level(tmp_path):
     for trial in done:  # each plan was fitted to its own sampled FLOPs level
         assert trial.user_attrs["flops_ratio"] <= trial.params["prune.flops_level"] + 1e-9
     assert result.best.quantization == "static_ort"
+
+
+def test_trials_carry_fidelity_and_latency_interval_and_the_top_are_retimed(run):
+    _, _, data = run
+    trials = [t for t in data["trials"] if t["state"] == "COMPLETE"]
+    for trial in trials:
+        assert trial["latency_ratio_low"] <= trial["latency_ratio"] <= trial["latency_ratio_high"]
+        assert trial["latency_rounds"] >= 2  # fewer than asked only when the time cap hit
+        assert trial["fidelity"] in (0, 1)
+    # The first trial is the best so far by definition: promoted to the distilled score.
+    assert trials[0]["fidelity"] == 1 and trials[0]["accuracy_cheap"] is not None
+    best = data["best"]
+    retimed = {r["trial"]: r for r in best["retimed"]}
+    assert set(retimed) == {t["number"] for t in trials if t["feasible"]}
+    assert best["trial"] == max(retimed.values(), key=lambda r: r["reward"])["trial"]
+    assert best["reward"] == retimed[best["trial"]]["reward"]
+    assert best["latency_ratio_low"] <= best["latency_ratio"] <= best["latency_ratio_high"]

@@ -18,7 +18,8 @@ def test_onnx_artifacts_are_timed_against_an_onnx_baseline(tmp_path):
     model = tiny_resnet()
     baseline = export_onnx(model, EXAMPLE, tmp_path / "baseline.onnx")
     candidate = export_onnx(model, EXAMPLE, tmp_path / "candidate.onnx", fold_batchnorm=True)
-    config = MeasureConfig(threads=1, rounds=2, runs_per_round=5)
+    # ratio_halfwidth 0: exactly the rounds asked for, no interval rule.
+    config = MeasureConfig(threads=1, rounds=2, runs_per_round=5, ratio_halfwidth=0)
     with LatencyMeter(config, EXAMPLE) as meter:
         meter.set_baseline(baseline)
         comparison = meter.compare(candidate)

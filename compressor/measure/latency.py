@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from torch import nn
 
 from compressor.config import MeasureConfig
 from compressor.errors import CompressorError
+from compressor.measure.confidence import ratio_interval
 
 BASELINE = "baseline"
 CANDIDATE = "candidate"
@@ -51,11 +52,24 @@ class LatencyStats:
 
 @dataclass(frozen=True)
 class LatencyComparison:
-    """A candidate timed against the baseline; ``ratio`` = median of per-round median ratios."""
+    """A candidate timed against the baseline in interleaved rounds.
+
+    ``ratio`` is the geometric mean of the per-round ratios of medians; ``ratio_low`` /
+    ``ratio_high`` its 95 % confidence interval (``confidence.ratio_interval``) over
+    ``rounds`` rounds (None when not measured, as in records built by hand).
+    """
 
     candidate: LatencyStats
     baseline: LatencyStats
     ratio: float
+    ratio_low: float | None = None
+    ratio_high: float | None = None
+    rounds: int = 0
+
+    @property
+    def halfwidth(self) -> float | None:
+        """Relative half-width of the interval (0.05: the ratio is known within +-5 %)."""
+        return None if self.ratio_high is None else self.ratio_high / self.ratio - 1.0
 
 
 def default_threads() -> int:
@@ -118,8 +132,9 @@ class LatencyMeter:
                 self._request({"op": "quit"})
             try:
                 self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:  # a loaded machine: stop it, and reap it
                 self._process.kill()
+                self._process.wait()
         self._process = None
         self._tmp.cleanup()
 
@@ -129,32 +144,63 @@ class LatencyMeter:
         self._load(BASELINE, model)
 
     def compare(self, model: nn.Module | Path, rounds: int | None = None) -> LatencyComparison:
-        """Time ``model`` (a module or an ``.onnx`` path) and the baseline in alternating rounds."""
-        if _format_of(model) != self._baseline_format:
-            raise CompressorError(
-                f"a {_format_of(model)} model cannot be timed against a "
-                f"{self._baseline_format or 'missing'} baseline"
-            )
-        self._load(CANDIDATE, model)
+        """Time ``model`` (a module or an ``.onnx`` path) and the baseline in alternating
+        rounds, at least ``rounds`` (default ``measure.rounds``) and more until the ratio's
+        confidence interval is within ``measure.ratio_halfwidth`` (or a cap is hit)."""
+        return self.compare_many({CANDIDATE: model}, rounds)[CANDIDATE]
+
+    def compare_many(
+        self, models: Mapping[str, nn.Module | Path], rounds: int | None = None
+    ) -> dict[str, LatencyComparison]:
+        """Time several models and the baseline together, in the same interleaved rounds.
+
+        Re-timing the top candidates side by side before choosing compares them under the
+        same load, which separately measured ratios (seconds or minutes apart) are not.
+        Rounds continue until every ratio's interval is within ``measure.ratio_halfwidth``.
+        """
+        for model in models.values():
+            if _format_of(model) != self._baseline_format:
+                raise CompressorError(
+                    f"a {_format_of(model)} model cannot be timed against a "
+                    f"{self._baseline_format or 'missing'} baseline"
+                )
+        config = self.config
+        minimum = rounds or config.rounds
+        keys = {name: f"{CANDIDATE}-{index}" for index, name in enumerate(models)}
         try:
+            for name, model in models.items():
+                self._load(keys[name], model)
+            # The time cap grows with the rounds asked for and the models in each round.
+            cap = config.max_seconds * (minimum / config.rounds) * (len(models) + 1) / 2
             reply = self._request(
                 {
                     "op": "compare",
-                    "keys": [CANDIDATE, BASELINE],
-                    "rounds": rounds or self.config.rounds,
-                    "runs_per_round": self.config.runs_per_round,
-                    "warmup": max(3, self.config.runs_per_round // 2),
-                    "max_seconds": self.config.max_seconds
-                    * ((rounds or self.config.rounds) / self.config.rounds),
+                    "keys": [*keys.values(), BASELINE],
+                    "rounds": minimum,
+                    "runs_per_round": config.runs_per_round,
+                    "warmup": max(3, config.runs_per_round // 2),
+                    "max_seconds": cap,
+                    "max_rounds": max(minimum, config.max_rounds),
+                    "halfwidth": config.ratio_halfwidth or None,
                 }
             )
         finally:
-            self._request({"op": "unload", "key": CANDIDATE})
-        return LatencyComparison(
-            candidate=LatencyStats.from_seconds(reply["samples"][CANDIDATE]),
-            baseline=LatencyStats.from_seconds(reply["samples"][BASELINE]),
-            ratio=statistics.median(reply["round_ratios"]),
-        )
+            for key in keys.values():
+                self._request({"op": "unload", "key": key})
+        baseline = LatencyStats.from_seconds(reply["samples"][BASELINE])
+        comparisons = {}
+        for name, key in keys.items():
+            interval = ratio_interval(reply["ratios"][key])
+            comparisons[name] = LatencyComparison(
+                candidate=LatencyStats.from_seconds(reply["samples"][key]),
+                baseline=baseline,
+                ratio=interval.ratio,
+                # One round has no spread to estimate: no interval (never an infinite one).
+                ratio_low=interval.low if interval.rounds > 1 else None,
+                ratio_high=interval.high if interval.rounds > 1 else None,
+                rounds=interval.rounds,
+            )
+        return comparisons
 
     def _load(self, key: str, model: nn.Module | Path) -> None:
         if _format_of(model) == "onnx":  # already an artifact on disk: time it as it is

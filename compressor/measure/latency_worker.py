@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import torch
 
+from compressor.measure.confidence import precise_enough
 from compressor.registry import Registry
 
 Runner = Callable[[], object]
@@ -89,27 +90,40 @@ def compare(
     runs_per_round: int,
     warmup: int,
     max_seconds: float,
+    max_rounds: int | None = None,
+    halfwidth: float | None = None,
 ) -> dict:
-    """Time ``keys`` in alternating rounds; per-model samples plus per-round median ratios."""
+    """Time ``keys`` in alternating rounds; per-model samples plus, for every key but the
+    last (the reference), its per-round ratio of medians to the reference.
+
+    At least ``rounds`` rounds (two when ``max_seconds`` runs out first). With ``halfwidth``
+    the rounds go on, up to ``max_rounds`` and ``max_seconds``, until every ratio's
+    confidence interval is within that relative half-width (``confidence.precise_enough``).
+    """
     for key in keys:
         for _ in range(warmup):
             runners[key]()
     _synchronize(device)
     samples: dict[str, list[float]] = {key: [] for key in keys}
-    round_ratios: list[float] = []
+    reference, compared = keys[-1], keys[:-1]
+    ratios: dict[str, list[float]] = {key: [] for key in compared}
+    limit = max(rounds, max_rounds or rounds) if halfwidth else rounds
     started = time.perf_counter()
-    for index in range(rounds):
+    for index in range(limit):
         order = keys if index % 2 == 0 else list(reversed(keys))
         medians = {}
         for key in order:
             times = [time_once(runners[key], device) for _ in range(runs_per_round)]
             samples[key].extend(times)
             medians[key] = statistics.median(times)
-        if len(keys) > 1:
-            round_ratios.append(medians[keys[0]] / medians[keys[1]])
+        for key in compared:
+            ratios[key].append(medians[key] / medians[reference])
         if index >= 1 and time.perf_counter() - started > max_seconds:
             break
-    return {"samples": samples, "round_ratios": round_ratios}
+        narrow = halfwidth and compared and index + 1 >= rounds
+        if narrow and all(precise_enough(r, halfwidth, rounds) for r in ratios.values()):
+            break
+    return {"samples": samples, "ratios": ratios}
 
 
 def serve(threads: int, device: str) -> None:
@@ -139,18 +153,8 @@ def _handle(request: dict, runners: dict[str, Runner], device: str) -> dict:
         runners.pop(request["key"], None)
         return {"ok": True}
     if op == "compare":
-        return {
-            "ok": True,
-            **compare(
-                runners,
-                request["keys"],
-                device,
-                request["rounds"],
-                request["runs_per_round"],
-                request["warmup"],
-                request["max_seconds"],
-            ),
-        }
+        arguments = {k: v for k, v in request.items() if k != "op"}
+        return {"ok": True, **compare(runners, device=device, **arguments)}
     if op == "quit":
         return {"ok": True}
     raise ValueError(f"unknown op {op!r}")

@@ -28,7 +28,18 @@ from compressor.report.tables import format_count, format_pct, markdown_table
 from compressor.run_folder import atomic_path
 
 HTML_FILE, MARKDOWN_FILE = "report.html", "summary.md"
-TRIAL_COLUMNS = ("#", "state", "val accuracy", "FLOPs", "latency", "artifact", "R", "seconds")
+TRIAL_COLUMNS = (
+    "#",
+    "state",
+    "val accuracy",
+    "FLOPs",
+    "latency (95 % interval)",
+    "artifact",
+    "fidelity",
+    "R",
+    "seconds",
+)
+FIDELITIES = {0: "adaptive BN", 1: "distilled"}
 TOP_TRIALS = 10  # the Markdown summary lists the best trials; the HTML page lists all
 
 
@@ -121,6 +132,15 @@ def _title(run: RunData) -> str:
     return f"{task} — {run.run_dir.name}"
 
 
+def latency_cell(ratio: float | None, low: float | None, high: float | None) -> str:
+    """``0.54× (0.51–0.57)``: the ratio to the baseline and its interval when measured."""
+    if ratio is None:
+        return "—"
+    if low is None or high is None:
+        return f"{ratio:.2f}×"
+    return f"{ratio:.2f}× ({low:.2f}–{high:.2f})"
+
+
 def _trial_row(run: RunData, trial: dict) -> dict:
     chosen = run.chosen_trial
     artifact = trial.artifact
@@ -131,8 +151,9 @@ def _trial_row(run: RunData, trial: dict) -> dict:
         trial.state.lower() if not finished or trial.feasible else "over budget",
         format_pct(trial.accuracy),
         format_count(trial.flops) if trial.flops is not None else "—",
-        f"{trial.latency_ratio:.2f}×" if trial.latency_ratio is not None else "—",
+        latency_cell(trial.latency_ratio, trial.latency_ratio_low, trial.latency_ratio_high),
         deploy,
+        FIDELITIES.get(trial.fidelity, "—") if trial.fidelity is not None else "—",
         f"{trial.reward:.4f}" if trial.reward is not None else "—",
         f"{trial.seconds:.1f}" if trial.seconds is not None else "—",
     )

@@ -23,7 +23,7 @@ from compressor.actions.depth import remove_units
 from compressor.config import LatencyTarget
 from compressor.errors import CompressorError
 from compressor.measure.flops import count_flops, count_params
-from compressor.measure.latency import LatencyComparison
+from compressor.measure.latency import LatencyComparison, LatencyStats
 from compressor.measure.onnx_runtime import OnnxModule
 from compressor.measure.parity import measure_parity
 from compressor.records import ArtifactInfo, Parity, TrialMetrics
@@ -142,11 +142,7 @@ def score_candidate(
         accuracy = settings.evaluate(model)
         latency = resources.meter.compare(model) if resources.meter is not None else None
     accuracy = checked_metric(accuracy)
-    terms = [Term("flops", flops, budget, budget=True)]
-    target = settings.config.target_latency
-    if latency is not None:
-        terms.append(latency_term(latency, target))
-    search = settings.config.search
+    terms = complexity_terms(settings, flops, budget, latency)
     return TrialMetrics(
         flops=flops,
         flops_ratio=flops / settings.baseline_flops,
@@ -154,7 +150,7 @@ def score_candidate(
         ratios=dict(ratios),
         channels=kept,
         accuracy=accuracy,
-        reward=reward(accuracy, terms, search.reward, search.alpha, search.beta),
+        reward=reward_of(settings, accuracy, terms),
         # Within every budget the user set: FLOPs, latency when a target was given, and the
         # accuracy floor of --max-accuracy-drop.
         feasible=all(term.within for term in terms if term.budget)
@@ -165,8 +161,40 @@ def score_candidate(
         latency_p90_ms=latency.candidate.p90_ms if latency else None,
         baseline_latency_ms=latency.baseline.p50_ms if latency else None,
         latency_ratio=latency.ratio if latency else None,
+        latency_ratio_low=latency.ratio_low if latency else None,
+        latency_ratio_high=latency.ratio_high if latency else None,
+        latency_rounds=latency.rounds if latency else None,
         artifact=artifact,
         removed_units=removed,
+    )
+
+
+def complexity_terms(
+    settings: SearchSettings, flops: int, budget: int, latency: LatencyComparison | None
+) -> list[Term]:
+    """The reward's complexity terms: the FLOPs budget, and the latency when measured."""
+    terms = [Term("flops", flops, budget, budget=True)]
+    if latency is not None:
+        terms.append(latency_term(latency, settings.config.target_latency))
+    return terms
+
+
+def reward_of(settings: SearchSettings, accuracy: float, terms: list[Term]) -> float:
+    search = settings.config.search
+    return reward(accuracy, terms, search.reward, search.alpha, search.beta)
+
+
+def measured_latency(metrics: TrialMetrics) -> LatencyComparison | None:
+    """The latency comparison a trial stored, rebuilt from its metrics (None: not timed)."""
+    if metrics.latency_ratio is None:
+        return None
+    return LatencyComparison(
+        candidate=LatencyStats(metrics.latency_ms, metrics.latency_p90_ms, 0),
+        baseline=LatencyStats(metrics.baseline_latency_ms, metrics.baseline_latency_ms, 0),
+        ratio=metrics.latency_ratio,
+        ratio_low=metrics.latency_ratio_low,
+        ratio_high=metrics.latency_ratio_high,
+        rounds=metrics.latency_rounds or 0,
     )
 
 

@@ -26,6 +26,8 @@ from compressor.measure.latency import LatencyMeter
 from compressor.recover import first_batches
 from compressor.tasks import Task
 
+DISTILL_SAMPLES = 1024  # training inputs the promoted trials' short distillation cycles over
+
 
 @dataclass(frozen=True)
 class SearchSettings:
@@ -51,6 +53,10 @@ class SearchSettings:
     depth_units: tuple[DepthUnit, ...] = ()  # removable blocks / layers (issue 14)
     # --max-accuracy-drop: the lowest validation accuracy a feasible trial may have.
     accuracy_floor: float | None = None
+    # Multi-fidelity (search/fidelity.py): fixed training batches for the promoted trials'
+    # short distillation, and the task's own recovery when it has one (sentence encoders).
+    distill_batches: tuple = ()
+    recover: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,12 @@ def search_settings(
         pruner=pruner,
         depth_units=tuple(depth_units(task, config)),
         accuracy_floor=accuracy_floor(config, baseline_accuracy),
+        distill_batches=tuple(
+            first_batches(task.train_data, DISTILL_SAMPLES)
+            if config.search.promote_fraction > 0 and task.recover is None
+            else ()
+        ),
+        recover=task.recover,
     )
 
 

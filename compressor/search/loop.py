@@ -15,6 +15,7 @@ from compressor.errors import CompressorError
 from compressor.search.budget import DISCARDED, claiming_before, is_discarded, may_start, spent
 from compressor.search.candidate import score_candidate
 from compressor.search.context import Resources, SearchSettings
+from compressor.search.fidelity import distilled_metrics, score_with_fidelity
 from compressor.search.space import (
     suggest_deploy,
     suggest_depth,
@@ -57,10 +58,19 @@ class Objective:
             if settings.depth_units
             else None
         )
+        budget = settings.flops_budget if flops_budget is None else flops_budget
         try:
             with time_limit(config.search.trial_timeout):
                 metrics = score_candidate(
                     settings, self.resources, preferences, deploy, flops_budget, depth
+                )
+                # Multi-fidelity: the promising plans are scored again after a short
+                # distillation (search/fidelity.py); the value is the highest fidelity's.
+                metrics = score_with_fidelity(
+                    trial,
+                    metrics,
+                    lambda: distilled_metrics(settings, self.resources, metrics, deploy, budget),
+                    config.search.promote_fraction,
                 )
         except Exception as exc:  # the trial fails with its reason; the study goes on
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
@@ -177,11 +187,12 @@ def best_feasible_trial(
         if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible")
     ]
     if fastest:
-        return min(feasible, key=lambda t: (_cost(t), -t.value), default=None)
+        return min(feasible, key=lambda t: (trial_cost(t), -t.value), default=None)
     return max(feasible, key=lambda t: t.value, default=None)
 
 
-def _cost(trial: optuna.trial.FrozenTrial) -> float:
+def trial_cost(trial: optuna.trial.FrozenTrial) -> float:
+    """What ``--max-accuracy-drop`` minimises: the latency ratio, else the FLOPs ratio."""
     attrs = trial.user_attrs
     latency = attrs.get("latency_ratio")
     return latency if latency is not None else attrs.get("flops_ratio", 1.0)

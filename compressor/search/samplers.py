@@ -26,19 +26,54 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
     return PerTrialSeedSampler(lambda trial_seed: build(trial_seed, trials), seed)
 
 
-@SAMPLERS.register("tpe", "Optuna TPE: multivariate, constraint-aware, constant liar")
-def tpe(seed: int, trials: int) -> optuna.samplers.BaseSampler:
+def _startup(trials: int) -> int:
+    return max(3, min(10, trials // 4))
+
+
+def _tpe(seed: int, trials: int, group: bool) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # TPE reads the trials' constraints (Trial.set_constraint) to tell feasible plans apart.
         return optuna.samplers.TPESampler(
             seed=seed,
             multivariate=True,
-            n_startup_trials=max(3, min(10, trials // 4)),
+            group=group,
+            n_startup_trials=_startup(trials),
             # Workers sampling while others' trials run treat those as bad results, so they
             # do not all sample next to the same point; a single process never sees one.
             constant_liar=True,
         )
+
+
+@SAMPLERS.register("tpe", "Optuna TPE: multivariate, constraint-aware, constant liar")
+def tpe(seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    return _tpe(seed, trials, group=False)
+
+
+@SAMPLERS.register("tpe-group", "TPE multivariate with group=True (conditional spaces)")
+def tpe_group(seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    return _tpe(seed, trials, group=True)
+
+
+@SAMPLERS.register("gp", "Optuna GPSampler: Gaussian-process Bayesian optimisation")
+def gp(seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=_startup(trials))
+
+
+@SAMPLERS.register("cmaes", "Optuna CmaEsSampler (needs the cmaes package, dev extra)")
+def cmaes(seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    # The categorical deploy choices go to its independent (random) sampler.
+    return optuna.samplers.CmaEsSampler(
+        seed=seed, n_startup_trials=_startup(trials), warn_independent_sampling=False
+    )
+
+
+@SAMPLERS.register("nsga2", "Optuna NSGAIISampler, a population of a quarter of the trials")
+def nsga2(seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    # The default population (50) would make a 30-trial study one random generation.
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, trials // 4))
 
 
 @SAMPLERS.register("random", "uniform random sampling (Optuna RandomSampler)")
@@ -59,8 +94,9 @@ class PerTrialSeedSampler(optuna.samplers.BaseSampler):
 
     A seeded Optuna sampler keeps one random stream for its lifetime, so a process that is
     restarted (resume after a kill) or a second worker restarts that stream from the
-    beginning and draws other parameters than one uninterrupted run. TPE and random sampling
-    hold no other state between trials (TPE re-reads the history from the study), so a fresh
+    beginning and draws other parameters than one uninterrupted run. The samplers here hold
+    no other state between trials (TPE, GP and NSGA-II re-read the history from the study,
+    CMA-ES stores its optimizer state in the trials' system attributes), so a fresh
     sampler per trial, seeded by the trial number, makes each trial's parameters a function of
     the seed and the finished trials alone. Only the public sampler interface is used.
     """

@@ -1,0 +1,154 @@
+"""Multi-fidelity scoring: every candidate gets the cheap score, the promising few a better one.
+
+The cheap score (fidelity 0) is the artifact's metric after adaptive BatchNorm; it ranks
+plans only loosely against their accuracy after recovery (benchmarks/results/proxy-*). A
+short distillation from the unpruned model (fidelity 1, ``search.promote_steps`` steps at
+a constant learning rate, BatchNorm re-estimated after) ranks them better but costs far
+more, so only a trial whose cheap reward is among the top ``search.promote_fraction`` of
+the study's cheap rewards so far (itself included) is promoted, as in successive halving.
+The decision reads only the study's finished trials, so a resumed study or a second worker
+takes the same decision for the same history, and the trial budget stays the study's.
+
+Each fidelity's reward is reported to Optuna as the trial's intermediate value at that step
+(``trial.report``: the dashboard plots them); the trial's value is the reward at the
+highest fidelity it reached, and its ``fidelity`` attribute says which. The latency is not
+timed again: distillation changes weights, not the artifact's shape.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from optuna.trial import FrozenTrial, TrialState
+from torch import nn
+
+from compressor.actions.artifact import DeploySpec
+from compressor.distill import distill, logits_kd_loss
+from compressor.records import TrialMetrics
+from compressor.recover import recalibrate_batchnorm
+from compressor.search.candidate import (
+    build_candidate,
+    checked_metric,
+    complexity_terms,
+    make_artifact,
+    measured_latency,
+    reward_of,
+    runnable,
+    within_floor,
+)
+from compressor.search.context import Resources, SearchSettings
+
+CHEAP, DISTILLED = 0, 1
+
+
+def cheap_rewards(trials: Iterable[FrozenTrial], number: int) -> list[float]:
+    """Fidelity-0 rewards of the study's finished trials other than trial ``number``."""
+    return [
+        t.user_attrs["reward_cheap"]
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.number != number
+        and t.user_attrs.get("reward_cheap") is not None
+    ]
+
+
+def promoted(cheap: float, others: list[float], fraction: float) -> bool:
+    """Whether ``cheap`` is among the top ``fraction`` of ``others + [cheap]``.
+
+    With n rewards the top ``ceil(fraction x n)`` places are promoted, so the best trial so
+    far always is (the first trial too) and about ``fraction`` of a long study is. Ties
+    count in the candidate's favour.
+    """
+    if fraction <= 0:
+        return False
+    places = math.ceil(fraction * (len(others) + 1))
+    better = sum(other > cheap for other in others)
+    return better < places
+
+
+def score_with_fidelity(
+    trial, metrics: TrialMetrics, rescore: Callable[[], TrialMetrics], fraction: float
+) -> TrialMetrics:
+    """``metrics`` (the cheap score) raised to the distilled fidelity when promoted.
+
+    ``rescore()`` returns the distilled score's metrics; the cheap accuracy and reward stay
+    beside them (``accuracy_cheap``, ``reward_cheap``). Only plans within every budget are
+    promoted: the others can never be chosen.
+    """
+    trial.report(metrics.reward, CHEAP)
+    metrics = dataclasses.replace(
+        metrics, fidelity=CHEAP, accuracy_cheap=metrics.accuracy, reward_cheap=metrics.reward
+    )
+    others = cheap_rewards(trial.study.get_trials(deepcopy=False), trial.number)
+    if not metrics.feasible or not promoted(metrics.reward, others, fraction):
+        return metrics
+    better = rescore()
+    trial.report(better.reward, DISTILLED)
+    return dataclasses.replace(
+        better,
+        fidelity=DISTILLED,
+        accuracy_cheap=metrics.accuracy,
+        reward_cheap=metrics.reward,
+        seconds=metrics.seconds + better.seconds,
+    )
+
+
+def short_distillation(settings: SearchSettings, model: nn.Module) -> nn.Module:
+    """A copy of ``model`` after ``search.promote_steps`` steps of distillation from the
+    unpruned model, BatchNorm statistics re-estimated after (training-mode steps leave
+    momentum averages of a moving network)."""
+    steps = settings.config.search.promote_steps
+    student = copy.deepcopy(model)
+    if settings.recover is not None:  # the task's own recovery (sentence encoders)
+        recovery = dataclasses.replace(settings.config.recovery, epochs=1, steps=steps)
+        student = settings.recover(student, settings.model, recovery, False)
+    else:
+        distill(
+            student,
+            settings.model,
+            list(settings.distill_batches),
+            logits_kd_loss(),
+            steps=steps,
+            lr=settings.config.recovery.lr,
+            optimizer="sgd",
+            progress=False,
+            constant_lr=True,
+        )
+    samples = settings.config.search.calibration_samples
+    return recalibrate_batchnorm(student, settings.calibration, samples)
+
+
+def distilled_metrics(
+    settings: SearchSettings,
+    resources: Resources,
+    metrics: TrialMetrics,
+    deploy: DeploySpec | None,
+    flops_budget: int,
+) -> TrialMetrics:
+    """``metrics`` with the accuracy (and reward) of the plan after a short distillation,
+    scored as its artifact when ``deploy`` is given, with the latency already measured."""
+    started = time.perf_counter()
+    model, _ = build_candidate(settings, metrics.ratios, metrics.removed_units)
+    student = short_distillation(settings, model)
+    if deploy is None:
+        accuracy = checked_metric(settings.evaluate(student))
+    else:
+        with tempfile.TemporaryDirectory(prefix="distilled-", dir=resources.workdir) as scratch:
+            artifact = make_artifact(settings, student, deploy, Path(scratch) / "c.onnx")
+            accuracy = checked_metric(settings.evaluate(runnable(settings, artifact.path)))
+    terms = complexity_terms(settings, metrics.flops, flops_budget, measured_latency(metrics))
+    return dataclasses.replace(
+        metrics,
+        accuracy=accuracy,
+        reward=reward_of(settings, accuracy, terms),
+        # The accuracy floor of --max-accuracy-drop judges the distilled accuracy too.
+        feasible=all(term.within for term in terms if term.budget)
+        and within_floor(settings, accuracy),
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,127 @@
+"""Multi-fidelity scoring: only the top fraction is promoted; the reward is the highest
+fidelity's; a resumed study takes the same decisions."""
+
+import math
+
+import optuna
+import pytest
+
+from compressor.records import TrialMetrics
+from compressor.search.fidelity import CHEAP, DISTILLED, promoted, score_with_fidelity
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# A deterministic fake scorer: trial n's cheap reward, and a distilled reward that reorders
+# the plans (what a better proxy is for).
+CHEAP_REWARDS = [0.50, 0.42, 0.61, 0.38, 0.55, 0.70, 0.33, 0.58, 0.66, 0.45] + [
+    0.52,
+    0.72,
+    0.40,
+    0.60,
+    0.35,
+    0.68,
+    0.57,
+    0.49,
+    0.74,
+    0.30,
+]
+
+
+def distilled_reward(number: int) -> float:
+    return 0.9 - 0.01 * number  # earlier plans distil better: a different order
+
+
+def metrics(accuracy: float, reward: float, feasible: bool = True) -> TrialMetrics:
+    return TrialMetrics(
+        flops=1,
+        flops_ratio=0.5,
+        params=1,
+        ratios={},
+        channels={},
+        accuracy=accuracy,
+        reward=reward,
+        feasible=feasible,
+        budget_excess=-0.1,
+        seconds=1.0,
+    )
+
+
+def objective(fraction: float, rescored: list[int]):
+    def run(trial: optuna.Trial) -> float:
+        number = trial.number
+        cheap = metrics(CHEAP_REWARDS[number], CHEAP_REWARDS[number])
+
+        def rescore():
+            rescored.append(number)
+            return metrics(0.95, distilled_reward(number))
+
+        scored = score_with_fidelity(trial, cheap, rescore, fraction)
+        for key, value in scored.attrs().items():
+            trial.set_user_attr(key, value)
+        return scored.reward
+
+    return run
+
+
+def expected_promotions(fraction: float, count: int) -> list[int]:
+    """The rule applied by hand: top ceil(fraction x n) of the cheap rewards so far."""
+    chosen = []
+    for n in range(count):
+        so_far = CHEAP_REWARDS[: n + 1]
+        places = math.ceil(fraction * len(so_far))
+        if sorted(so_far, reverse=True).index(CHEAP_REWARDS[n]) < places:
+            chosen.append(n)
+    return chosen
+
+
+def test_rule_promotes_the_top_fraction_and_always_the_best_so_far():
+    assert promoted(0.5, [], 0.25)  # the first trial is the best so far
+    assert promoted(0.9, [0.1, 0.2, 0.3], 0.25)
+    assert not promoted(0.2, [0.1, 0.5, 0.6, 0.7], 0.25)  # 4th of 5: ceil(1.25) = 2 places
+    assert promoted(0.6, [0.1, 0.5, 0.3, 0.7], 0.25)  # 2nd of 5
+    assert not promoted(0.9, [], 0.0)  # fraction 0: single fidelity
+
+
+def test_only_the_top_fraction_is_promoted_and_the_value_is_the_highest_fidelity():
+    rescored: list[int] = []
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective(0.25, rescored), n_trials=len(CHEAP_REWARDS))
+    expected = expected_promotions(0.25, len(CHEAP_REWARDS))
+    assert rescored == expected
+    assert 0 < len(expected) < 0.5 * len(CHEAP_REWARDS)  # a minority of a 20-trial study
+    for trial in study.trials:
+        cheap = CHEAP_REWARDS[trial.number]
+        if trial.number in expected:
+            assert trial.user_attrs["fidelity"] == DISTILLED
+            assert trial.value == pytest.approx(distilled_reward(trial.number))
+            assert trial.intermediate_values == {CHEAP: cheap, DISTILLED: trial.value}
+            assert trial.user_attrs["accuracy"] == 0.95
+            assert trial.user_attrs["accuracy_cheap"] == cheap
+        else:
+            assert trial.user_attrs["fidelity"] == CHEAP
+            assert trial.value == pytest.approx(cheap)
+            assert trial.intermediate_values == {CHEAP: cheap}
+    # The best trial is chosen on the highest fidelity: a promoted one.
+    assert study.best_trial.number in expected
+
+
+def test_plans_over_the_budget_are_never_promoted():
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    scored = score_with_fidelity(trial, metrics(0.9, 0.9, feasible=False), pytest.fail, 1.0)
+    assert scored.fidelity == CHEAP and scored.reward == 0.9
+
+
+def test_a_resumed_study_promotes_as_an_uninterrupted_one(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    first: list[int] = []
+    study = optuna.create_study(storage=url, study_name="s", direction="maximize")
+    study.optimize(objective(0.25, first), n_trials=9)
+    # A new process: nothing in memory but the stored trials.
+    second: list[int] = []
+    resumed = optuna.load_study(storage=url, study_name="s")
+    resumed.optimize(objective(0.25, second), n_trials=len(CHEAP_REWARDS) - 9)
+    assert first + second == expected_promotions(0.25, len(CHEAP_REWARDS))
+    assert second  # promotions happened after the resume too
+    fidelities = [t.user_attrs["fidelity"] for t in resumed.trials]
+    assert fidelities.count(DISTILLED) == len(first) + len(second)
