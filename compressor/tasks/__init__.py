@@ -67,7 +67,13 @@ def get_task_factory(name: str) -> Callable[[], nn.Module]:
 
 def _load_builtin_tasks() -> None:
     # Imported lazily so `compress --help` does not pay for torch model definitions.
-    from compressor.tasks import custom, digits, resnet_cifar, sentence_similarity  # noqa: F401
+    from compressor.tasks import (  # noqa: F401
+        causal_lm,
+        custom,
+        digits,
+        resnet_cifar,
+        sentence_similarity,
+    )
 
 
 __all__ = ["Task", "get_task", "get_task_factory", "register_task", "task_names"]
