@@ -8,6 +8,7 @@ compares backends without near-ties.
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import onnx
@@ -38,6 +39,7 @@ from compressor.measure.decoder import (
     torch_likelihood,
 )
 from compressor.measure.decoder_latency import DecoderLatencyMeter
+from compressor.search.decoder import fuse_decoder
 from compressor.tasks.causal_lm import WindowCounts, model_location, split_windows
 
 VOCAB, LAYERS = 256, 4
@@ -185,7 +187,9 @@ def test_layer_precisions_become_int8_and_int4_nodes(exported, windows, tmp_path
     assert abs(onnx_likelihood(session, windows).nll - fp32) < 0.15
     assert len(session.greedy([1, 2, 3], 4)) == 4  # the cache still runs
 
-    int8 = quantize_decoder(graph, tmp_path / "int8.onnx", PrecisionPlan(default="int8"))
+    fused = fuse_decoder(graph, tmp_path / "fused.onnx")
+    assert op_counts(fused)["SkipSimplifiedLayerNormalization"] >= LAYERS - 1
+    int8 = quantize_decoder(fused, tmp_path / "int8.onnx", PrecisionPlan(default="int8"))
     assert op_counts(int8)["MatMulInteger"] == linears
     assert abs(onnx_likelihood(DecoderSession(int8), windows).nll - fp32) < 0.05
 
@@ -264,3 +268,35 @@ def test_smollm2_perplexity_in_torch_and_onnx(tmp_path):
     prompt = test[0][0, :32].tolist()
     assert session.greedy(prompt, 8) == torch_greedy(task.model, prompt, 8)
     assert np.isfinite(reference.nll)
+
+
+def test_one_study_searches_the_decoder_moves_and_writes_an_artifact(tmp_path):
+    from compressor.config import parse_latency_target
+    from compressor.decoder_pipeline import DecoderSettings, compress_decoder
+    from compressor.search.decoder import DecoderSpace, DecoderTargets
+    from compressor.tasks.causal_lm import causal_lm_task
+
+    ids = torch.randint(0, VOCAB, (1, 9 * 32), generator=torch.Generator().manual_seed(2))
+    counts = WindowCounts(length=32, search=2, calibration=1, recovery=4, test=2)
+    task = causal_lm_task(tiny_llama(), ids, counts, "tiny llama")
+    settings = DecoderSettings(
+        trials=3,
+        targets=DecoderTargets(latency=parse_latency_target("0.9"), size_mb=0.3),
+        # the third trial (after the two seeded single-tool plans) is drawn from the space
+        space=DecoderSpace(
+            max_drop_layers=1, mlp_ratios=(0.0, 0.5), head_ratios=(0.0, 1 / 3), fusion=(False,)
+        ),
+        recovery_steps=2,
+        measure=MeasureConfig(threads=1, rounds=2, runs_per_round=3, max_seconds=0.5),
+        progress=False,
+    )
+    result = compress_decoder(task, tmp_path, settings)
+    assert result.trials == 3
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["test_perplexity"] == pytest.approx(result.test_perplexity)
+    assert result.parity["cosine_min"] > 0.9  # quantized artifact vs its PyTorch model
+    assert result.final.size_mb < 0.8 * result.baseline_size_mb  # every plan quantizes
+    assert result.final.latency.decode.baseline.runs > 0
+    session = DecoderSession(tmp_path / "model.onnx")
+    assert len(session.greedy([1, 2, 3], 3)) == 3
+    assert not (tmp_path / "work").exists()

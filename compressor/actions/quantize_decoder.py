@@ -36,8 +36,9 @@ class PrecisionPlan:
     Attributes:
         default: precision of the decoder layers' linears.
         lm_head: precision of the output projection (the largest single matrix).
-        overrides: module name -> precision, for single layers (a sensitive ``down_proj``
-            kept fp32, say); a name also covers the modules under it.
+        overrides: module name -> precision, for single layers (a sensitive
+            ``model.layers.3.mlp.down_proj`` kept fp32, say; a name also covers the modules
+            under it) or for a whole family by its last name (``down_proj``: every layer's).
         int4_method: ``rtn`` (round to nearest) or ``hqq`` (half-quadratic scales).
         block_size: INT4 block length along the input dimension.
         accuracy_level: ``MatMulNBits`` compute type; 4 quantizes activations to INT8
@@ -65,7 +66,11 @@ class PrecisionPlan:
 
     def precision_of(self, module: str) -> str:
         """The precision of the linear layer named ``module`` (longest override wins)."""
-        matches = [m for m in self.overrides if module == m or module.startswith(m + ".")]
+        matches = [
+            m
+            for m in self.overrides
+            if module == m or module.startswith(m + ".") or module.endswith("." + m)
+        ]
         if matches:
             return self.overrides[max(matches, key=len)]
         return self.lm_head if module == "lm_head" else self.default

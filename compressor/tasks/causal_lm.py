@@ -171,12 +171,16 @@ def likelihood_metric(windows) -> callable:
 
 
 def causal_lm_task(
-    model: nn.Module, tokenizer, text: str, counts: WindowCounts, description: str
+    model: nn.Module,
+    ids: torch.Tensor,
+    counts: WindowCounts,
+    description: str,
+    tokenizer=None,
 ) -> Task:
-    """A :class:`Task` over ``model`` and the windows of ``text``."""
+    """A :class:`Task` over ``model`` and the windows of the token stream ``ids``."""
     from compressor.distill import logits_recovery
 
-    windows = split_windows(tokenize(tokenizer, text), counts)
+    windows = split_windows(ids, counts)
     prompt = windows.search[0][:, :PROMPT_LENGTH]
     return Task(
         name="causal-lm",
@@ -205,6 +209,5 @@ def causal_lm(
     lm, tokenizer = load_causal_lm(folder, gguf_file)
     source = str(data) if data is not None else "pydoc_data.topics"
     name = gguf_file or folder.name
-    return causal_lm_task(
-        lm, tokenizer, read_text(data), WindowCounts(length=window), f"{name} on {source}"
-    )
+    ids = tokenize(tokenizer, read_text(data))
+    return causal_lm_task(lm, ids, WindowCounts(length=window), f"{name} on {source}", tokenizer)
