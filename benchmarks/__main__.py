@@ -4,6 +4,7 @@
     python -m benchmarks minilm              [--quick] [--data DIR]   # B2
     python -m benchmarks search-efficiency   [--quick] [--data DIR]   # B3
     python -m benchmarks peak                [--quick]                # B4
+    python -m benchmarks smollm              [--quick] [--trials N]   # B5
 
 Each writes ``benchmarks/results/<name>-<date>.json`` and ``.md`` (``--results DIR``
 elsewhere), with the machine, thread count, library versions, duration and load average.
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "minilm": "benchmarks.minilm",
     "search-efficiency": "benchmarks.search_efficiency",
     "peak": "benchmarks.peak",
+    "smollm": "benchmarks.smollm",
 }
 
 

@@ -168,8 +168,19 @@ def recover(task: Task, candidate: DecoderCandidate, settings: DecoderSettings):
     return task.recover(student, task.model, config, settings.progress)
 
 
-def compress_decoder(task: Task, out_dir: str | Path, settings: DecoderSettings) -> DecoderResult:
-    """Search, recover and deploy ``task``'s causal LM; writes into ``out_dir``."""
+def compress_decoder(
+    task: Task,
+    out_dir: str | Path,
+    settings: DecoderSettings,
+    *,
+    baseline_graph: Path | None = None,
+    prior: DecoderPrior | None = None,
+) -> DecoderResult:
+    """Search, recover and deploy ``task``'s causal LM; writes into ``out_dir``.
+
+    ``baseline_graph`` (the fp32 export of ``task.model``) and ``prior`` are measured here
+    unless a caller that already has them (the benchmark) passes them in.
+    """
     started = time.perf_counter()
     out_dir = Path(out_dir)
     workdir = out_dir / "work"
@@ -177,10 +188,10 @@ def compress_decoder(task: Task, out_dir: str | Path, settings: DecoderSettings)
     windows = task.extra["windows"]
     prompt = task.example_inputs[0]
     threads = settings.measure.threads
-    baseline_graph = export_decoder(task.model, workdir / "baseline")
+    baseline_graph = baseline_graph or export_decoder(task.model, workdir / "baseline")
     baseline_test = onnx_likelihood(DecoderSession(baseline_graph, threads=threads), windows.test)
     log.info("fp32 baseline: test perplexity %.2f", baseline_test.perplexity)
-    prior = measure_prior(task.model, windows.search[0])
+    prior = prior or measure_prior(task.model, windows.search[0])
     with DecoderLatencyMeter(settings.measure, prompt) as meter:
         meter.set_baseline(baseline_graph)
         study = DecoderStudy(
