@@ -261,3 +261,82 @@ def write(result: DecoderResult, task: Task, out_dir: Path) -> None:
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
     (out_dir / "result.json").write_text(json.dumps(result.as_dict(), indent=2, default=str))
+    (out_dir / "report.md").write_text(
+        f"# causal-lm: {task.description}\n\n{summary(result)}\n\n## Trials\n\n"
+        + trials_markdown(trials_table(out_dir))
+        + "\n"
+    )
+
+
+def trials_markdown(trials: list[dict]) -> str:
+    from compressor.report import markdown_table
+
+    columns = [
+        ("#", "number", "d"),
+        ("layers -", "decoder.drop_layers", "d"),
+        ("MLP -", "decoder.mlp_ratio", ".3f"),
+        ("heads -", "decoder.head_ratio", ".2f"),
+        ("weights", "decoder.weights", "s"),
+        ("kept up", "decoder.keep_sensitive", "d"),
+        ("lm_head", "decoder.lm_head", "s"),
+        ("int4", "decoder.int4_method", "s"),
+        ("fused", "decoder.fusion", ""),
+        ("ppl", "perplexity", ".2f"),
+        ("decode x", "decode_ratio", ".2f"),
+        ("MB", "size_mb", ".0f"),
+        ("R", "reward", ".4f"),
+    ]
+    rows = [[format(t.get(key, ""), spec) for _, key, spec in columns] for t in trials]
+    return markdown_table([name for name, _, _ in columns], rows)
+
+
+def trials_table(out_dir: Path) -> list[dict]:
+    """Every finished trial of the run's study: its moves and measurements."""
+    storage = f"sqlite:///{Path(out_dir) / 'study.db'}"
+    study = optuna.load_study(study_name="causal-lm", storage=storage)
+    return [
+        {"number": t.number, **t.params, **t.user_attrs}
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    ]
+
+
+def summary(result: DecoderResult) -> str:
+    """The table a user wants to see at the end of a run (perplexity, not likelihood)."""
+    from compressor.report import markdown_table
+
+    final, structure = result.final, result.candidate.structure
+    precision = result.candidate.precision
+    rows = [
+        ["test perplexity", f"{result.baseline_perplexity:.2f}", f"{result.test_perplexity:.2f}"],
+        [
+            f"prefill ms ({final.latency.prompt_length} tokens)",
+            f"{final.latency.prefill.baseline.p50_ms:.1f}",
+            f"{final.latency.prefill.candidate.p50_ms:.1f}",
+        ],
+        [
+            "decode ms / token",
+            f"{final.latency.decode.baseline.p50_ms:.2f}",
+            f"{final.latency.decode.candidate.p50_ms:.2f} (ratio {final.latency.decode.ratio:.2f})",
+        ],
+        ["weights MB", f"{result.baseline_size_mb:.0f}", f"{final.size_mb:.0f}"],
+        ["FLOPs / token", "1.00x", f"{final.flops_ratio:.2f}x"],
+    ]
+    moves = (
+        f"layers removed {list(structure.drop_layers)}, MLP -{structure.mlp_ratio:.0%}, "
+        f"query heads -{structure.head_ratio:.0%}; weights {precision.default} "
+        f"(kept {dict(precision.overrides)}), lm_head {precision.lm_head}"
+        + (f", INT4 {precision.int4_method}" if "int4" in _precisions(precision) else "")
+        + f"; fusion {'on' if result.candidate.fusion else 'off'}"
+    )
+    return (
+        markdown_table(["", "fp32 ORT", "compressed"], rows)
+        + f"\n\nchosen: {moves}\nparity (PyTorch vs artifact): logits cosine >= "
+        f"{result.parity['cosine_min']:.4f}, perplexity difference "
+        f"{result.parity['perplexity_difference']:+.3f}\n"
+        f"{result.trials} trials, {result.seconds / 60:.1f} min; artifact {result.artifact}"
+    )
+
+
+def _precisions(precision) -> set[str]:
+    return {precision.default, precision.lm_head, *precision.overrides.values()}

@@ -300,3 +300,5 @@ def test_one_study_searches_the_decoder_moves_and_writes_an_artifact(tmp_path):
     session = DecoderSession(tmp_path / "model.onnx")
     assert len(session.greedy([1, 2, 3], 3)) == 3
     assert not (tmp_path / "work").exists()
+    report = (tmp_path / "report.md").read_text()
+    assert "test perplexity" in report and report.count("\n| ") >= 3 + 5  # 3 trials
