@@ -302,11 +302,22 @@ class CompressConfig:
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     target_latency: LatencyTarget | None = None
+    # Issue 16: a weight-size budget in MB (decoder language models, task causal-lm).
+    target_size: float | None = None
 
     def __post_init__(self) -> None:
         if self.target_latency is not None and not isinstance(self.target_latency, LatencyTarget):
             self.target_latency = parse_latency_target(self.target_latency)
-        if self.target_flops is None and self.target_latency is None:
+        if self.target_size is not None:
+            try:
+                self.target_size = float(self.target_size)
+            except (TypeError, ValueError):
+                raise UserInputError(
+                    f"--target-size must be megabytes (a number); got {self.target_size!r}"
+                ) from None
+            if not math.isfinite(self.target_size) or self.target_size <= 0:
+                raise UserInputError(f"--target-size must be > 0 MB; got {self.target_size:g}")
+        if self.target_flops is None and self.target_latency is None and not self.target_size:
             raise UserInputError("give --target-flops, --target-latency or both")
         if self.target_flops is not None and not isinstance(self.target_flops, FlopsTarget):
             self.target_flops = parse_flops_target(self.target_flops)
@@ -349,6 +360,7 @@ class CompressConfig:
             elif key in (
                 "target_flops",
                 "target_latency",
+                "target_size",
                 "task",
                 "output",
                 "data",

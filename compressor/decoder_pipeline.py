@@ -340,3 +340,41 @@ def summary(result: DecoderResult) -> str:
 
 def _precisions(precision) -> set[str]:
     return {precision.default, precision.lm_head, *precision.overrides.values()}
+
+
+def settings_from_config(config, trials: int | None, verbose: bool) -> DecoderSettings:
+    """The causal-lm settings a ``compress`` config describes (see :func:`run_causal_lm`)."""
+    search = config.search
+    return DecoderSettings(
+        trials=trials or DEFAULT_TRIALS,
+        seed=search.seed,
+        targets=DecoderTargets(
+            latency=config.target_latency, flops=config.target_flops, size_mb=config.target_size
+        ),
+        reward=search.reward if search.reward != "amc" else "soft",
+        alpha=search.alpha,
+        beta=search.beta,
+        recovery_steps=config.recovery.steps if config.recovery.steps is not None else 30,
+        recovery_lr=config.recovery.lr,
+        measure=config.measure,
+        progress=verbose,
+    )
+
+
+def run_causal_lm(config, *, trials: int | None = None, verbose: bool = True) -> str:
+    """``compress --task causal-lm``: build the task, run the pipeline, return the summary.
+
+    ``--target-latency`` is decode time per token (a ratio of the fp32 artifact's, or ms),
+    ``--target-flops`` FLOPs per token, ``--target-size`` weight megabytes. The trial
+    budget defaults to :data:`DEFAULT_TRIALS`; a rerun into the same ``--output``
+    continues the study (its ``study.db``).
+    """
+    from compressor.run_folder import default_output_dir
+    from compressor.tasks import get_task
+
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = settings_from_config(config, trials, verbose)
+    output = Path(config.output) if config.output is not None else default_output_dir()
+    task = get_task("causal-lm", model=config.model, data=config.data)
+    return summary(compress_decoder(task, output, settings))

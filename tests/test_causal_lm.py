@@ -302,3 +302,47 @@ def test_one_study_searches_the_decoder_moves_and_writes_an_artifact(tmp_path):
     assert not (tmp_path / "work").exists()
     report = (tmp_path / "report.md").read_text()
     assert "test perplexity" in report and report.count("\n| ") >= 3 + 5  # 3 trials
+
+
+def test_cli_bad_causal_lm_inputs_exit_2(capsys):
+    from compressor.cli import main
+
+    assert main(["--task", "digits", "--target-size", "10"]) == 2
+    assert "--target-size applies to --task causal-lm only" in capsys.readouterr().err
+    assert main(["--task", "causal-lm", "--target-size", "-3"]) == 2
+    assert main(["--task", "causal-lm", "--model", "smollm2", "--target-latency", "0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "hf:PATH" in err[-1]
+
+
+def tiny_llama_folder(folder):
+    """The tiny Llama saved with a byte-level tokenizer (one token per byte): a local
+    Hugging Face folder as ``--model hf:PATH`` takes it."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"<{i}>": i for i in range(VOCAB)}
+    vocab.update({chr(i): i for i in range(32, 127)})
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<0>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer).save_pretrained(folder)
+    tiny_llama().save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_compress_task_causal_lm_end_to_end(tmp_path):
+    """`compress --task causal-lm` on a local folder and a text file, as a user runs it."""
+    from compressor.cli import main
+
+    model = tiny_llama_folder(tmp_path / "tiny")
+    text = tmp_path / "text.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 150)
+    out = tmp_path / "run"
+    argv = ["--task", "causal-lm", "--model", f"hf:{model}", "--data", str(text)]
+    argv += ["--target-latency", "0.9", "--target-size", "1", "--trials", "2"]
+    argv += ["--threads", "1", "--output", str(out), "--quiet"]
+    assert main(argv) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["trials"] == 2 and result["test_perplexity"] > 1
+    assert (out / "model.onnx").is_file() and (out / "tokenizer.json").is_file()

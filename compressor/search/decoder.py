@@ -27,7 +27,7 @@ from compressor.actions.export_decoder import export_decoder
 from compressor.actions.fuse import fuse_onnx
 from compressor.actions.prune_decoder import DecoderPlan, prune_decoder
 from compressor.actions.quantize_decoder import PrecisionPlan, quantize_decoder, weight_bytes
-from compressor.config import LatencyTarget
+from compressor.config import FlopsTarget, LatencyTarget
 from compressor.measure.decoder import DecoderSession, onnx_likelihood
 from compressor.measure.decoder_latency import DecoderLatency, DecoderLatencyMeter
 from compressor.measure.flops import count_flops
@@ -55,10 +55,10 @@ class DecoderSpace:
 
 @dataclass(frozen=True)
 class DecoderTargets:
-    """The user's budgets: decode latency per token, FLOPs per token (ratio), size (MB)."""
+    """The user's budgets: decode latency per token, FLOPs per token, weight size (MB)."""
 
     latency: LatencyTarget | None = None
-    flops: float | None = None
+    flops: FlopsTarget | None = None  # a ratio of the unpruned model's, or FLOPs per token
     size_mb: float | None = None
 
 
@@ -227,7 +227,7 @@ class DecoderStudy:
         latency = self.meter.compare(graph)
         sizes = weight_bytes(graph)
         flops = self._flops.get(candidate.structure, self.baseline_flops_per_token)
-        terms = self.terms(latency, sizes["total"] / MB, flops / self.baseline_flops_per_token)
+        terms = self.terms(latency, sizes["total"] / MB, flops)
         value = reward(likelihood.per_token, terms, self.reward_mode, self.alpha, self.beta)
         return DecoderScore(
             perplexity=likelihood.perplexity,
@@ -241,7 +241,7 @@ class DecoderStudy:
             feasible=all(term.within for term in terms if term.budget),
         )
 
-    def terms(self, latency: DecoderLatency, size_mb: float, flops_ratio: float) -> list[Term]:
+    def terms(self, latency: DecoderLatency, size_mb: float, flops: float) -> list[Term]:
         """Decode latency always (a budget when targeted); FLOPs and size when targeted."""
         target = self.targets.latency
         if target is None:
@@ -250,8 +250,12 @@ class DecoderStudy:
             terms = [Term("latency", latency.decode.ratio, target.value)]
         else:
             terms = [Term("latency", latency.decode.candidate.p50_ms, target.value)]
-        if self.targets.flops is not None:
-            terms.append(Term("flops", flops_ratio, self.targets.flops))
+        flops_target = self.targets.flops
+        if flops_target is not None and flops_target.is_ratio:
+            ratio = flops / self.baseline_flops_per_token
+            terms.append(Term("flops", ratio, flops_target.value))
+        elif flops_target is not None:
+            terms.append(Term("flops", flops, flops_target.value))
         if self.targets.size_mb is not None:
             terms.append(Term("size", size_mb, self.targets.size_mb))
         return terms
