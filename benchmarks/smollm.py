@@ -3,10 +3,11 @@
 Rows: fp32 PyTorch; fp32 ONNX Runtime with KV cache (optimum-onnx export, the baseline
 every row is timed against); ORT dynamic INT8 with the most sensitive linear family kept
 fp32 (measured, not named); ORT INT4 block-wise (``MatMulNBits``, block 32) with RTN and
-with HQQ scales, ``lm_head`` fp32; uniform width 0.5x (half of every MLP, our weight
-surgery, magnitude order as torch-pruning's) + the same INT8, distilled with the same
-recovery budget as ours; ours: one study over depth, MLP, heads, per-family precision and
-fusion, decode-latency target 1/3 of fp32 (hard reward), then distillation.
+with HQQ scales, ``lm_head`` fp32; torch-pruning uniform width 0.5x (half of every MLP:
+``MetaPruner``, group L2 magnitude, ``round_to=32``, embeddings and attention ignored, as
+STACK.md found works) + the same INT8, distilled with the same recovery budget as ours;
+ours: one study over depth, MLP, heads, per-family precision and fusion, decode-latency
+target 1/3 of fp32 (hard reward), then distillation.
 
 Columns: held-out perplexity (test windows of ``pydoc_data.topics``), prefill ms at a
 128-token prompt, decode ms per token with that prompt as context, weight MB, speed-ups
@@ -27,7 +28,6 @@ import torch
 
 from benchmarks.common import fmt, markdown_table
 from compressor.actions.export_decoder import export_decoder
-from compressor.actions.prune_decoder import DecoderPlan, prune_decoder
 from compressor.actions.quantize_decoder import quantize_decoder, weight_bytes
 from compressor.config import MeasureConfig, RecoveryConfig, parse_latency_target
 from compressor.decoder_pipeline import DecoderSettings, compress_decoder, measure_prior
@@ -45,7 +45,7 @@ from compressor.tasks.causal_lm import (
 
 TORCH, ORT = "fp32 PyTorch", "fp32 ORT + KV cache"
 INT8, RTN, HQQ = "ORT INT8 dynamic (sensitive fp32)", "ORT INT4 RTN b32", "ORT INT4 HQQ b32"
-UNIFORM, OURS = "uniform MLP 0.5x + INT8 + distill", "ours: search + distill"
+UNIFORM, OURS = "torch-pruning MLP 0.5x + INT8 + distill", "ours: search + distill"
 SINGLE_TOOL = (INT8, RTN, HQQ, UNIFORM)
 INT4_CAVEAT = (
     "SmolLM2's weights come from a 4-bit GGUF (Q4_1) unpacked to fp32, so INT4 rows lose "
@@ -111,7 +111,7 @@ def build_rows(task, work: Path, recovery_steps: int, quick: bool, trials, timin
             baseline, work / "hqq.onnx", precision_plan("int4", "fp32", "hqq", ())
         ),
     }
-    uniform = prune_decoder(task.model, DecoderPlan(mlp_ratio=0.5))
+    uniform = torch_pruning_mlp(task.model, 0.5)
     recovery = RecoveryConfig(epochs=1, steps=recovery_steps, lr=5e-5, method="distill")
     uniform = task.recover(uniform, task.model, recovery, True)
     artifacts[UNIFORM] = quantize_decoder(
@@ -135,6 +135,33 @@ def build_rows(task, work: Path, recovery_steps: int, quick: bool, trials, timin
         "build_seconds": time.perf_counter() - started,
     }
     return artifacts, notes
+
+
+def torch_pruning_mlp(model, ratio: float, round_to: int = 32):
+    """Half of every MLP removed by torch-pruning (``MetaPruner``, one uniform ratio)."""
+    import copy
+    import warnings
+
+    import torch_pruning as tp
+
+    model = copy.deepcopy(model)
+    ids = torch.randint(0, model.config.vocab_size, (1, 16))
+    ignored = [model.lm_head, model.model.embed_tokens]
+    for layer in model.model.layers:
+        attention = layer.self_attn
+        ignored += [attention.q_proj, attention.k_proj, attention.v_proj, attention.o_proj]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # RMSNorm weights it is told to leave alone
+        tp.pruner.MetaPruner(
+            model,
+            ids,
+            importance=tp.importance.GroupMagnitudeImportance(p=2),
+            pruning_ratio=ratio,
+            ignored_layers=ignored,
+            round_to=round_to,
+        ).step()
+    model.config.intermediate_size = model.model.layers[0].mlp.gate_proj.out_features
+    return model.eval()
 
 
 def measure_rows(task, artifacts: dict[str, Path], timing: MeasureConfig) -> dict:
