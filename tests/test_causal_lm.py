@@ -154,6 +154,15 @@ def test_plan_validation():
         DecoderPlan(mlp_ratio=1.0)
     with pytest.raises(UserInputError, match="no model"):
         prune_decoder(tiny_llama(), DecoderPlan(drop_layers=tuple(range(LAYERS))))
+    plan = PrecisionPlan(
+        default="int4", lm_head="int8", overrides={"down_proj": "fp32", "model.layers.2": "int8"}
+    )
+    assert plan.precision_of("model.layers.3.mlp.down_proj") == "fp32"  # a whole family
+    assert plan.precision_of("model.layers.2.mlp.up_proj") == "int8"  # a whole layer
+    assert plan.precision_of("model.layers.1.mlp.up_proj") == "int4"
+    assert plan.precision_of("lm_head") == "int8"
+    with pytest.raises(ValueError, match="block_size"):
+        PrecisionPlan(block_size=24)
 
 
 def test_exported_cache_graph_decodes_like_torch(exported, windows):
