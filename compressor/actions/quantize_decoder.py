@@ -16,7 +16,7 @@ by measurement (:func:`compressor.search.decoder.layer_sensitivity`), not by nam
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +24,9 @@ import onnx
 
 from compressor.actions.export import module_of_node
 from compressor.actions.quantize import _EXTRA_OPTIONS, _quiet
+from compressor.registry import Registry
 
 PRECISIONS = ("fp32", "int8", "int4")
-INT4_METHODS = ("rtn", "hqq")
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,7 @@ class PrecisionPlan:
         for module, value in self.overrides.items():
             if value not in PRECISIONS:
                 raise ValueError(f"precision of {module} must be one of {PRECISIONS}: {value!r}")
-        if self.int4_method not in INT4_METHODS:
-            raise ValueError(f"int4_method must be one of {INT4_METHODS}; got {self.int4_method}")
+        INT4_METHODS.check("int4_method", self.int4_method)
         if self.block_size < 16 or self.block_size & (self.block_size - 1):
             raise ValueError(f"block_size must be a power of two >= 16; got {self.block_size}")
 
@@ -82,6 +81,26 @@ class PrecisionPlan:
             and self.lm_head == "fp32"
             and all(v == "fp32" for v in self.overrides.values())
         )
+
+
+# How INT4 block scales are chosen: each entry builds ORT's algorithm config for a plan.
+INT4_METHODS: Registry[Callable[[PrecisionPlan], object]] = Registry("INT4 method")
+
+
+@INT4_METHODS.register("rtn", "round to nearest, symmetric blocks (ORT's default)")
+def _rtn(plan: PrecisionPlan):
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig
+
+    return DefaultWeightOnlyQuantConfig(
+        block_size=plan.block_size, is_symmetric=True, accuracy_level=plan.accuracy_level
+    )
+
+
+@INT4_METHODS.register("hqq", "half-quadratic scales and zero points (slow: minutes)")
+def _hqq(plan: PrecisionPlan):
+    from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig
+
+    return HQQWeightOnlyQuantConfig(block_size=plan.block_size, bits=4)
 
 
 def weight_matmuls(graph: onnx.ModelProto) -> dict[str, str]:
@@ -153,18 +172,9 @@ def quantize_decoder(src: str | Path, dst: str | Path, plan: PrecisionPlan) -> P
 
 
 def _int4(graph: onnx.ModelProto, nodes: list[str], plan: PrecisionPlan) -> onnx.ModelProto:
-    from onnxruntime.quantization.matmul_nbits_quantizer import (
-        DefaultWeightOnlyQuantConfig,
-        HQQWeightOnlyQuantConfig,
-        MatMulNBitsQuantizer,
-    )
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    if plan.int4_method == "hqq":
-        algo = HQQWeightOnlyQuantConfig(block_size=plan.block_size, bits=4)
-    else:
-        algo = DefaultWeightOnlyQuantConfig(
-            block_size=plan.block_size, is_symmetric=True, accuracy_level=plan.accuracy_level
-        )
+    algo = INT4_METHODS.get(plan.int4_method)(plan)
     others = [name for name in weight_matmuls(graph) if name not in set(nodes)]
     quantizer = MatMulNBitsQuantizer(
         graph,
