@@ -212,7 +212,7 @@ def compress_decoder(
         best = optuna_study.best_trial
         candidate = candidate_from_params(best.params, prior)
         model = recover(task, candidate, settings)
-        artifact = deploy(study, model, candidate, out_dir)
+        artifact = deploy(study, model, candidate, out_dir, study.kept_artifact(best.number))
         final = study.score(candidate, artifact)
     test = onnx_likelihood(DecoderSession(artifact, threads=threads), windows.test)
     torch_test = torch_likelihood(model, windows.test)
@@ -237,22 +237,36 @@ def compress_decoder(
 
 
 def deploy(
-    study: DecoderStudy, model: torch.nn.Module, candidate: DecoderCandidate, out_dir: Path
+    study: DecoderStudy,
+    model: torch.nn.Module,
+    candidate: DecoderCandidate,
+    out_dir: Path,
+    scored: Path | None = None,
 ) -> Path:
-    """Export the (recovered) model and apply the chosen fusion and precision."""
+    """Export the (recovered) model and apply the chosen fusion and precision.
+
+    An unpruned candidate needs no recovery: its artifact as scored in the search
+    (``scored``) ships, or is built again from the cached graphs.
+    """
     folder = study.workdir / "final"
-    if candidate.structure.is_identity:  # nothing pruned, nothing recovered: reuse
-        graph = study.structure_graph(candidate.structure, candidate.fusion)
+    if candidate.structure.is_identity:
         folder = study.baseline_graph.parent
+        _copy_configs(folder, out_dir)
+        if scored is not None:
+            return Path(shutil.copyfile(scored, out_dir / "model.onnx"))
+        graph = study.structure_graph(candidate.structure, candidate.fusion)
     else:
         graph = export_decoder(model, folder)
         if candidate.fusion:
             graph = fuse_decoder(graph, folder / "fused.onnx")
-    artifact = quantize_decoder(graph, out_dir / "model.onnx", candidate.precision)
+    _copy_configs(folder, out_dir)
+    return quantize_decoder(graph, out_dir / "model.onnx", candidate.precision)
+
+
+def _copy_configs(folder: Path, out_dir: Path) -> None:
     for name in ("config.json", "generation_config.json"):
         if (folder / name).is_file():
             shutil.copyfile(folder / name, out_dir / name)
-    return artifact
 
 
 def write(result: DecoderResult, task: Task, out_dir: Path) -> None:

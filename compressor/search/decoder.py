@@ -194,6 +194,9 @@ class DecoderStudy:
     threads: int | None = None
     _graphs: dict[tuple, Path] = field(default_factory=dict)
     _flops: dict[DecoderPlan, float] = field(default_factory=dict)
+    # The best trial's artifact is kept (the others deleted): an unpruned winner needs no
+    # recovery, so it ships as scored instead of being quantized again (HQQ: minutes).
+    best: tuple[float, int, Path] | None = None
 
     def structure_graph(self, structure: DecoderPlan, fusion: bool) -> Path:
         """The fp32 graph of ``structure`` (fused or not), exported once per structure."""
@@ -260,6 +263,18 @@ class DecoderStudy:
             terms.append(Term("size", size_mb, self.targets.size_mb))
         return terms
 
+    def _keep_if_best(self, value: float, number: int, graph: Path) -> None:
+        if self.best is None or value > self.best[0]:
+            if self.best is not None:
+                self.best[2].unlink(missing_ok=True)
+            self.best = (value, number, graph)
+        else:
+            graph.unlink(missing_ok=True)
+
+    def kept_artifact(self, number: int) -> Path | None:
+        """Trial ``number``'s artifact, if this process scored it and kept it."""
+        return self.best[2] if self.best is not None and self.best[1] == number else None
+
     def objective(self, space: DecoderSpace, prior: DecoderPrior):
         """The Optuna objective: build, score, record the measurements as user attributes."""
 
@@ -269,8 +284,10 @@ class DecoderStudy:
             graph = self.build(candidate, self.workdir / f"trial-{trial.number}.onnx")
             try:
                 score = self.score(candidate, graph)
-            finally:
+            except BaseException:
                 graph.unlink(missing_ok=True)
+                raise
+            self._keep_if_best(score.reward, trial.number, graph)
             for key, value in score.as_dict().items():
                 trial.set_user_attr(key, value)
             trial.set_user_attr("seconds", time.perf_counter() - started)
