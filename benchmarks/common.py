@@ -11,10 +11,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from compressor.artifacts import write_json
 from compressor.environment import environment_info, library_versions
 from compressor.report import markdown_table as _report_table
-from compressor.tasks.resnet_cifar import default_data_root
+from compressor.run_folder import write_json
+from compressor.tasks.common import default_data_root
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Libraries the benchmarks compare against, beyond what compressor/environment.py records.

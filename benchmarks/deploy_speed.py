@@ -28,23 +28,24 @@ from pathlib import Path
 from compressor.api import run_task
 from compressor.config import CompressConfig
 from compressor.measure.onnx_runtime import OnnxModule
+from compressor.records import TrialRecord, to_json
 from compressor.tasks import get_task
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def per_mode(trials: list[dict]) -> dict[str, dict]:
+def per_mode(trials: list[TrialRecord]) -> dict[str, dict]:
     """Measured latency ratio and reward of the trials, grouped by quantization mode."""
-    groups: dict[str, list[dict]] = {}
+    groups: dict[str, list[TrialRecord]] = {}
     for trial in trials:
-        if trial.get("state") == "COMPLETE" and "artifact" in trial:
-            groups.setdefault(trial["artifact"]["quantization"], []).append(trial)
+        if trial.finished and trial.artifact is not None:
+            groups.setdefault(trial.artifact.quantization, []).append(trial)
     return {
         mode: {
             "trials": len(items),
-            "latency_ratio_median": statistics.median(t["latency_ratio"] for t in items),
-            "reward_median": statistics.median(t["reward"] for t in items),
-            "reward_best": max(t["reward"] for t in items),
+            "latency_ratio_median": statistics.median(t.latency_ratio for t in items),
+            "reward_median": statistics.median(t.reward for t in items),
+            "reward_best": max(t.reward for t in items),
         }
         for mode, items in sorted(groups.items())
     }
@@ -79,29 +80,29 @@ def main(argv=None) -> dict:
     task = get_task(args.task, verbose=False)
     reloaded = task.evaluate_test(OnnxModule(output / "model.onnx"))  # a fresh session
     artifacts, best = result.artifacts, result.best
-    base_ms = artifacts["baseline_fp32.onnx"]["latency_ms"]["p50"]
+    base_ms = artifacts["baseline_fp32.onnx"].latency_ms.p50
     report = {
         "task": args.task,
         "trials": args.trials,
         "seconds": seconds,
         "target_latency": args.target_latency,
-        "speedup_vs_fp32_baseline": 1 / artifacts["model.onnx"]["latency_ratio"],
-        "speedup_pruned_fp32": 1 / artifacts["pruned_fp32.onnx"]["latency_ratio"],
+        "speedup_vs_fp32_baseline": 1 / artifacts["model.onnx"].latency_ratio,
+        "speedup_pruned_fp32": 1 / artifacts["pruned_fp32.onnx"].latency_ratio,
         "baseline_fp32_p50_ms": base_ms,
-        "artifacts": artifacts,
+        "artifacts": {name: to_json(row) for name, row in artifacts.items()},
         "chosen": {
-            "quantization": best["quantization"],
-            "fusion": best["fusion"],
-            "flops_ratio": best["flops"] / result.baseline["flops"],
+            "quantization": best.quantization,
+            "fusion": best.fusion,
+            "flops_ratio": best.flops / result.baseline.flops,
         },
         "accuracy": {
-            "baseline_fp32": result.baseline["accuracy"],
-            "pruned_fp32": best["accuracy_fp32"],
-            "artifact": best["accuracy"],
+            "baseline_fp32": result.baseline.accuracy,
+            "pruned_fp32": best.accuracy_fp32,
+            "artifact": best.accuracy,
             "artifact_reloaded": reloaded,
-            "artifact_minus_pruned_fp32_pt": 100 * (best["accuracy"] - best["accuracy_fp32"]),
+            "artifact_minus_pruned_fp32_pt": 100 * (best.accuracy - best.accuracy_fp32),
         },
-        "parity": best["parity"],
+        "parity": to_json(best.parity),
         "per_quantization_mode": per_mode(result.trials),
     }
     RESULTS.mkdir(exist_ok=True)

@@ -21,12 +21,12 @@ from pathlib import Path
 from torch import nn
 
 from benchmarks.common import markdown_table, write_results
-from benchmarks.searching import search_context, torch_pruning
+from benchmarks.searching import settings_for, torch_pruning
 from benchmarks.tasks import cifar_task, task_config
 from benchmarks.timing import TimingPlan, time_onnx
-from compressor.actions.deploy import DeploySpec
+from compressor.actions.artifact import DeploySpec
 from compressor.measure.flops import count_flops
-from compressor.search.artifact import make_artifact
+from compressor.search.candidate import make_artifact
 
 CONTROL = "unpruned INT8 (a copy: noise)"
 
@@ -39,31 +39,31 @@ def measure(data: Path | None, round_tos: list[int | None], rounds: int) -> dict
     # Small subsets: calibration and BN statistics only need a few batches here.
     task = cifar_task(data, val_images=300, test_images=500, train_images=1280)
     config = task_config("resnet56-cifar10")
-    ctx = search_context(task, config)
+    settings = settings_for(task, config)
     spec = DeploySpec("static_ort", True)
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-int8-widths-") as folder:
-        ctx.workdir = work = Path(folder)
-        unpruned = make_artifact(ctx, task.model, spec, work / "unpruned-int8.onnx").path
+        work = Path(folder)
+        unpruned = make_artifact(settings, task.model, spec, work / "unpruned-int8.onnx").path
         artifacts = {CONTROL: shutil.copy(unpruned, work / "control.onnx")}
         rows[CONTROL] = {"flops_ratio": 1.0, "widths": conv_widths(task.model)}
         for round_to in round_tos:
             model, ratio = torch_pruning(
                 task,
-                ctx.flops_budget,
+                settings.flops_budget,
                 global_pruning=False,
                 round_to=round_to,
                 max_ratio=config.prune.max_ratio,
-                calibration=ctx.calibration,
+                calibration=settings.calibration,
                 calibration_samples=config.search.calibration_samples,
             )
             name = f"tp uniform, round_to {round_to}"
             rows[name] = {
                 "pruning_ratio": ratio,
-                "flops_ratio": count_flops(model, task.example_inputs) / ctx.baseline_flops,
+                "flops_ratio": count_flops(model, task.example_inputs) / settings.baseline_flops,
                 "widths": conv_widths(model),
             }
-            artifacts[name] = make_artifact(ctx, model, spec, work / f"rt{round_to}.onnx").path
+            artifacts[name] = make_artifact(settings, model, spec, work / f"rt{round_to}.onnx").path
             print(name, rows[name], flush=True)
         timed = time_onnx(artifacts, unpruned, task.example_inputs, (1, 64), TimingPlan(2, rounds))
     for name, row in rows.items():

@@ -27,20 +27,20 @@ from benchmarks.searching import (
     best_model,
     prune_only,
     run_search,
-    search_context,
     sensitivity_params,
+    settings_for,
 )
 from benchmarks.tasks import minilm_task, task_config
 from benchmarks.timing import TimingPlan, time_eager, time_onnx
-from compressor.actions.deploy import DeploySpec, calibration_feeds
+from compressor.actions.artifact import DeploySpec, calibration_feeds
 from compressor.actions.export import export_onnx
 from compressor.actions.fuse import fuse_onnx
 from compressor.actions.quantize import QuantizeSpec, quantize_onnx
-from compressor.distill import recover_model
 from compressor.measure.flops import count_flops, count_params
-from compressor.measure.latency import LatencyMeter
 from compressor.measure.onnx_runtime import OnnxModule
-from compressor.search.artifact import make_artifact
+from compressor.recover import recover_model
+from compressor.search.candidate import make_artifact
+from compressor.search.context import measuring
 from compressor.search.space import FUSION_PARAM, QUANTIZATION_PARAM
 
 EAGER, ORT, FUSED, INT8 = "fp32 PyTorch eager", "fp32 ORT", "ORT fusion (O2)", "ORT dynamic INT8"
@@ -53,7 +53,7 @@ def typical_length(task_model_path: Path, data_root: Path | None) -> int:
     """Median token count (special tokens included) of the sts-test sentences."""
     from transformers import AutoTokenizer
 
-    from compressor.tasks.resnet_cifar import default_data_root
+    from compressor.tasks.common import default_data_root
     from compressor.tasks.sentence_similarity import STSB, read_pairs
 
     tokenizer = AutoTokenizer.from_pretrained(task_model_path, local_files_only=True)
@@ -84,16 +84,15 @@ def baselines(task, work: Path) -> dict[str, Path]:
     return artifacts
 
 
-def our_search(task, config, trials: int, work: Path, baseline: Path, log) -> tuple:
-    ctx = search_context(task, config)
-    ctx.workdir = work
-    with LatencyMeter(config.measure, task.example_inputs) as meter:
-        meter.set_baseline(baseline)
-        ctx.meter = meter
+def our_search(task, config, trials: int, work: Path, log) -> tuple:
+    settings = settings_for(task, config)
+    with measuring(settings) as resources:
         log("sensitivity pass ...")
-        seeds = sensitivity_params(prune_only(ctx))
-        study, seconds = run_search(ctx, trials=trials, sampler="tpe", seeds=seeds, progress=True)
-    model, best = best_model(ctx, study)
+        seeds = sensitivity_params(prune_only(settings))
+        study, seconds = run_search(
+            settings, resources, trials=trials, sampler="tpe", seeds=seeds, progress=True
+        )
+    model, best = best_model(settings, study)
     spec = DeploySpec(best.params[QUANTIZATION_PARAM], best.params[FUSION_PARAM])
     facts = {
         "trials": trials,
@@ -107,7 +106,7 @@ def our_search(task, config, trials: int, work: Path, baseline: Path, log) -> tu
     log(f"recovering the best plan (#{best.number}, {spec}) ...")
     model = recover_model(task, model, config.recovery, progress=False)
     facts["test_spearman_after_recovery_fp32"] = task.evaluate_test(model)
-    artifact = make_artifact(ctx, model, spec, work / "ours.onnx").path
+    artifact = make_artifact(settings, model, spec, work / "ours.onnx").path
     return model, artifact, facts
 
 
@@ -119,7 +118,9 @@ def run(args, session) -> tuple[dict, str]:
     trials = args.trials or (3 if args.quick else 6)
     config = task_config("minilm-stsb")
     if args.quick:
-        config.recovery = dataclasses.replace(config.recovery, steps=10)
+        config = dataclasses.replace(
+            config, recovery=dataclasses.replace(config.recovery, steps=10)
+        )
     plan = (
         TimingPlan(session.threads, rounds=3, runs_per_round=6, max_seconds=3)
         if args.quick
@@ -131,7 +132,7 @@ def run(args, session) -> tuple[dict, str]:
         work = Path(folder)
         log("building the Optimum-style and NNCF artifacts ...")
         artifacts = baselines(task, work)
-        student, artifacts[OURS], ours = our_search(task, config, trials, work, artifacts[ORT], log)
+        student, artifacts[OURS], ours = our_search(task, config, trials, work, log)
         rows = {
             EAGER: {
                 "spearman": task.evaluate_test(task.model),

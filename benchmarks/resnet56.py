@@ -27,19 +27,20 @@ from benchmarks.searching import (
     best_model,
     prune_only,
     run_search,
-    search_context,
     sensitivity_params,
+    settings_for,
     torch_pruning,
+    without_meter,
 )
 from benchmarks.tasks import cifar_task, task_config
 from benchmarks.timing import TimingPlan, time_eager, time_onnx
-from compressor.actions.deploy import DeploySpec
+from compressor.actions.artifact import DeploySpec
 from compressor.actions.export import export_onnx
-from compressor.distill import recover_model
 from compressor.measure.flops import count_flops, count_params
-from compressor.measure.latency import LatencyMeter
 from compressor.measure.onnx_runtime import OnnxModule
-from compressor.search.artifact import make_artifact
+from compressor.recover import recover_model
+from compressor.search.candidate import make_artifact
+from compressor.search.context import measuring
 from compressor.search.space import FUSION_PARAM, QUANTIZATION_PARAM
 from compressor.tasks import get_task
 
@@ -62,35 +63,37 @@ def load_task(args):
     return name, cifar_task(args.data)
 
 
-def candidates(task, ctx, trials: int, log) -> tuple[dict, dict]:
+def candidates(task, settings, resources, trials: int, log) -> tuple[dict, dict]:
     """The pruned models of every method, before recovery, and facts about each method."""
-    config = ctx.config
+    config = settings.config
     # torch-pruning's default (no channel rounding): one uniform ratio with rounding to 4
     # jumps from ~0.55x to 0.36x FLOPs on ResNet-56's 16-channel blocks (measured), which
     # would compare methods at unequal FLOPs.
     common = dict(
         round_to=None,
         max_ratio=config.prune.max_ratio,
-        calibration=ctx.calibration,
+        calibration=settings.calibration,
         calibration_samples=config.search.calibration_samples,
     )
     models, facts = {UNPRUNED: copy.deepcopy(task.model)}, {}
     for name, global_pruning in ((UNIFORM, False), (GLOBAL, True)):
         models[name], ratio = torch_pruning(
-            task, ctx.flops_budget, global_pruning=global_pruning, **common
+            task, settings.flops_budget, global_pruning=global_pruning, **common
         )
         facts[name] = {"pruning_ratio": ratio, "round_to": None}
         log(f"{name}: ratio {ratio:.3f}")
     log("sensitivity pass (shared by the three searches) ...")
-    seeds = sensitivity_params(prune_only(ctx))
+    seeds = sensitivity_params(prune_only(settings))
     for name, search, sampler in ((AMC, {"reward": "amc"}, "tpe"), (RANDOM, {}, "random")):
-        search_ctx = prune_only(ctx, sampler=sampler, **search)
-        study, seconds = run_search(search_ctx, trials=trials, sampler=sampler, seeds=seeds)
-        models[name], best = best_model(search_ctx, study)
+        pruning = prune_only(settings, sampler=sampler, **search)
+        study, seconds = run_search(
+            pruning, without_meter(resources), trials=trials, sampler=sampler, seeds=seeds
+        )
+        models[name], best = best_model(pruning, study)
         facts[name] = _search_facts(best, seconds, trials)
         log(f"{name}: best trial #{best.number}, {seconds:.0f} s")
-    study, seconds = run_search(ctx, trials=trials, sampler="tpe", seeds=seeds)
-    models[FULL], best = best_model(ctx, study)
+    study, seconds = run_search(settings, resources, trials=trials, sampler="tpe", seeds=seeds)
+    models[FULL], best = best_model(settings, study)
     facts[FULL] = {
         **_search_facts(best, seconds, trials),
         "deploy": {
@@ -121,7 +124,9 @@ def run(args, session) -> tuple[dict, str]:
     trials = args.trials or (4 if args.quick else 12)
     config = task_config(name)
     if args.quick:
-        config.recovery = dataclasses.replace(config.recovery, epochs=1)
+        config = dataclasses.replace(
+            config, recovery=dataclasses.replace(config.recovery, epochs=1)
+        )
     plan = (
         TimingPlan(session.threads, rounds=3, runs_per_round=6, max_seconds=3)
         if args.quick
@@ -132,13 +137,9 @@ def run(args, session) -> tuple[dict, str]:
     example = task.example_inputs
     with tempfile.TemporaryDirectory(prefix="bench-b1-") as folder:
         work = Path(folder)
-        ctx = search_context(task, config)
-        ctx.workdir = work
-        baseline_onnx = export_onnx(task.model, example, work / "baseline.onnx")
-        with LatencyMeter(config.measure, example) as meter:
-            meter.set_baseline(baseline_onnx)
-            ctx.meter = meter
-            models, facts = candidates(task, ctx, trials, log)
+        settings = settings_for(task, config)
+        with measuring(settings) as resources:
+            models, facts = candidates(task, settings, resources, trials, log)
         rows = {}
         for method, model in models.items():
             before = export_onnx(model, example, work / f"{_slug(method)}-before.onnx")
@@ -154,9 +155,9 @@ def run(args, session) -> tuple[dict, str]:
         for method, model in models.items():
             artifacts[method] = export_onnx(model, example, work / f"{_slug(method)}.onnx")
         spec = DeploySpec(**facts[FULL]["deploy"])
-        artifacts[FULL] = make_artifact(ctx, models[FULL], spec, work / "full.onnx").path
+        artifacts[FULL] = make_artifact(settings, models[FULL], spec, work / "full.onnx").path
         artifacts[INT8] = make_artifact(
-            ctx, models[UNPRUNED], DeploySpec("static_ort", True), work / "int8.onnx"
+            settings, models[UNPRUNED], DeploySpec("static_ort", True), work / "int8.onnx"
         ).path
         rows[INT8] = {**rows[UNPRUNED], "deploy": {"quantization": "static_ort", "fusion": True}}
         rows[FULL]["accuracy_fp32_after_recovery"] = artifact_accuracy(
@@ -177,8 +178,8 @@ def run(args, session) -> tuple[dict, str]:
     data = {
         "task": name,
         "description": task.description,
-        "flops_budget": ctx.flops_budget,
-        "baseline_flops": ctx.baseline_flops,
+        "flops_budget": settings.flops_budget,
+        "baseline_flops": settings.baseline_flops,
         "trials": trials,
         "recovery": dataclasses.asdict(config.recovery),
         "eager_unpruned": eager["baseline"],

@@ -18,8 +18,9 @@ import statistics
 from pathlib import Path
 
 from benchmarks.common import RESULTS, fmt, markdown_table, svg_line_plot
-from benchmarks.searching import prune_only, reward_curve, run_search, search_context
+from benchmarks.searching import prune_only, reward_curve, run_search, settings_for
 from benchmarks.tasks import cifar_task, task_config
+from compressor.search.context import measuring
 from compressor.tasks import get_task
 
 SAMPLERS = ("tpe", "random")
@@ -47,14 +48,17 @@ def study_task(name: str, args) -> dict:
     task = load_task(name, args)
     trials = args.trials or BUDGETS[name][1 if args.quick else 0]
     # Each trial's sampler is seeded from (seed, trial number) through SeedSequence
-    # (search/loop.py: trial_seed), so any distinct seeds give independent streams.
+    # (search/samplers.py: trial_seed), so any distinct seeds give independent streams.
     seeds = args.seeds or ([0, 1000] if args.quick else [0, 1000, 2000])
-    ctx = prune_only(search_context(task, task_config(name)), reward="soft")
+    settings = prune_only(settings_for(task, task_config(name)), reward="soft")
     runs = []
     for seed in seeds:
         curves = {}
         for sampler in SAMPLERS:
-            study, seconds = run_search(ctx, trials=trials, sampler=sampler, seed=seed)
+            with measuring(settings, meter=False) as resources:
+                study, seconds = run_search(
+                    settings, resources, trials=trials, sampler=sampler, seed=seed
+                )
             curves[sampler] = {"curve": reward_curve(study), "seconds": seconds}
             print(
                 f"{name} seed {seed} {sampler}: best {curves[sampler]['curve'][-1]} "

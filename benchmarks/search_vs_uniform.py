@@ -25,13 +25,13 @@ from scipy.stats import spearmanr
 
 from benchmarks.common import markdown_table, write_results
 from benchmarks.searching import torch_pruning_at_budget
-from compressor.actions.prune import channel_groups
 from compressor.api import run_compression
 from compressor.config import CompressConfig, RecoveryConfig, SearchConfig
 from compressor.environment import environment_info
 from compressor.measure.flops import count_flops
 from compressor.recover import fine_tune, first_batches, recalibrate_batchnorm
-from compressor.search.candidate import SearchContext, build_candidate, plan_for
+from compressor.search.candidate import build_candidate, plan_for
+from compressor.search.context import search_settings
 from compressor.tasks import get_task
 
 
@@ -52,35 +52,27 @@ def compare_seed(task, seed: int, trials: int, epochs: int) -> dict:
         seconds = time.perf_counter() - started
     return {
         "seed": seed,
-        "search_val_before": result.best["val_accuracy_before_recovery"],
-        "search_val_after": result.best["val_accuracy"],
-        "search_flops_ratio": result.best["flops"] / result.baseline["flops"],
+        "search_val_before": result.best.val_accuracy_before_recovery,
+        "search_val_after": result.best.val_accuracy,
+        "search_flops_ratio": result.best.flops / result.baseline.flops,
         "search_seconds": seconds,
-        "best_trial": result.best["trial"],
+        "best_trial": result.best.trial,
     }
 
 
 def proxy_rank_correlation(task, budget: int, plans: int, epochs: int, seed: int = 0) -> dict:
     """Spearman between the adaptive-BN proxy and accuracy after ``epochs`` of fine-tuning."""
     config = CompressConfig()
-    groups = channel_groups(task.model, task.example_inputs, task.ignored_layers)
-    ctx = SearchContext(
-        task.model,
-        task.example_inputs,
-        task.evaluate,
-        first_batches(task.train_data, 256),
-        groups,
-        config,
-        task.ignored_layers,
-        budget,
-        count_flops(task.model, task.example_inputs),
+    settings = search_settings(
+        task, config, count_flops(task.model, task.example_inputs), flops_budget=budget
     )
+    groups = settings.groups
     generator = torch.Generator().manual_seed(seed)
     proxy, tuned = [], []
     for _ in range(plans):
         preferences = {g.name: float(torch.rand(1, generator=generator)) for g in groups}
-        ratios, _ = plan_for(ctx, preferences)
-        model, _ = build_candidate(ctx, ratios)
+        ratios, _ = plan_for(settings, preferences)
+        model, _ = build_candidate(settings, ratios)
         proxy.append(task.evaluate(model))
         tuned.append(recovered_accuracy(task, model, epochs))
     rho = spearmanr(proxy, tuned).statistic

@@ -1,9 +1,9 @@
 """The methods a benchmark compares: our search (variants) and torch-pruning's own pruners.
 
-Our search is driven here with compressor's own pieces (``SearchContext``, the Optuna study
-of ``search/loop.py``, the seeds of ``api._search``) rather than through ``run_compression``,
-so that several searches in one benchmark share one sensitivity pass and one baseline
-evaluation, and spend exactly the same trial budget.
+Our search runs through the same pipeline steps as ``compress`` (:mod:`compressor.pipeline`:
+settings, study seeding, search, choice) rather than through ``run_compression``, so that
+several searches in one benchmark share one sensitivity pass and one baseline evaluation,
+and spend exactly the same trial budget.
 """
 
 from __future__ import annotations
@@ -12,97 +12,91 @@ import copy
 import dataclasses
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import optuna
 import torch_pruning as tp
 from torch import nn
 
+from compressor import pipeline
 from compressor.config import CompressConfig
 from compressor.measure.flops import count_flops
-from compressor.progress import progress_mode
 from compressor.recover import recalibrate_batchnorm
-from compressor.search import setup
-from compressor.search.candidate import SearchContext, build_candidate
-from compressor.search.loop import best_feasible_trial, make_sampler, run_study
-from compressor.search.progress import TrialProgress
-from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
-from compressor.search.space import (
-    preference_param,
-    preferred_deploy_params,
-    seed_deploy_params,
-    uniform_params,
-)
+from compressor.search.candidate import build_candidate
+from compressor.search.context import Resources, SearchSettings, search_settings
+from compressor.search.samplers import make_sampler
 from compressor.search.storage import open_study
 from compressor.tasks import Task
 
 
-def search_context(task: Task, config: CompressConfig) -> SearchContext:
-    """The context ``compress`` builds (budget, pruner, fixed calibration batches)."""
+def settings_for(task: Task, config: CompressConfig) -> SearchSettings:
+    """The settings ``compress`` builds (budget, pruner, fixed calibration batches)."""
     model = task.model.eval()
-    return setup.search_context(task, config, count_flops(model, task.example_inputs))
+    return search_settings(task, config, count_flops(model, task.example_inputs))
 
 
-def sensitivity_params(ctx: SearchContext) -> dict[str, float]:
+def sensitivity_params(settings: SearchSettings) -> dict[str, float]:
     """The sensitivity seed's preferences (one evaluation per group), computed once."""
-    drops = group_sensitivity(ctx, ctx.evaluate(ctx.model))
-    preferences = preferences_from_sensitivity(drops, ctx.config.prune.ratio_step)
-    return {preference_param(name): value for name, value in preferences.items()}
+    return pipeline.sensitivity_seed(settings, settings.evaluate(settings.model))
 
 
 def run_search(
-    ctx: SearchContext,
+    settings: SearchSettings,
+    resources: Resources,
     *,
     trials: int,
     sampler: str = "tpe",
     seed: int = 0,
-    seeds: dict[str, float] | None = None,
+    seeds: Mapping[str, float] | None = None,
     progress: bool = False,
 ) -> tuple[optuna.Study, float]:
     """One study of ``trials`` trials (seeded plans included); returns it and its seconds.
 
     ``seeds``: the sensitivity preferences; with them the study starts like ``compress``
-    does (the uniform plan once per deployment mode, then the sensitivity plan). Without,
-    every trial comes from the sampler (B3 compares samplers alone).
+    does (:func:`compressor.pipeline.seed_study`). Without, every trial comes from the
+    sampler (B3 compares samplers alone).
     """
-    search = ctx.config.search
+    settings = with_search(settings, trials=trials, sampler=sampler, seed=seed)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-study-") as folder:
         url = f"sqlite:///{Path(folder) / 'study.db'}"
         study = open_study(url, "compress", make_sampler(sampler, seed, trials))
         if seeds is not None:
-            deploys = seed_deploy_params(ctx.config.deploy) if ctx.config.deploy.export else [{}]
-            for deploy in deploys:
-                study.enqueue_trial({**uniform_params(ctx.groups), **deploy})
-            preferred = (
-                preferred_deploy_params(ctx.config.deploy) if ctx.config.deploy.export else {}
-            )
-            study.enqueue_trial({**seeds, **preferred})
-        with TrialProgress(study, trials, progress_mode(progress)) as report:
-            run_study(study, ctx, trials, search.time_budget, report)
+            pipeline.seed_study(study, settings, seeds)
+        pipeline.search(study, settings, resources, progress=progress)
         # The storage closes with the folder; keep the finished trials in memory.
         study = _in_memory_copy(study)
     return study, time.perf_counter() - started
 
 
 def best_model(
-    ctx: SearchContext, study: optuna.Study
+    settings: SearchSettings, study: optuna.Study
 ) -> tuple[nn.Module, optuna.trial.FrozenTrial]:
-    """The best feasible trial's plan rebuilt (adaptive BN applied)."""
-    best = best_feasible_trial(study)
-    if best is None:
-        raise RuntimeError("no trial of the search met the FLOPs budget")
-    model, _ = build_candidate(ctx, best.user_attrs["ratios"])
+    """The chosen trial's plan rebuilt (adaptive BN applied), as ``compress`` chooses it."""
+    best = pipeline.choose(study, settings)
+    model, _ = build_candidate(settings, best.user_attrs["ratios"])
     return model, best
 
 
-def prune_only(ctx: SearchContext, **search) -> SearchContext:
-    """The context scoring plain pruned PyTorch models (no artifact, no latency term)."""
-    config = copy.deepcopy(ctx.config)
-    config.deploy.export = False
-    config.search = dataclasses.replace(config.search, **search)
-    return dataclasses.replace(ctx, config=config, meter=None, workdir=None)
+def with_search(settings: SearchSettings, **search) -> SearchSettings:
+    """``settings`` with search options replaced (a new frozen config; nothing mutated)."""
+    config = settings.config
+    config = dataclasses.replace(config, search=dataclasses.replace(config.search, **search))
+    return dataclasses.replace(settings, config=config)
+
+
+def prune_only(settings: SearchSettings, **search) -> SearchSettings:
+    """Settings scoring plain pruned PyTorch models (no artifact; with :data:`NO_METER`
+    resources no latency term either)."""
+    config = settings.config
+    config = dataclasses.replace(config, deploy=dataclasses.replace(config.deploy, export=False))
+    return with_search(dataclasses.replace(settings, config=config), **search)
+
+
+def without_meter(resources: Resources) -> Resources:
+    """The same scratch folder, no latency measurement (pruning-only rewards)."""
+    return dataclasses.replace(resources, meter=None, baseline_artifact=None)
 
 
 def torch_pruning(

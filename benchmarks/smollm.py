@@ -95,7 +95,7 @@ def run(args, session) -> tuple[dict, str]:
 
 def build_rows(task, work: Path, recovery_steps: int, quick: bool, trials, timing):
     """Every ORT row's artifact (and ours' search record)."""
-    windows = task.extra["windows"]
+    windows = task.windows
     started = time.perf_counter()
     baseline = export_decoder(task.model, work / "fp32")
     prior = measure_prior(task.model, windows.search[0])
@@ -165,7 +165,7 @@ def torch_pruning_mlp(model, ratio: float, round_to: int = 32):
 
 
 def measure_rows(task, artifacts: dict[str, Path], timing: MeasureConfig) -> dict:
-    windows, prompt = task.extra["windows"], task.example_inputs[0]
+    windows, prompt = task.windows, task.example_inputs[0]
     rows = {}
     with DecoderLatencyMeter(timing, prompt) as meter:
         meter.set_baseline(artifacts[ORT])
@@ -194,7 +194,7 @@ def torch_row(task, runs: int = 5) -> dict:
     """fp32 PyTorch eager: perplexity, and prefill / decode timed in this process (after
     every ORT session is closed), the decode cache cropped back after every step."""
     model, prompt = task.model, task.example_inputs[0]
-    ppl = torch_likelihood(model, task.extra["windows"].test).perplexity
+    ppl = torch_likelihood(model, task.windows.test).perplexity
     prefill, decode = [], []
     for _ in range(runs):
         start = time.perf_counter()

@@ -41,7 +41,7 @@ def cifar_task(
     batch_size: int = 128,
 ) -> Task:
     """``resnet56-cifar10`` with its validation / test / training sets optionally cut."""
-    from compressor.tasks.digits import accuracy
+    from compressor.tasks.common import accuracy
     from compressor.tasks.image_folder import AugmentedBatches, normalise, split_holdout
     from compressor.tasks.resnet_cifar import VALIDATION_IMAGES, cifar_splits
 
@@ -113,6 +113,6 @@ def _spread(total: int, count: int | None):
 
 
 def _default_root() -> Path:
-    from compressor.tasks.resnet_cifar import default_data_root
+    from compressor.tasks.common import default_data_root
 
     return default_data_root()

@@ -31,7 +31,7 @@ def __getattr__(name: str):
 
         return CompressionResult
     if name == "load_compressed":
-        from compressor.artifacts import load_compressed
+        from compressor.saved_model import load_compressed
 
         return load_compressed
     raise AttributeError(f"module 'compressor' has no attribute {name!r}")

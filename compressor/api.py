@@ -1,13 +1,12 @@
 """The Python entry point: ``compress(model, example_inputs, evaluate, *, ...)``.
 
 The CLI builds the same :class:`CompressConfig` and calls :func:`run_task`; both end in
-:func:`run_compression`, which wires the task, the search, recovery and the outputs together.
+:func:`run_compression`, which runs the steps of :mod:`compressor.pipeline` in order.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -16,35 +15,20 @@ import torch
 import yaml
 from torch import nn
 
-from compressor.actions.pruner import check_prunable
-from compressor.artifacts import atomic_path, save_model, write_json
+from compressor import pipeline
 from compressor.config import CompressConfig, parse_flops_target, parse_latency_target
-from compressor.deployment import artifact_table, deploy_best
-from compressor.distill import recover_model
 from compressor.environment import environment_info
-from compressor.errors import CompressorError, UserInputError
-from compressor.measure.flops import count_flops, count_params
+from compressor.errors import UserInputError
+from compressor.logs import LOGGER, console_output
 from compressor.measure.latency import default_threads
-from compressor.progress import progress_mode
+from compressor.records import Baseline, Target, to_json, trial_record, worker_summary
 from compressor.report import save_run_info, write_report
-from compressor.result import CompressionResult, trial_record, worker_summary
-from compressor.run_folder import check_output_dir, clear_run_files
+from compressor.result import CompressionResult
+from compressor.run_folder import atomic_path, check_output_dir, clear_run_files, write_json
+from compressor.saved_model import save_model
 from compressor.search.budget import reported_trials
-from compressor.search.candidate import (
-    SearchContext,
-    build_candidate,
-    checked_metric,
-)
-from compressor.search.loop import best_feasible_trial, make_sampler, run_study
-from compressor.search.progress import TrialProgress
-from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
-from compressor.search.setup import check_reachable, measuring, search_context
-from compressor.search.space import (
-    preference_param,
-    preferred_deploy_params,
-    seed_deploy_params,
-    uniform_params,
-)
+from compressor.search.context import SearchSettings, measuring
+from compressor.search.samplers import make_sampler
 from compressor.search.storage import (
     check_study,
     discard_study,
@@ -56,7 +40,7 @@ from compressor.search.storage import (
     worker_info,
     worker_machines,
 )
-from compressor.tasks import Task, get_task
+from compressor.tasks import Task, default_ignored_layers, get_task
 
 
 def compress(
@@ -157,213 +141,116 @@ def run_task(
     check_study(config, existing)
     config = dataclasses.replace(config, output=output)
     _check_device(config.measure.device)
-    task = get_task(config.task, verbose=verbose, **config.task_options())
+    with console_output(verbose):
+        task = get_task(config.task, verbose=verbose, **config.task_options())
     return run_compression(task, config, verbose=verbose, existing=existing)
-
-
-def default_ignored_layers(model: nn.Module) -> tuple[str, ...]:
-    """The classifier: the last ``nn.Linear`` registered in the model, if any."""
-    linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    return (linears[-1],) if linears else ()
 
 
 def run_compression(
     task: Task, config: CompressConfig, verbose: bool = True, existing: str = "auto"
 ) -> CompressionResult:
-    """Baseline -> search -> rebuild the best plan -> recovery -> outputs."""
-    log = print if verbose else (lambda *args, **kwargs: None)
+    """Baseline -> search -> choose -> recover -> deploy -> outputs (see
+    :mod:`compressor.pipeline`)."""
+    with console_output(verbose):
+        return _run(task, config, verbose, existing)
+
+
+def _run(task: Task, config: CompressConfig, verbose: bool, existing: str) -> CompressionResult:
     output_dir, resuming = check_output_dir(config.output, config, existing)
     check_study(config, existing)
     _check_device(config.measure.device)
-    model = task.model.eval()
-
-    baseline = _measure_baseline(task)
-    ctx = search_context(task, config, baseline["flops"])
-    budget = ctx.flops_budget
-    check_prunable(ctx.pruner, model, task.example_inputs, ctx.groups)
-    uniform = check_reachable(ctx, budget)
-    target = _target_record(config, budget, baseline["flops"], uniform)
-    log(
-        f"baseline: val {baseline['val_accuracy']:.2%}  test {baseline['accuracy']:.2%}  "
-        f"FLOPs {baseline['flops'] / 1e6:.1f}M  params {baseline['params'] / 1e3:.1f}K  "
-        f"{len(ctx.groups)} prunable groups; target FLOPs <= {budget / 1e6:.1f}M"
+    baseline = pipeline.measure_baseline(task)
+    settings, target = pipeline.prepare_search(task, config, baseline)
+    LOGGER.info(
+        f"baseline: val {baseline.val_accuracy:.2%}  test {baseline.accuracy:.2%}  "
+        f"FLOPs {baseline.flops / 1e6:.1f}M  params {baseline.params / 1e3:.1f}K  "
+        f"{len(settings.groups)} prunable groups; target FLOPs <= "
+        f"{settings.flops_budget / 1e6:.1f}M"
     )
-
     if existing == "overwrite":
         clear_run_files(output_dir)
         discard_study(config)
     if resuming:
-        log(f"continuing the run in {output_dir}")
+        LOGGER.info(f"continuing the run in {output_dir}")
     output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(output_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    threads = config.measure.threads or default_threads()
     environment = {
         "task": task.name,
         "task_description": task.description,
-        **environment_info(config.measure.device, threads),
+        **environment_info(config.measure.device, config.measure.threads or default_threads()),
     }
-    # What the report of an interrupted run (no result.json yet) needs besides the trials.
-    run_info = {
-        "baseline": baseline,
-        "target": target,
-        "channels_before": {group.name: group.channels for group in ctx.groups},
-        "environment": environment,
-    }
-    manifest = make_manifest(task.name, config, baseline, model)
     # The study is seeded and published before this process times anything, so workers
     # that wait for it set up while this process does.
-    study = _start_study(ctx, output_dir, baseline["val_accuracy"], log, manifest, run_info)
-    with measuring(ctx, task.example_inputs) as baseline_artifact:
-        _search(study, ctx, log)
-        best_trial = best_feasible_trial(study)
-        if best_trial is None:
-            raise CompressorError(
-                f"no trial met the FLOPs target ({budget / 1e6:.2f}M) within the budget; "
-                "raise --trials or loosen --target-flops"
-            )
-        ratios = best_trial.user_attrs["ratios"]
-        log(f"best plan: trial #{best_trial.number}, R {best_trial.value:.4f}; recovering ...")
-        best_model, kept = build_candidate(ctx, ratios)
-        before = checked_metric(task.evaluate_test(best_model))
-        best_model = recover_model(task, best_model, config.recovery, progress=verbose)
+    study = _start_study(task, settings, baseline, target, environment, output_dir)
+    with measuring(settings) as resources:
+        pipeline.search(study, settings, resources, progress=verbose)
+        trial = pipeline.choose(study, settings)
+        LOGGER.info(f"best plan: trial #{trial.number}, R {trial.value:.4f}; recovering ...")
+        recovered = pipeline.recover(task, settings, trial, progress=verbose)
         deployed = (
-            deploy_best(ctx, task, best_model, best_trial.params, baseline_artifact, output_dir)
-            if baseline_artifact
-            else {}
+            pipeline.deploy(settings, resources, task, recovered.model, trial.params, output_dir)
+            if config.deploy.export
+            else None
         )
-        latency = ctx.meter.compare(
-            deployed["path"] if deployed else best_model, rounds=3 * config.measure.rounds
+        latency = pipeline.time_chosen(
+            settings, resources, deployed.path if deployed else recovered.model
         )
-
-    baseline.update(latency_ms=latency.baseline.p50_ms, latency_p90_ms=latency.baseline.p90_ms)
-    fp32_accuracy = checked_metric(task.evaluate_test(best_model))
-    best = {
-        "accuracy": deployed.get("accuracy", fp32_accuracy),
-        "accuracy_before_recovery": before,
-        "val_accuracy": (
-            deployed["val_accuracy"] if deployed else checked_metric(task.evaluate(best_model))
-        ),
-        "val_accuracy_before_recovery": best_trial.user_attrs["accuracy"],
-        "flops": count_flops(best_model, task.example_inputs),
-        "params": count_params(best_model),
-        "latency_ms": latency.candidate.p50_ms,
-        "latency_p90_ms": latency.candidate.p90_ms,
-        "latency_ratio": latency.ratio,
-        "reward": best_trial.value,
-        "trial": best_trial.number,
-        "plan": {
-            "ratios": ratios,
-            "channels": kept,
-            "channels_before": run_info["channels_before"],
-            "importance": config.prune.importance,
-            "round_to": config.prune.round_to,
-        },
-        "recovery": dataclasses.asdict(config.recovery),
-    }
-    artifacts = {}
-    if deployed:
-        best.update(accuracy_fp32=fp32_accuracy, **deployed["best"])
-        artifacts = artifact_table(deployed, latency)
     trials = [trial_record(t) for t in reported_trials(study.trials)]
     result = CompressionResult(
-        model=best_model,
-        baseline=baseline,
-        best=best,
+        model=recovered.model,
+        baseline=dataclasses.replace(
+            baseline,
+            latency_ms=latency.baseline.p50_ms,
+            latency_p90_ms=latency.baseline.p90_ms,
+        ),
+        best=pipeline.chosen_record(task, settings, trial, recovered, deployed, latency),
         target=target,
         trials=trials,
         environment=environment,
         output_dir=output_dir,
-        artifacts=artifacts,
+        artifacts=pipeline.artifact_files(deployed, latency) if deployed else {},
         workers=worker_summary(trials, worker_machines(study)),
     )
-    save_model(best_model, output_dir / "model.safetensors")
+    save_model(recovered.model, output_dir / "model.safetensors")
     write_json(output_dir / "result.json", result.to_json())
     # Rendered from the files just written, exactly as `compress report` re-renders it.
     result.report = write_report(output_dir).html
     return result
 
 
-def _target_record(config: CompressConfig, budget: int, baseline_flops: int, uniform: float):
-    """The targets and reward parameters, as result.json and the report state them."""
-    return {
-        "flops": budget,
-        "flops_ratio": budget / baseline_flops,
-        "spec": str(config.target_flops),
-        "reward": config.search.reward,
-        "alpha": config.search.alpha,
-        "beta": config.search.beta,
-        "uniform_ratio": uniform,
-        "latency": str(config.target_latency) if config.target_latency else None,
-    }
-
-
 def _start_study(
-    ctx: SearchContext,
+    task: Task,
+    settings: SearchSettings,
+    baseline: Baseline,
+    target: Target,
+    environment: dict,
     output_dir: Path,
-    baseline_val_accuracy: float,
-    log,
-    manifest: dict,
-    run_info: dict,
 ) -> optuna.Study:
     """The study, created (and seeded) or continued; published for workers to join."""
-    search = ctx.config.search
+    config = settings.config
+    search = config.search
     study = open_study(
-        storage_url(ctx.config, output_dir),
+        storage_url(config, output_dir),
         search.study,
         make_sampler(search.sampler, search.seed, search.trials),
     )
-    save_run_info(study, **run_info)
-    if not study.trials:
-        # Seed the sampler with two known plans at the budget: uniform (so the search can
-        # only improve on it) and the sensitivity allocation (a strong prior to refine).
-        # The uniform plan is tried once with every quantization mode, so each mode is
-        # measured on the same plan before the sampler starts preferring some.
-        for deploy in seed_deploy_params(ctx.config.deploy):
-            study.enqueue_trial({**uniform_params(ctx.groups), **deploy})
-        log(f"sensitivity of {len(ctx.groups)} groups (each pruned alone) ...", flush=True)
-        drops = group_sensitivity(ctx, baseline_val_accuracy)
-        preferences = preferences_from_sensitivity(drops, ctx.config.prune.ratio_step)
-        study.enqueue_trial(
-            {preference_param(name): value for name, value in preferences.items()}
-            | preferred_deploy_params(ctx.config.deploy)
-        )
+    # What the report of an interrupted run (no result.json yet) needs besides the trials.
+    save_run_info(
+        study,
+        baseline=to_json(baseline),
+        target=to_json(target),
+        channels_before={group.name: group.channels for group in settings.groups},
+        environment=environment,
+    )
+    pipeline.seed_study(
+        study, settings, lambda: pipeline.sensitivity_seed(settings, baseline.val_accuracy)
+    )
     # Waiting workers start now, with the seeded plans queued first (the lowest trial
     # numbers, so always within the budget). A continued study gets the current config.
-    publish_manifest(study, manifest)
-    record_worker(study, worker_info(ctx.config.measure, "compress"))
+    publish_manifest(study, make_manifest(task.name, config, baseline, task.model))
+    record_worker(study, worker_info(config.measure, "compress"))
     return study
-
-
-def _search(study: optuna.Study, ctx: SearchContext, log) -> None:
-    search = ctx.config.search
-    with TrialProgress(study, search.trials, progress_mode(log is print)) as progress:
-        run_study(study, ctx, search.trials, search.time_budget, progress)
-
-
-def _measure_baseline(task: Task) -> dict:
-    started = time.perf_counter()
-    model = task.model.eval()
-    baseline = {
-        "accuracy": _user_metric(task.evaluate_test, model),
-        "val_accuracy": _user_metric(task.evaluate, model),
-        "flops": count_flops(model, task.example_inputs),
-        "params": count_params(model),
-    }
-    baseline["evaluate_seconds"] = time.perf_counter() - started
-    return baseline
-
-
-def _user_metric(evaluate: Callable[[nn.Module], float], model: nn.Module) -> float:
-    """The metric on the unmodified model: any failure here is the caller's to fix."""
-    try:
-        return checked_metric(evaluate(model))
-    except CompressorError as exc:
-        raise UserInputError(str(exc)) from None
-    except Exception as exc:
-        raise UserInputError(
-            f"evaluate() failed on the unmodified model: {type(exc).__name__}: {exc}"
-        ) from None
 
 
 def _check_device(device: str) -> None:

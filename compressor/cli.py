@@ -16,16 +16,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from compressor.config import (
-    DEVICES,
-    IMPORTANCES,
-    QUANTIZATIONS,
-    REWARDS,
-    SAMPLERS,
-    CompressConfig,
-    load_config_file,
-)
+from compressor.actions.importance import IMPORTANCES
+from compressor.actions.quantize import QUANTIZATIONS
+from compressor.config import DEVICES, CompressConfig, load_config_file
 from compressor.errors import CompressorError, UserInputError
+from compressor.registry import Registry
+from compressor.reward import REWARDS
+from compressor.search.samplers import SAMPLERS
 
 # (command-line destination, config path) for every option that overrides a config key.
 OVERRIDES = (
@@ -58,6 +55,12 @@ OVERRIDES = (
     ("storage", ("search", "storage")),
     ("study", ("search", "study")),
 )
+
+
+def _choices(registry: Registry, text: str) -> dict[str, Any]:
+    """``choices`` and a help text listing each registered choice with its description."""
+    listed = "; ".join(f"{entry.name}: {entry.description}" for entry in registry)
+    return {"choices": registry.names(), "help": f"{text} ({listed})"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,9 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, help="seed for the sampler (default 0)")
     parser.add_argument("--output", help="output folder (default runs/<timestamp>)")
-    parser.add_argument("--sampler", choices=SAMPLERS)
-    parser.add_argument("--reward", choices=REWARDS, help="delta function (default soft)")
-    parser.add_argument("--importance", choices=IMPORTANCES, help="channel importance criterion")
+    parser.add_argument("--sampler", **_choices(SAMPLERS, "the search's sampler (default tpe)"))
+    parser.add_argument("--reward", **_choices(REWARDS, "the reward R (default soft)"))
+    parser.add_argument(
+        "--importance", **_choices(IMPORTANCES, "channel importance criterion (default magnitude)")
+    )
     parser.add_argument(
         "--round-to",
         dest="round_to",
@@ -151,8 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quantization",
         nargs="+",
-        choices=QUANTIZATIONS,
-        help="INT8 modes the search may choose (default: all)",
+        **_choices(QUANTIZATIONS, "quantization modes the search may choose (default: all)"),
     )
     parser.add_argument(
         "--keep-fp32",

@@ -15,7 +15,11 @@ from typing import Any
 
 import yaml
 
+from compressor.actions.importance import IMPORTANCES
+from compressor.actions.quantize import QUANTIZATIONS
 from compressor.errors import UserInputError
+from compressor.reward import REWARDS
+from compressor.search.samplers import SAMPLERS
 
 _SUFFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 _COUNT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgGtT]?)\s*$")
@@ -112,20 +116,21 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise UserInputError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
+def _set(config: Any, **values: Any) -> None:
+    """Normalise fields of a frozen config in ``__post_init__`` (lists to tuples, ...)."""
+    for name, value in values.items():
+        object.__setattr__(config, name, value)
+
+
 def _check_range(name: str, value: float, low: float, high: float) -> None:
     if not (isinstance(value, (int, float)) and low <= value <= high):
         raise UserInputError(f"{name} must be between {low:g} and {high:g}; got {value!r}")
 
 
-IMPORTANCES = ("magnitude", "l1", "bn_scale", "random")
-REWARDS = ("soft", "hard", "amc")
-SAMPLERS = ("tpe", "random")
 DEVICES = ("cpu", "cuda")
-QUANTIZATIONS = ("none", "dynamic", "static_ort", "static_nncf")
-RECOVERY_METHODS = ("fine_tune", "distill")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PruneConfig:
     """How candidates are pruned (torch-pruning, one ratio per coupled channel group)."""
 
@@ -136,7 +141,7 @@ class PruneConfig:
     ignore_layers: tuple[str, ...] = ()  # module names whose output channels stay intact
 
     def __post_init__(self) -> None:
-        _check_choice("prune.importance", self.importance, IMPORTANCES)
+        IMPORTANCES.check("prune.importance", self.importance)
         if self.round_to is not None and (not isinstance(self.round_to, int) or self.round_to < 1):
             raise UserInputError(
                 f"prune.round_to must be a positive integer; got {self.round_to!r}"
@@ -151,10 +156,10 @@ class PruneConfig:
             raise UserInputError(
                 f"prune.ignore_layers must be a list of module names; got {self.ignore_layers!r}"
             )
-        self.ignore_layers = tuple(self.ignore_layers)
+        _set(self, ignore_layers=tuple(self.ignore_layers))
 
 
-@dataclass
+@dataclass(frozen=True)
 class SearchConfig:
     """The Optuna study: budget, sampler, reward."""
 
@@ -191,8 +196,8 @@ class SearchConfig:
             )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise UserInputError(f"search.seed must be an integer; got {self.seed!r}")
-        _check_choice("search.sampler", self.sampler, SAMPLERS)
-        _check_choice("search.reward", self.reward, REWARDS)
+        SAMPLERS.check("search.sampler", self.sampler)
+        REWARDS.check("search.reward", self.reward)
         if self.trial_timeout is not None and not self.trial_timeout > 0:
             raise UserInputError(
                 f"search.trial_timeout must be > 0 seconds; got {self.trial_timeout!r}"
@@ -209,7 +214,7 @@ class SearchConfig:
             )
 
 
-@dataclass
+@dataclass(frozen=True)
 class MeasureConfig:
     """Latency measurement on the target device."""
 
@@ -232,16 +237,18 @@ class MeasureConfig:
                 raise UserInputError(f"measure.{name} must be a positive integer; got {value!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RecoveryConfig:
-    """Fine-tuning of the chosen variant."""
+    """Recovery of the chosen variant. The batches are the task's (their size is the task's).
+
+    ``method``: a registered recovery (``fine_tune``; ``distill`` learns from the
+    uncompressed model, logits KL + labels); tasks with their own recovery (sentence
+    encoders: embedding distillation) ignore it. ``steps``, when set, replaces ``epochs`` as
+    the budget, for every method.
+    """
 
     epochs: int = 3
     lr: float = 0.01
-    batch_size: int = 64
-    # Issue 5: "distill" learns from the uncompressed model (logits KL + labels); tasks with
-    # their own recovery (sentence encoders: embedding distillation) ignore it. `steps`, when
-    # set, replaces `epochs` as the budget.
     method: str = "fine_tune"
     steps: int | None = None
 
@@ -249,30 +256,39 @@ class RecoveryConfig:
         if not isinstance(self.epochs, int) or self.epochs < 0:
             raise UserInputError(f"recovery.epochs must be an integer >= 0; got {self.epochs!r}")
         _check_range("recovery.lr", self.lr, 1e-7, 10.0)
-        _check_choice("recovery.method", self.method, RECOVERY_METHODS)
+        # Imported here: the recovery methods need torch, and a config need not load it
+        # (``compress --help`` builds none); compressor.recover imports no config.
+        from compressor.recover import RECOVERIES
+
+        RECOVERIES.check("recovery.method", self.method)
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 0):
             raise UserInputError(f"recovery.steps must be an integer >= 0; got {self.steps!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DeployConfig:
     """The deployable artifact: every candidate is exported to ONNX, optionally fused and
     INT8-quantized, and scored (accuracy and latency) as that artifact in ONNX Runtime."""
 
     export: bool = True  # False: score the PyTorch model instead (no ONNX artifact)
-    quantization: tuple[str, ...] = QUANTIZATIONS  # modes the search chooses among
+    # Modes the search chooses among (default: every registered one).
+    quantization: tuple[str, ...] = field(default_factory=lambda: QUANTIZATIONS.names())
     fusion: tuple[bool, ...] = (False, True)  # layer fusion off / on, chosen by the search
     keep_fp32: tuple[str, ...] = ()  # module names never quantized (first conv, classifier)
     calibration_samples: int = 64  # training inputs for static INT8 calibration
     parity_samples: int = 128  # training inputs on which artifact and model are compared
 
     def __post_init__(self) -> None:
-        self.quantization, self.fusion = tuple(self.quantization), tuple(self.fusion)
-        self.keep_fp32 = tuple(self.keep_fp32)
+        _set(
+            self,
+            quantization=tuple(self.quantization),
+            fusion=tuple(self.fusion),
+            keep_fp32=tuple(self.keep_fp32),
+        )
         if not self.quantization:
             raise UserInputError("deploy.quantization needs at least one mode")
         for mode in self.quantization:
-            _check_choice("deploy.quantization", mode, QUANTIZATIONS)
+            QUANTIZATIONS.check("deploy.quantization", mode)
         if not self.fusion or any(not isinstance(value, bool) for value in self.fusion):
             raise UserInputError(f"deploy.fusion must list true and/or false; got {self.fusion!r}")
         for name in ("calibration_samples", "parity_samples"):
@@ -281,7 +297,7 @@ class DeployConfig:
                 raise UserInputError(f"deploy.{name} must be a positive integer; got {value!r}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class CompressConfig:
     """Everything one ``compress`` run needs; YAML files map onto it key for key."""
 
@@ -307,10 +323,10 @@ class CompressConfig:
 
     def __post_init__(self) -> None:
         if self.target_latency is not None and not isinstance(self.target_latency, LatencyTarget):
-            self.target_latency = parse_latency_target(self.target_latency)
+            _set(self, target_latency=parse_latency_target(self.target_latency))
         if self.target_size is not None:
             try:
-                self.target_size = float(self.target_size)
+                _set(self, target_size=float(self.target_size))
             except (TypeError, ValueError):
                 raise UserInputError(
                     f"--target-size must be megabytes (a number); got {self.target_size!r}"
@@ -320,11 +336,14 @@ class CompressConfig:
         if self.target_flops is None and self.target_latency is None and not self.target_size:
             raise UserInputError("give --target-flops, --target-latency or both")
         if self.target_flops is not None and not isinstance(self.target_flops, FlopsTarget):
-            self.target_flops = parse_flops_target(self.target_flops)
+            _set(self, target_flops=parse_flops_target(self.target_flops))
         if self.output is not None:
-            self.output = Path(self.output)
-        self.data = Path(self.data) if self.data is not None else None
-        self.weights = Path(self.weights) if self.weights is not None else None
+            _set(self, output=Path(self.output))
+        _set(
+            self,
+            data=Path(self.data) if self.data is not None else None,
+            weights=Path(self.weights) if self.weights is not None else None,
+        )
         if not isinstance(self.trust_pickle, bool):
             raise UserInputError(f"trust_pickle must be true or false; got {self.trust_pickle!r}")
         if self.model is not None and not isinstance(self.model, str):

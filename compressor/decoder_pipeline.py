@@ -59,7 +59,7 @@ from compressor.search.decoder_sensitivity import (
     precision_sensitivity,
     removal_order,
 )
-from compressor.tasks.base import Task
+from compressor.tasks.causal_lm import CausalLMTask
 
 log = logging.getLogger(__name__)
 DEFAULT_TRIALS = 8  # ~3-4 min each on SmolLM2 on the shared 2-core machine (export + INT4)
@@ -157,7 +157,7 @@ def search(
     return optuna_study
 
 
-def recover(task: Task, candidate: DecoderCandidate, settings: DecoderSettings):
+def recover(task: CausalLMTask, candidate: DecoderCandidate, settings: DecoderSettings):
     """The chosen structure, distilled from the unpruned model (unchanged when unpruned)."""
     student = prune_decoder(task.model, candidate.structure)
     if candidate.structure.is_identity or settings.recovery_steps <= 0 or task.recover is None:
@@ -169,7 +169,7 @@ def recover(task: Task, candidate: DecoderCandidate, settings: DecoderSettings):
 
 
 def compress_decoder(
-    task: Task,
+    task: CausalLMTask,
     out_dir: str | Path,
     settings: DecoderSettings,
     *,
@@ -185,7 +185,7 @@ def compress_decoder(
     out_dir = Path(out_dir)
     workdir = out_dir / "work"
     workdir.mkdir(parents=True, exist_ok=True)
-    windows = task.extra["windows"]
+    windows = task.windows
     prompt = task.example_inputs[0]
     threads = settings.measure.threads
     baseline_graph = baseline_graph or export_decoder(task.model, workdir / "baseline")
@@ -269,9 +269,9 @@ def _copy_configs(folder: Path, out_dir: Path) -> None:
             shutil.copyfile(folder / name, out_dir / name)
 
 
-def write(result: DecoderResult, task: Task, out_dir: Path) -> None:
+def write(result: DecoderResult, task: CausalLMTask, out_dir: Path) -> None:
     """``result.json`` and the tokenizer beside ``model.onnx``."""
-    tokenizer = task.extra.get("tokenizer")
+    tokenizer = task.tokenizer
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
     (out_dir / "result.json").write_text(json.dumps(result.as_dict(), indent=2, default=str))
@@ -383,12 +383,12 @@ def run_causal_lm(config, *, trials: int | None = None, verbose: bool = True) ->
     budget defaults to :data:`DEFAULT_TRIALS`; a rerun into the same ``--output``
     continues the study (its ``study.db``).
     """
+    from compressor.logs import console_output
     from compressor.run_folder import default_output_dir
     from compressor.tasks import get_task
 
-    if verbose:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = settings_from_config(config, trials, verbose)
     output = Path(config.output) if config.output is not None else default_output_dir()
-    task = get_task("causal-lm", model=config.model, data=config.data)
-    return summary(compress_decoder(task, output, settings))
+    with console_output(verbose):
+        task = get_task("causal-lm", model=config.model, data=config.data)
+        return summary(compress_decoder(task, output, settings))

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from compressor.config import RecoveryConfig
 from compressor.progress import Steps, progress_mode
+
+if TYPE_CHECKING:  # a type only: the config imports the recovery registry, not this
+    from compressor.config import RecoveryConfig
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
@@ -200,34 +203,3 @@ def logits_recovery(windows: Sequence[torch.Tensor], temperature: float = 1.0):
         return student.eval()
 
     return recover
-
-
-def recover_model(
-    task, student: nn.Module, config: RecoveryConfig, progress: bool = True
-) -> nn.Module:
-    """The chosen variant's recovery: the task's own hook, else the configured method
-    (``fine_tune`` on the task's loss, or ``distill`` from the uncompressed model)."""
-    from compressor.recover import fine_tune
-
-    if task.recover is not None:
-        return task.recover(student, task.model, config, progress)
-    if config.method == "distill":
-        return distill(
-            student,
-            task.model,
-            task.train_data,
-            logits_kd_loss(),
-            epochs=config.epochs,
-            steps=config.steps,
-            lr=config.lr,
-            optimizer="sgd",
-            progress=progress,
-        )
-    return fine_tune(
-        student,
-        task.train_data,
-        task.loss_fn,
-        epochs=config.epochs,
-        lr=config.lr,
-        progress=progress,
-    )

@@ -1,9 +1,10 @@
 """Progress of long work (search trials, recovery steps): live on a terminal, plain lines in logs.
 
 On a terminal a ``rich`` progress display shows k/N, elapsed time (ticking between updates,
-so a slow trial is visibly alive) and the latest figures; log lines scroll above it. When
-stdout is not a terminal (CI, ``| tee``, files) every update that matters is one plain line,
-so logs stay readable; ``quiet`` shows nothing.
+so a slow trial is visibly alive) and the latest figures; log lines (records of the
+``compressor`` logger, see :mod:`compressor.logs`) scroll above it. When stdout is not a
+terminal (CI, ``| tee``, files) every update that matters is one plain line, so logs stay
+readable; ``quiet`` shows nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import sys
 import time
 from typing import Any
+
+from compressor.logs import LOGGER, ConsoleHandler
 
 MODES = ("live", "lines", "off")
 
@@ -76,6 +79,7 @@ class Steps:
             self.description, total=self.total, completed=self.done, info=""
         )
         self._live.start()
+        ConsoleHandler.live_console = self._live.console
 
     @property
     def elapsed(self) -> float:
@@ -104,16 +108,16 @@ class Steps:
         return "  ".join(f"{name} {value}" for name, value in self.fields.items())
 
     def log(self, line: str) -> None:
-        """A line of its own: above the live display, or on stdout; nothing when off."""
-        if self._live is not None:
-            self._live.console.print(line, markup=False, highlight=False, soft_wrap=True)
-        elif self.mode != "off":
-            print(line, flush=True)
+        """A line of its own (a log record): above the live display, or on stdout; nothing
+        when off."""
+        if self.mode != "off":
+            LOGGER.info(line)
 
     def close(self) -> None:
         if self._live is not None:
             self._live.stop()
             self._live = None
+            ConsoleHandler.live_console = None
 
     def __enter__(self) -> Steps:
         return self

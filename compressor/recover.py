@@ -1,14 +1,26 @@
-"""Getting accuracy back: BatchNorm re-calibration (the search's proxy) and fine-tuning."""
+"""Getting accuracy back: BatchNorm re-calibration (the search's proxy), and the recovery
+methods for the chosen variant (:data:`RECOVERIES`: fine-tuning, distillation)."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from compressor.distill import distill, logits_kd_loss
 from compressor.progress import Steps, progress_mode
+from compressor.registry import Registry
+
+if TYPE_CHECKING:  # types only: the config imports RECOVERIES from here
+    from compressor.config import RecoveryConfig
+    from compressor.tasks.base import Task
+
+# method(task, student, config, progress) -> the recovered student
+Recovery = Callable[["Task", nn.Module, "RecoveryConfig", bool], nn.Module]
+RECOVERIES: Registry[Recovery] = Registry("recovery method")
 
 
 @torch.no_grad()
@@ -47,24 +59,35 @@ def fine_tune(
     *,
     epochs: int,
     lr: float,
+    steps: int | None = None,
     progress: bool = True,
 ) -> nn.Module:
-    """Train all weights for ``epochs`` passes (SGD + Nesterov momentum, cosine schedule)."""
+    """Train all weights for ``epochs`` passes, or exactly ``steps`` optimiser steps when
+    set (SGD + Nesterov momentum, cosine schedule over the budget)."""
     steps_per_epoch = len(batches) if hasattr(batches, "__len__") else None
+    if steps is not None:
+        if steps == 0:
+            return model.eval()
+        # Enough passes to make ``steps`` (one more for an unsized iterable); stop there.
+        epochs = -(-steps // steps_per_epoch) if steps_per_epoch else max(epochs, 1)
     if epochs <= 0:
         return model.eval()
     optimizer = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4
     )
-    total = epochs * steps_per_epoch if steps_per_epoch else None
+    total = steps if steps is not None else epochs * steps_per_epoch if steps_per_epoch else None
     scheduler = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total) if total else None
     )
     model.train()
     mode = progress_mode(progress)
+    done = 0
     with Steps("recovery", total, mode=mode, every=steps_per_epoch or 50) as bar:
         for epoch in range(epochs):
             for inputs, labels in batches:
+                if steps is not None and done >= steps:
+                    break
+                done += 1
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(model(inputs), labels)
                 loss.backward()
@@ -84,3 +107,44 @@ def first_batches(batches: Iterable, num_samples: int) -> list:
         if seen >= num_samples:
             break
     return taken
+
+
+def recover_model(
+    task: Task, student: nn.Module, config: RecoveryConfig, progress: bool = True
+) -> nn.Module:
+    """The chosen variant's recovery: the task's own hook, else the configured method."""
+    if task.recover is not None:
+        return task.recover(student, task.model, config, progress)
+    return RECOVERIES.get(config.method)(task, student, config, progress)
+
+
+@RECOVERIES.register("fine_tune", "train on the task's loss (SGD, cosine schedule)")
+def fine_tune_method(
+    task: Task, student: nn.Module, config: RecoveryConfig, progress: bool
+) -> nn.Module:
+    return fine_tune(
+        student,
+        task.train_data,
+        task.loss_fn,
+        epochs=config.epochs,
+        lr=config.lr,
+        steps=config.steps,
+        progress=progress,
+    )
+
+
+@RECOVERIES.register("distill", "learn the unpruned model's logits (KL) and the labels")
+def distill_method(
+    task: Task, student: nn.Module, config: RecoveryConfig, progress: bool
+) -> nn.Module:
+    return distill(
+        student,
+        task.model,
+        task.train_data,
+        logits_kd_loss(),
+        epochs=config.epochs,
+        steps=config.steps,
+        lr=config.lr,
+        optimizer="sgd",
+        progress=progress,
+    )

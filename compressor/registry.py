@@ -34,7 +34,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
 
     def register(self, name: str, description: str = "") -> Callable[[T], T]:
-        """Decorator: ``@QUANTIZERS.register("static_ort", "static INT8, QDQ")``."""
+        """Decorator: ``@QUANTIZATIONS.register("static_ort", "static INT8, QDQ")``."""
 
         def add(value: T) -> T:
             if name in self._entries:

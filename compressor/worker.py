@@ -15,12 +15,12 @@ import dataclasses
 
 import optuna
 
+from compressor import pipeline
 from compressor.config import CompressConfig
 from compressor.errors import UserInputError
-from compressor.progress import progress_mode
-from compressor.search.loop import make_sampler, run_study
-from compressor.search.progress import TrialProgress
-from compressor.search.setup import measuring, search_context
+from compressor.logs import LOGGER, console_output
+from compressor.search.context import measuring, search_settings
+from compressor.search.samplers import make_sampler
 from compressor.search.storage import (
     model_fingerprint,
     open_storage,
@@ -54,27 +54,24 @@ def run_worker(
         wait: seconds to wait for the study to be created and ready.
         verbose: print a line per trial.
     """
-    log = print if verbose else (lambda *args, **kwargs: None)
-    manifest = wait_for_study(storage, study, wait, log)
-    config = _worker_config(manifest, storage, threads)
-    task = task or _rebuild_task(manifest, config, verbose)
-    _check_same_model(task, manifest)
-    ctx = search_context(task, config, manifest["baseline"]["flops"])
-    search = config.search
-    shared = optuna.load_study(
-        study_name=study,
-        storage=open_storage(storage),
-        # The study's seed: each trial's sampler is seeded from (seed, trial number), and
-        # trial numbers are unique across workers, so workers do not draw the same plans.
-        sampler=make_sampler(search.sampler, search.seed, search.trials),
-    )
-    record_worker(shared, worker_info(config.measure, "worker"))
-    log(f"worker {worker_id()} joined study {study!r} (budget {search.trials} trials)", flush=True)
-    with (
-        measuring(ctx, task.example_inputs),
-        TrialProgress(shared, search.trials, progress_mode(verbose)) as progress,
-    ):
-        return run_study(shared, ctx, search.trials, search.time_budget, progress)
+    with console_output(verbose):
+        manifest = wait_for_study(storage, study, wait)
+        config = _worker_config(manifest, storage, threads)
+        task = task or _rebuild_task(manifest, config, verbose)
+        _check_same_model(task, manifest)
+        settings = search_settings(task, config, manifest["baseline"]["flops"])
+        search = config.search
+        shared = optuna.load_study(
+            study_name=study,
+            storage=open_storage(storage),
+            # The study's seed: each trial's sampler is seeded from (seed, trial number), and
+            # trial numbers are unique across workers, so workers do not draw the same plans.
+            sampler=make_sampler(search.sampler, search.seed, search.trials),
+        )
+        record_worker(shared, worker_info(config.measure, "worker"))
+        LOGGER.info(f"worker {worker_id()} joined study {study!r} (budget {search.trials} trials)")
+        with measuring(settings) as resources:
+            return pipeline.search(shared, settings, resources, progress=verbose)
 
 
 def _worker_config(manifest: dict, storage: str, threads: int | None) -> CompressConfig:

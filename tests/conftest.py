@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+
+# The machines are shared: generating inputs can be slow for reasons of load alone, which is
+# not what the property tests check.
+settings.register_profile("shared", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+settings.load_profile("shared")
 
 # The digits model is trained once (~15 s) and cached; tests share the project-local cache.
 os.environ.setdefault(

@@ -27,8 +27,8 @@ def test_compress_from_python(digits_task, tmp_path):
         config=_fast_config(),
         verbose=False,
     )
-    assert result.best["flops"] <= 26e6
-    assert result.best["accuracy"] >= result.baseline["accuracy"] - 0.03
+    assert result.best.flops <= 26e6
+    assert result.best.accuracy >= result.baseline.accuracy - 0.03
     assert len(result.trials) == 4
     assert isinstance(result.model, torch.nn.Module)
     assert "test accuracy" in str(result) and "written to" in str(result)
@@ -49,7 +49,7 @@ def test_same_seed_gives_the_same_trial_parameters(digits_task, tmp_path):
             config=_fast_config(seed=7, trials=5, epochs=0),
             verbose=False,
         )
-        return [t["plan"] for t in result.trials]
+        return [t.plan for t in result.trials]
 
     # The seeded plans (uniform, sensitivity) and TPE's random start-up trial do not depend
     # on latency; the measured latency (which varies) enters the reward and steers TPE's

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from benchmarks.__main__ import main
-from compressor.tasks.resnet_cifar import default_data_root
+from compressor.tasks.common import default_data_root
 
 
 def _load(paths):

@@ -267,7 +267,7 @@ def test_smollm2_perplexity_in_torch_and_onnx(tmp_path):
     from compressor.tasks import get_task
 
     task = get_task("causal-lm")
-    test = task.extra["windows"].test
+    test = task.windows.test
     reference = torch_likelihood(task.model, test)
     assert 10 < reference.perplexity < 25
     session = DecoderSession(export_decoder(task.model, tmp_path / "fp32"), threads=2)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.artifacts import load_compressed
 from compressor.cli import main
+from compressor.saved_model import load_compressed
 
 ROOT = Path(__file__).resolve().parents[1]
 

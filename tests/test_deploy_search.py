@@ -113,4 +113,4 @@ def test_a_latency_target_alone_searches_the_flops_level(tmp_path):
     assert len(done) == 2
     for trial in done:  # each plan was fitted to its own sampled FLOPs level
         assert trial.user_attrs["flops_ratio"] <= trial.params["prune.flops_level"] + 1e-9
-    assert result.best["quantization"] == "static_ort"
+    assert result.best.quantization == "static_ort"

@@ -11,8 +11,9 @@ from _tiny_transformers import tiny_bert
 
 from compressor.actions.prune_transformer import TransformerPruner
 from compressor.config import RecoveryConfig
-from compressor.distill import distill, embedding_kd_loss, logits_kd_loss, recover_model
+from compressor.distill import distill, embedding_kd_loss, logits_kd_loss
 from compressor.errors import UserInputError
+from compressor.recover import recover_model
 from compressor.tasks.base import Task
 from compressor.tasks.sentence_similarity import SentenceEncoder
 

@@ -3,10 +3,19 @@
 import io
 
 import optuna
+import pytest
 from rich.console import Console
 
+from compressor.logs import console_output
 from compressor.progress import Steps, progress_mode
-from compressor.search.progress import TrialProgress
+from compressor.search.trial_progress import TrialProgress
+
+
+@pytest.fixture(autouse=True)
+def _console():
+    """Lines are records of the ``compressor`` logger; show them as the CLI does."""
+    with console_output(True):
+        yield
 
 
 def test_lines_mode_prints_every_n_steps_and_the_last(capsys):

@@ -9,8 +9,8 @@ import pytest
 import torch
 from deploy_helpers import image_batch, labelled_batches, tiny_resnet
 
-from compressor.actions.deploy import DeploySpec, build_artifact, calibration_feeds
-from compressor.actions.quantize import QUANTIZERS, QuantizeSpec
+from compressor.actions.artifact import DeploySpec, build_artifact, calibration_feeds
+from compressor.actions.quantize import QUANTIZATIONS, QuantizeSpec
 from compressor.measure.onnx_runtime import OnnxModule
 from compressor.measure.parity import measure_parity
 
@@ -104,7 +104,7 @@ def test_static_modes_require_calibration():
         QuantizeSpec("static_ort")
     with pytest.raises(ValueError, match="one of"):
         QuantizeSpec("int4")
-    assert set(QUANTIZERS) == {"none", "dynamic", "static_ort", "static_nncf"}
+    assert set(QUANTIZATIONS.names()) == {"none", "dynamic", "static_ort", "static_nncf"}
 
 
 def test_calibration_feeds_cover_the_requested_samples():

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from compressor.actions.prune import channel_groups, prune_model
-from compressor.artifacts import atomic_path, load_model, save_model
 from compressor.recover import fine_tune, first_batches, recalibrate_batchnorm
+from compressor.run_folder import atomic_path
+from compressor.saved_model import load_model, save_model
 from compressor.tasks.digits import DigitsResNet
 
 
@@ -108,3 +109,25 @@ def test_atomic_outputs_get_the_mode_a_plain_open_would(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "model.onnx").stat().st_mode & 0o777 == 0o644
+
+
+def test_fine_tune_stops_after_the_configured_steps():
+    """``recovery.steps`` is the budget for fine-tuning too (it used to be ignored)."""
+    model = torch.nn.Linear(4, 3)
+    calls = []
+    model.register_forward_hook(lambda module, args, out: calls.append(module.training))
+    batches = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(4)]
+    loss = torch.nn.functional.cross_entropy
+    fine_tune(model, batches, loss, epochs=3, lr=0.01, steps=6, progress=False)
+    assert calls == [True] * 6  # 6 steps: one and a half passes, not 3 epochs (12)
+    calls.clear()
+    fine_tune(model, batches, loss, epochs=1, lr=0.01, steps=0, progress=False)
+    assert calls == []
+
+
+def test_a_config_that_sets_the_removed_recovery_batch_size_is_refused():
+    from compressor.config import CompressConfig
+    from compressor.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="unknown key recovery.batch_size"):
+        CompressConfig.from_dict({"recovery": {"batch_size": 64}})

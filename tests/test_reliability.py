@@ -128,16 +128,16 @@ def test_failing_and_nan_trials_are_isolated(digits_task, tmp_path):
         config=_config(8),
         verbose=False,
     )
-    failed = [t for t in result.trials if t["state"] == "FAIL"]
-    assert [t["number"] for t in failed] == [2, 4, 6]
-    assert "metric backend unavailable" in failed[0]["error"]
-    assert "not a finite number" in failed[1]["error"]
-    assert sum(t["state"] == "COMPLETE" for t in result.trials) == 5
-    assert result.best["trial"] not in {2, 4, 6}
-    assert result.best["accuracy"] >= 0.8  # 5 finished trials, 1 recovery epoch
+    failed = [t for t in result.trials if t.state == "FAIL"]
+    assert [t.number for t in failed] == [2, 4, 6]
+    assert "metric backend unavailable" in failed[0].error
+    assert "not a finite number" in failed[1].error
+    assert sum(t.finished for t in result.trials) == 5
+    assert result.best.trial not in {2, 4, 6}
+    assert result.best.accuracy >= 0.8  # 5 finished trials, 1 recovery epoch
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert [t["error"] for t in saved["trials"] if t["state"] == "FAIL"] == [
-        t["error"] for t in failed
+        t.error for t in failed
     ]
 
 
@@ -216,7 +216,7 @@ def test_resume_and_overwrite_are_exclusive(capsys):
 
 
 def _trial_params(result):
-    return [(t["number"], t["params"]) for t in result.trials if t["state"] == "COMPLETE"]
+    return [(t.number, t.params) for t in result.trials if t.finished]
 
 
 def test_a_resumed_search_draws_the_same_trials_as_an_uninterrupted_one(digits_task, tmp_path):
@@ -251,4 +251,4 @@ def test_a_resumed_search_draws_the_same_trials_as_an_uninterrupted_one(digits_t
     resumed = run(6, tmp_path / "resumed", existing="resume")
     assert len(_trial_params(straight)) == 6
     assert _trial_params(resumed) == _trial_params(straight)
-    assert resumed.best["trial"] == straight.best["trial"]
+    assert resumed.best.trial == straight.best.trial

@@ -13,6 +13,7 @@ import optuna
 import pytest
 
 from compressor.cli import main
+from compressor.records import Baseline, Target, TrialRecord
 from compressor.report import (
     RunData,
     Series,
@@ -233,16 +234,9 @@ def test_figures_split_feasible_and_infeasible_trials(tmp_path):
     ]
     run = RunData(
         run_dir=tmp_path,
-        trials=trials,
-        baseline={"val_accuracy": 0.99, "accuracy": 0.99, "flops": 100e6, "params": 1000},
-        target={
-            "flops": 50e6,
-            "flops_ratio": 0.5,
-            "reward": "soft",
-            "alpha": -0.07,
-            "beta": -0.07,
-            "latency": None,
-        },
+        trials=[TrialRecord.from_json(trial) for trial in trials],
+        baseline=Baseline(accuracy=0.99, val_accuracy=0.99, flops=100e6, params=1000),
+        target=Target(flops=50e6, flops_ratio=0.5, spec="0.5", latency=None),
     )
     figures = report_figures(run)
     html = "".join(figures.values())
@@ -258,7 +252,7 @@ def test_figures_split_feasible_and_infeasible_trials(tmp_path):
     [
         ("0.5", None, ["FLOPs target: ≤ 50.00M (0.50× the baseline) — met with 45.00M."]),
         (
-            "None",
+            None,
             "2.5ms",
             [
                 "FLOPs: no target (each trial searched its level); 45.00M.",
@@ -276,7 +270,7 @@ def test_figures_split_feasible_and_infeasible_trials(tmp_path):
     ],
 )
 def test_target_lines_say_whether_each_target_was_met(tmp_path, spec, latency, expected):
-    target = {"flops": 50e6, "flops_ratio": 0.5, "spec": spec, "latency": latency}
+    target = Target(flops=50e6, flops_ratio=0.5, spec=spec, latency=latency)
     run = RunData(run_dir=tmp_path, trials=[], target=target)
     assert target_lines(run, 45e6, latency_ratio=0.55, latency_ms=2.6) == expected
 
@@ -379,8 +373,8 @@ def _trial(number, *, accuracy, flops, latency, feasible) -> dict:
 
 
 def test_worker_lines_say_who_scored_what_against_which_baseline():
+    from compressor.records import worker_summary
     from compressor.report.summary import worker_lines
-    from compressor.result import worker_summary
 
     done = "COMPLETE"
     trials = [
@@ -390,14 +384,15 @@ def test_worker_lines_say_who_scored_what_against_which_baseline():
         {"number": 3, "state": "FAIL"},  # a trial that never got a worker
         {"number": 4, "state": "FAIL", "worker": "b:2"},  # killed mid-trial: not finished
     ]
+    trials = [TrialRecord.from_json(trial) for trial in trials]
     workers = worker_summary(trials, {"a:1": {"cpu": "EPYC"}, "c:3": {"cpu": "Xeon"}})
-    assert workers["a:1"] == {
+    assert workers["a:1"].to_json() == {
         "cpu": "EPYC",
         "trials": 2,
         "trial_numbers": [0, 2],
         "baseline_latency_ms": pytest.approx(0.31),
     }
-    assert workers["c:3"]["trials"] == 0  # joined, finished nothing
+    assert workers["c:3"].trials == 0  # joined, finished nothing
     assert worker_lines(worker_summary(trials)) == [
         ("worker a:1", "2 trials (#0, #2); baseline 0.310 ms on its machine"),
         ("worker b:2", "1 trial (#1); baseline 0.500 ms on its machine"),

@@ -44,5 +44,5 @@ def test_amc_reward_is_minus_error_times_log_flops():
 
 
 def test_unknown_mode_is_refused():
-    with pytest.raises(ValueError, match="unknown reward mode"):
+    with pytest.raises(ValueError, match="reward must be one of soft, hard, amc"):
         reward(0.9, [Term("flops", 1, 1)], "nope")

@@ -61,7 +61,7 @@ def test_uneven_preferences_can_still_reach_a_deep_budget():
 
 
 def test_trial_seeds_of_different_run_seeds_do_not_overlap():
-    from compressor.search.loop import trial_seed
+    from compressor.search.samplers import trial_seed
 
     seeds = {(run, n): trial_seed(run, n) for run in range(3) for n in range(50)}
     assert len(set(seeds.values())) == len(seeds)  # no shifted replay between run seeds

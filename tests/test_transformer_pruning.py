@@ -138,7 +138,7 @@ def test_minilm_pruned_per_layer_keeps_hidden_384():
 
 @pytest.mark.parametrize("arch", BUILDERS)
 def test_saved_pruned_transformer_reloads_into_the_original_architecture(arch, tmp_path):
-    from compressor.artifacts import load_model, save_model
+    from compressor.saved_model import load_model, save_model
 
     model = BUILDERS[arch]("sdpa")
     pruner = TransformerPruner(model)

@@ -18,16 +18,10 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from compressor.actions.importance import IMPORTANCES
 from compressor.errors import UserInputError, one_line
 
 ROOT_MODULE_TYPES = (nn.Conv2d, nn.Conv1d, nn.Linear)
-
-IMPORTANCES: dict[str, Callable[[], tp.importance.Importance]] = {
-    "magnitude": lambda: tp.importance.GroupMagnitudeImportance(p=2),
-    "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
-    "bn_scale": lambda: tp.importance.BNScaleImportance(),
-    "random": lambda: tp.importance.RandomImportance(),
-}
 
 
 @dataclass(frozen=True)
@@ -95,13 +89,9 @@ def prune_model(
     Returns:
         The pruned copy (eval mode) and the kept channel count of every group.
     """
-    if importance not in IMPORTANCES:
-        raise UserInputError(
-            f"unknown importance {importance!r}; choose one of {', '.join(IMPORTANCES)}"
-        )
+    scorer = IMPORTANCES.get(importance)()
     pruned = copy.deepcopy(model).eval()
     graph, names = _dependency_graph(pruned, example_inputs)
-    scorer = IMPORTANCES[importance]()
     roots = [
         (group[0].dep.target.module, group[0].dep.handler)
         for group in graph.get_all_groups(

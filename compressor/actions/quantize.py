@@ -14,7 +14,9 @@ static_ort     ONNX Runtime ``quantize_static``: QDQ format, activations QUInt8,
 static_nncf    NNCF ``nncf.quantize`` on the ONNX model (~3x faster CNNs in ORT, measured)
 =============  ==========================================================================
 
-Every mode takes the same :class:`QuantizeSpec`, so adding one is one decorated function.
+Every mode takes the same :class:`QuantizeSpec`, so adding one is one decorated function
+(:func:`quantization_mode`); the config, ``compress --help`` and the report read the
+registry :data:`QUANTIZATIONS`.
 ``quant_pre_process`` is not run: its ORT optimization step would fold BatchNorm (the fuse
 action's job, which the search toggles) and its symbolic shape inference fails on BERT.
 """
@@ -32,9 +34,29 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from compressor.registry import Registry
+
 Feed = dict[str, np.ndarray]
 Quantizer = Callable[[Path, Path, "QuantizeSpec"], None]
-QUANTIZERS: dict[str, Quantizer] = {}
+
+
+@dataclass(frozen=True)
+class QuantizationMode:
+    """A registered mode: the function that applies it and what the search needs to know.
+
+    Attributes:
+        apply: ``apply(src, dst, spec)`` writes the quantized graph.
+        calibrated: it needs calibration inputs (static modes).
+        preference: the seeded plans use the allowed mode with the highest preference
+            (measured fastest on this project's CNNs); the sampler then explores the rest.
+    """
+
+    apply: Quantizer
+    calibrated: bool = False
+    preference: int = 0
+
+
+QUANTIZATIONS: Registry[QuantizationMode] = Registry("quantization mode")
 
 
 @dataclass(frozen=True)
@@ -42,7 +64,7 @@ class QuantizeSpec:
     """How to quantize one graph.
 
     Attributes:
-        mode: a key of :data:`QUANTIZERS`.
+        mode: a name registered in :data:`QUANTIZATIONS`.
         calibration: input feeds (name -> array) for the static modes; real task inputs.
         keep_fp32: ONNX node names left in floating point (e.g. first conv, classifier).
     """
@@ -52,29 +74,39 @@ class QuantizeSpec:
     keep_fp32: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if self.mode not in QUANTIZERS:
-            raise ValueError(
-                f"quantization mode must be one of {', '.join(QUANTIZERS)}; got {self.mode!r}"
-            )
-        if self.mode.startswith("static") and not self.calibration:
+        QUANTIZATIONS.check("quantization mode", self.mode)
+        if QUANTIZATIONS.get(self.mode).calibrated and not self.calibration:
             raise ValueError(f"quantization mode {self.mode!r} needs calibration inputs")
 
 
-def quantizer(mode: str) -> Callable[[Quantizer], Quantizer]:
-    """Register the function that applies quantization ``mode``."""
+def quantization_mode(
+    name: str, description: str, *, calibrated: bool = False, preference: int = 0
+) -> Callable[[Quantizer], Quantizer]:
+    """Register the function that applies quantization mode ``name``."""
 
     def wrap(function: Quantizer) -> Quantizer:
-        QUANTIZERS[mode] = function
+        QUANTIZATIONS.register(name, description)(
+            QuantizationMode(function, calibrated, preference)
+        )
         return function
 
     return wrap
+
+
+def needs_calibration(mode: str) -> bool:
+    return QUANTIZATIONS.get(mode).calibrated
+
+
+def preferred_mode(allowed: Sequence[str]) -> str:
+    """The allowed mode the seeded plans use (highest preference; the first on a tie)."""
+    return max(allowed, key=lambda mode: QUANTIZATIONS.get(mode).preference)
 
 
 def quantize_onnx(src: str | Path, dst: str | Path, spec: QuantizeSpec) -> Path:
     """Write ``src`` quantized as ``spec`` says to ``dst`` (one file); return ``dst``."""
     src, dst = Path(src), Path(dst)
     with _quiet():
-        QUANTIZERS[spec.mode](src, dst, spec)
+        QUANTIZATIONS.get(spec.mode).apply(src, dst, spec)
     return dst
 
 
@@ -100,12 +132,14 @@ def _quiet():
 _EXTRA_OPTIONS = {"DefaultTensorType": onnx.TensorProto.FLOAT}
 
 
-@quantizer("none")
+@quantization_mode("none", "no quantization: the fp32 graph")
 def _copy(src: Path, dst: Path, spec: QuantizeSpec) -> None:
     shutil.copyfile(src, dst)
 
 
-@quantizer("dynamic")
+@quantization_mode(
+    "dynamic", "ONNX Runtime quantize_dynamic: INT8 weights, activations at run time"
+)
 def _dynamic(src: Path, dst: Path, spec: QuantizeSpec) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -119,7 +153,12 @@ def _dynamic(src: Path, dst: Path, spec: QuantizeSpec) -> None:
     )
 
 
-@quantizer("static_ort")
+@quantization_mode(
+    "static_ort",
+    "ONNX Runtime quantize_static: QDQ INT8, calibrated (MinMax)",
+    calibrated=True,
+    preference=2,
+)
 def _static_ort(src: Path, dst: Path, spec: QuantizeSpec) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -137,7 +176,9 @@ def _static_ort(src: Path, dst: Path, spec: QuantizeSpec) -> None:
     )
 
 
-@quantizer("static_nncf")
+@quantization_mode(
+    "static_nncf", "NNCF nncf.quantize on the ONNX graph, calibrated", calibrated=True, preference=1
+)
 def _static_nncf(src: Path, dst: Path, spec: QuantizeSpec) -> None:
     import nncf
 

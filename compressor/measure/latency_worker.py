@@ -18,21 +18,14 @@ from collections.abc import Callable
 
 import torch
 
+from compressor.registry import Registry
+
 Runner = Callable[[], object]
-LOADERS: dict[str, Callable[[str, str, str], Runner]] = {}
+# How each artifact format is loaded into a zero-argument runner.
+LOADERS: Registry[Callable[[str, str, str], Runner]] = Registry("artifact format")
 
 
-def loader(fmt: str):
-    """Register how an artifact format is loaded into a zero-argument runner."""
-
-    def wrap(function):
-        LOADERS[fmt] = function
-        return function
-
-    return wrap
-
-
-@loader("torchscript")
+@LOADERS.register("torchscript", "a TorchScript file, run with torch")
 def _load_torchscript(path: str, inputs_path: str, device: str) -> Runner:
     module = torch.jit.load(path, map_location=device).eval()
     inputs = [t.to(device) for t in torch.load(inputs_path, weights_only=True)]
@@ -44,7 +37,7 @@ def _load_torchscript(path: str, inputs_path: str, device: str) -> Runner:
     return run
 
 
-@loader("eager")
+@LOADERS.register("eager", "a pickled PyTorch module, run eagerly")
 def _load_eager(path: str, inputs_path: str, device: str) -> Runner:
     # A module pickled by the meter's own process moments ago (a trusted file): eager
     # PyTorch, as a user runs it, for "speed-up over PyTorch" comparisons.
@@ -58,7 +51,7 @@ def _load_eager(path: str, inputs_path: str, device: str) -> Runner:
     return run
 
 
-@loader("onnx")
+@LOADERS.register("onnx", "an ONNX file, run in ONNX Runtime")
 def _load_onnx(path: str, inputs_path: str, device: str) -> Runner:
     from compressor.measure.onnx_runtime import open_session
 
@@ -74,7 +67,7 @@ def _load_onnx(path: str, inputs_path: str, device: str) -> Runner:
     return run
 
 
-@loader("onnx-prefill")
+@LOADERS.register("onnx-prefill", "a KV-cache decoder graph: one prompt pass, empty cache")
 def _load_onnx_prefill(path: str, inputs_path: str, device: str) -> Runner:
     # A decoder's time to first token: the whole prompt through the graph, empty KV cache.
     from compressor.measure.decoder import DecoderSession
@@ -85,7 +78,7 @@ def _load_onnx_prefill(path: str, inputs_path: str, device: str) -> Runner:
     return lambda: session.run(prompt, cache)
 
 
-@loader("onnx-decode")
+@LOADERS.register("onnx-decode", "a KV-cache decoder graph: one token after the prompt")
 def _load_onnx_decode(path: str, inputs_path: str, device: str) -> Runner:
     # One generated token with the prompt's KV cache as context (time per output token).
     from compressor.measure.decoder import DecoderSession
@@ -161,7 +154,7 @@ def serve(threads: int, device: str) -> None:
 def _handle(request: dict, runners: dict[str, Runner], device: str) -> dict:
     op = request["op"]
     if op == "load":
-        runners[request["key"]] = LOADERS[request["format"]](
+        runners[request["key"]] = LOADERS.get(request["format"])(
             request["path"], request["inputs"], device
         )
         return {"ok": True}

@@ -2,7 +2,7 @@
 
 Each figure is an inline SVG (see :mod:`compressor.report.plots`) whose series carry ids
 ``<figure>-<series>``: ``-feasible`` and ``-infeasible`` (one point per finished trial,
-split by the FLOPs budget), ``-front``, ``-baseline``, ``-chosen``, ``-recovered``.
+split by the budgets the user set), ``-front``, ``-baseline``, ``-chosen``, ``-recovered``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def report_figures(run: RunData) -> dict[str, str]:
 def latency_axis(run: RunData) -> Axis | None:
     """Latency as the ratio to the baseline artifact, measured in alternating rounds (the
     number the reward uses; stable under machine load, unlike milliseconds)."""
-    if not any("latency_ratio" in t for t in run.finished):
+    if not any(t.latency_ratio is not None for t in run.finished):
         return None
     return Axis(
         "latency",
@@ -66,7 +66,7 @@ def latency_axis(run: RunData) -> Axis | None:
         "latency_ratio",
         1.0,
         baseline=1.0,
-        recovered=run.best.get("latency_ratio") if run.best else None,
+        recovered=run.best.latency_ratio if run.best else None,
     )
 
 
@@ -77,20 +77,20 @@ def flops_axis(run: RunData) -> Axis:
         "FLOPs (millions)",
         "flops",
         1e6,
-        baseline=run.baseline["flops"] / 1e6 if run.baseline else None,
-        recovered=run.best["flops"] / 1e6 if run.best else None,
+        baseline=run.baseline.flops / 1e6 if run.baseline else None,
+        recovered=run.best.flops / 1e6 if run.best else None,
     )
 
 
 def pareto_plot(run: RunData, axis: Axis) -> str:
     """Validation accuracy (before recovery) against one cost, every finished trial a point."""
     name = f"pareto-{axis.name}"
-    trials = [t for t in run.finished if axis.key in t]
-    points = [(t[axis.key] / axis.scale, t["accuracy"]) for t in trials]
+    trials = [t for t in run.finished if getattr(t, axis.key) is not None]
+    points = [(getattr(t, axis.key) / axis.scale, t.accuracy) for t in trials]
     front = pareto_front(points)
     series = [
-        _points(name, "feasible", "within the FLOPs budget", trials, points, True),
-        _points(name, "infeasible", "over the FLOPs budget", trials, points, False),
+        _points(name, "feasible", "within the budgets", trials, points, True),
+        _points(name, "infeasible", "over a budget", trials, points, False),
         Series(
             "Pareto front",
             [points[i][0] for i in front],
@@ -104,7 +104,7 @@ def pareto_plot(run: RunData, axis: Axis) -> str:
     series += _marked_points(run, axis, name)
     references = []
     if axis.name == "flops" and has_flops_target(run.target):
-        references.append(Reference(run.target["flops"] / axis.scale, "FLOPs budget"))
+        references.append(Reference(run.target.flops / axis.scale, "FLOPs budget"))
     top = None
     baseline_ms = run.baseline_latency_ms
     if axis.name == "latency" and baseline_ms:
@@ -129,7 +129,7 @@ def pareto_plot(run: RunData, axis: Axis) -> str:
 
 
 def _points(name, part, label, trials, points, feasible: bool) -> Series:
-    chosen = [p for t, p in zip(trials, points, strict=True) if bool(t.get("feasible")) == feasible]
+    chosen = [p for t, p in zip(trials, points, strict=True) if bool(t.feasible) == feasible]
     return Series(
         label,
         [p[0] for p in chosen],
@@ -145,7 +145,7 @@ def _marked_points(run: RunData, axis: Axis, name: str) -> list[Series]:
     """Baseline, the chosen trial and (a finished run) the chosen variant after recovery."""
     marks = []
     if run.baseline and axis.baseline is not None:
-        accuracy = run.baseline["val_accuracy"]
+        accuracy = run.baseline.val_accuracy
         marks.append(
             Series(
                 "baseline",
@@ -159,15 +159,15 @@ def _marked_points(run: RunData, axis: Axis, name: str) -> list[Series]:
             )
         )
     trial = run.chosen_trial
-    if trial is not None and axis.key in trial:
-        x, y = trial[axis.key] / axis.scale, trial["accuracy"]
-        label = f"chosen: trial #{trial['number']}" + ("" if run.best else " (best so far)")
+    if trial is not None and getattr(trial, axis.key) is not None:
+        x, y = getattr(trial, axis.key) / axis.scale, trial.accuracy
+        label = f"chosen: trial #{trial.number}" + ("" if run.best else " (best so far)")
         marks.append(
             Series(
                 label, [x], [y], marker="*", color=CHOSEN, size=220, gid=f"{name}-chosen", zorder=5
             )
         )
-        recovered_accuracy = run.best.get("val_accuracy") if run.best else None
+        recovered_accuracy = run.best.val_accuracy if run.best else None
         if axis.recovered is not None and recovered_accuracy is not None:
             marks.append(
                 Series(
@@ -201,8 +201,8 @@ def reward_plot(run: RunData) -> str:
     series = [
         Series(
             label,
-            [t["number"] for t in group],
-            [t["reward"] for t in group],
+            [t.number for t in group],
+            [t.reward for t in group],
             marker=marker,
             color=color,
             size=22,
@@ -211,39 +211,39 @@ def reward_plot(run: RunData) -> str:
         for part, label, marker, color, group in (
             (
                 "feasible",
-                "within the FLOPs budget",
+                "within the budgets",
                 "o",
                 FEASIBLE,
-                [t for t in finished if t.get("feasible")],
+                [t for t in finished if t.feasible],
             ),
             (
                 "infeasible",
-                "over the FLOPs budget",
+                "over a budget",
                 "x",
                 INFEASIBLE,
-                [t for t in finished if not t.get("feasible")],
+                [t for t in finished if not t.feasible],
             ),
         )
     ]
     steps_x, steps_y, best = [], [], None
-    for t in sorted(finished, key=lambda t: t["number"]):
-        if t.get("feasible") and (best is None or t["reward"] > best):
-            best = t["reward"]
+    for t in sorted(finished, key=lambda t: t.number):
+        if t.feasible and (best is None or t.reward > best):
+            best = t.reward
         if best is not None:
-            steps_x.append(t["number"])
+            steps_x.append(t.number)
             steps_y.append(best)
     series.append(
         Series(
             "best feasible so far", steps_x, steps_y, kind="step", color=FRONT, gid="reward-best"
         )
     )
-    rewards = [t["reward"] for t in finished]
+    rewards = [t.reward for t in finished]
     if run.failed:
         floor = min(rewards) if rewards else 0.0
         series.append(
             Series(
                 "failed (no reward)",
-                [t["number"] for t in run.failed],
+                [t.number for t in run.failed],
                 [floor] * len(run.failed),
                 marker="v",
                 color="0.4",
@@ -262,6 +262,6 @@ def reward_plot(run: RunData) -> str:
 
 def plan_ratios(run: RunData) -> dict[str, float]:
     if run.best is not None:
-        return dict(run.best["plan"]["ratios"])
+        return dict(run.best.plan.ratios)
     trial = run.chosen_trial
-    return dict(trial["plan"]) if trial else {}
+    return dict(trial.plan) if trial else {}

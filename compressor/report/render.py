@@ -14,7 +14,6 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from compressor.artifacts import atomic_path
 from compressor.report.figures import report_figures
 from compressor.report.run_data import STUDY_FILE, RunData, load_run
 from compressor.report.summary import (
@@ -26,6 +25,7 @@ from compressor.report.summary import (
     search_lines,
 )
 from compressor.report.tables import format_count, format_pct, markdown_table
+from compressor.run_folder import atomic_path
 
 HTML_FILE, MARKDOWN_FILE = "report.html", "summary.md"
 TRIAL_COLUMNS = ("#", "state", "val accuracy", "FLOPs", "latency", "artifact", "R", "seconds")
@@ -97,13 +97,13 @@ def render_markdown(run: RunData) -> str:
         parts.append(markdown_table(("group", "ratio", "channels / heads / neurons"), rows))
     parts += ["", markdown_table(("deployment", ""), deploy_lines(run))]
     parts += ["", "## Search", "", markdown_table(("", ""), search_lines(run))]
-    best = sorted(run.finished, key=lambda t: t["reward"], reverse=True)[:TOP_TRIALS]
+    best = sorted(run.finished, key=lambda t: t.reward, reverse=True)[:TOP_TRIALS]
     if best:
         parts += ["", f"Best {len(best)} trials by reward:", ""]
         parts.append(markdown_table(TRIAL_COLUMNS, [_trial_row(run, t)["cells"] for t in best]))
     if run.failed:
         parts += ["", "Failed trials:", ""]
-        parts += [f"- #{t['number']}: {t.get('error', 'no reason recorded')}" for t in run.failed]
+        parts += [f"- #{t.number}: {t.error or 'no reason recorded'}" for t in run.failed]
     environment = environment_lines(run)
     if environment:
         parts += ["", "## Environment", "", markdown_table(("", ""), environment)]
@@ -123,30 +123,26 @@ def _title(run: RunData) -> str:
 
 def _trial_row(run: RunData, trial: dict) -> dict:
     chosen = run.chosen_trial
-    artifact = trial.get("artifact") or {}
-    deploy = (
-        f"{artifact['quantization']}{' + fused' if artifact.get('fusion') else ''}"
-        if artifact
-        else "—"
-    )
-    finished = trial["state"] == "COMPLETE"
+    artifact = trial.artifact
+    deploy = f"{artifact.quantization}{' + fused' if artifact.fusion else ''}" if artifact else "—"
+    finished = trial.state == "COMPLETE"
     cells = (
-        f"#{trial['number']}",
-        trial["state"].lower() if not finished or trial.get("feasible") else "over budget",
-        format_pct(trial.get("accuracy")),
-        format_count(trial["flops"]) if "flops" in trial else "—",
-        f"{trial['latency_ratio']:.2f}×" if "latency_ratio" in trial else "—",
+        f"#{trial.number}",
+        trial.state.lower() if not finished or trial.feasible else "over budget",
+        format_pct(trial.accuracy),
+        format_count(trial.flops) if trial.flops is not None else "—",
+        f"{trial.latency_ratio:.2f}×" if trial.latency_ratio is not None else "—",
         deploy,
-        f"{trial['reward']:.4f}" if trial.get("reward") is not None else "—",
-        f"{trial['seconds']:.1f}" if "seconds" in trial else "—",
+        f"{trial.reward:.4f}" if trial.reward is not None else "—",
+        f"{trial.seconds:.1f}" if trial.seconds is not None else "—",
     )
     css = (
         "chosen"
-        if chosen is not None and trial["number"] == chosen["number"]
+        if chosen is not None and trial.number == chosen.number
         else "failed"
         if not finished
         else ""
-        if trial.get("feasible")
+        if trial.feasible
         else "infeasible"
     )
     return {"cells": cells, "css": css}

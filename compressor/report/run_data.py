@@ -18,6 +18,16 @@ from typing import Any
 import yaml
 
 from compressor.errors import UserInputError
+from compressor.records import (
+    ArtifactFile,
+    Baseline,
+    Chosen,
+    Target,
+    TrialRecord,
+    WorkerStats,
+    trial_record,
+    worker_summary,
+)
 
 RUN_INFO_ATTR = "compressor.run"  # the study attribute holding save_run_info's record
 STUDY_FILE = "study.db"
@@ -42,11 +52,11 @@ class RunData:
     """
 
     run_dir: Path
-    trials: list[dict[str, Any]]
-    baseline: dict[str, Any] | None = None
-    target: dict[str, Any] | None = None
-    best: dict[str, Any] | None = None
-    artifacts: dict[str, Any] = field(default_factory=dict)
+    trials: list[TrialRecord]
+    baseline: Baseline | None = None
+    target: Target | None = None
+    best: Chosen | None = None
+    artifacts: dict[str, ArtifactFile] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] | None = None
     channels_before: dict[str, int] = field(default_factory=dict)
@@ -57,39 +67,37 @@ class RunData:
         return self.best is not None
 
     @property
-    def finished(self) -> list[dict[str, Any]]:
+    def finished(self) -> list[TrialRecord]:
         """Trials that were scored (Optuna state COMPLETE)."""
-        return [t for t in self.trials if t["state"] == "COMPLETE"]
+        return [t for t in self.trials if t.finished]
 
     @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [t for t in self.trials if t["state"] == "FAIL"]
+    def failed(self) -> list[TrialRecord]:
+        return [t for t in self.trials if t.state == "FAIL"]
 
     @property
     def planned_trials(self) -> int | None:
         return ((self.config or {}).get("search") or {}).get("trials")
 
     @property
-    def chosen_trial(self) -> dict[str, Any] | None:
+    def chosen_trial(self) -> TrialRecord | None:
         """The trial the chosen variant came from; before the run ends, the best so far."""
         if self.best is not None:
-            return next((t for t in self.trials if t["number"] == self.best["trial"]), None)
-        feasible = [t for t in self.finished if t.get("feasible")]
-        return max(feasible, key=lambda t: t["reward"], default=None)
+            return next((t for t in self.trials if t.number == self.best.trial), None)
+        feasible = [t for t in self.finished if t.feasible]
+        return max(feasible, key=lambda t: t.reward, default=None)
 
     @property
-    def workers(self) -> dict[str, dict[str, Any]]:
-        """Per process that scored trials (``result.worker_summary`` of the trials)."""
-        from compressor.result import worker_summary
-
+    def workers(self) -> dict[str, WorkerStats]:
+        """Per process that scored trials (``records.worker_summary`` of the trials)."""
         return worker_summary(self.trials)
 
     @property
     def baseline_latency_ms(self) -> float | None:
         """The baseline artifact's p50: measured at the end, else the trials' median."""
-        if self.baseline and "latency_ms" in self.baseline:
-            return self.baseline["latency_ms"]
-        alongside = [t["baseline_latency_ms"] for t in self.trials if "baseline_latency_ms" in t]
+        if self.baseline and self.baseline.latency_ms is not None:
+            return self.baseline.latency_ms
+        alongside = [t.baseline_latency_ms for t in self.trials if t.baseline_latency_ms]
         return statistics.median(alongside) if alongside else None
 
 
@@ -102,19 +110,26 @@ def load_run(run_dir: str | Path) -> RunData:
     study = _read_study(run_dir / STUDY_FILE)
     if result is None and study is None:
         raise UserInputError(f"{run_dir} holds neither result.json nor {STUDY_FILE}")
-    trials, info = study if study is not None else (result["trials"], {})
+    if study is not None:
+        trials, info = study
+    else:
+        trials, info = [TrialRecord.from_json(t) for t in result["trials"]], {}
     result = result or {}
-    best = result.get("best")
+    best = Chosen.from_json(result["best"]) if "best" in result else None
+    baseline = result.get("baseline", info.get("baseline"))
+    target = result.get("target", info.get("target"))
     return RunData(
         run_dir=run_dir,
         trials=trials,
-        baseline=result.get("baseline", info.get("baseline")),
-        target=result.get("target", info.get("target")),
+        baseline=Baseline.from_json(baseline) if baseline else None,
+        target=Target.from_json(target) if target else None,
         best=best,
-        artifacts=result.get("artifacts", {}),
+        artifacts={
+            name: ArtifactFile.from_json(row) for name, row in result.get("artifacts", {}).items()
+        },
         environment=result.get("environment", info.get("environment", {})),
         config=_read_yaml(run_dir / "config.yaml"),
-        channels_before=(best or {}).get("plan", {}).get("channels_before")
+        channels_before=(best.plan.channels_before if best else None)
         or info.get("channels_before", {}),
         stale=bool(result) and len(trials) > len(result["trials"]),
     )
@@ -150,14 +165,13 @@ def _read_yaml(path: Path) -> dict | None:
         raise UserInputError(f"{path} is unreadable: {exc}") from None
 
 
-def _read_study(path: Path) -> tuple[list[dict], dict] | None:
+def _read_study(path: Path) -> tuple[list[TrialRecord], dict] | None:
     """Trial records and the run info of the study in ``path`` (None if there is no file)."""
     if not path.is_file():
         return None
     import optuna
     import sqlalchemy.exc
 
-    from compressor.result import trial_record
     from compressor.search.budget import reported_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from compressor.records import Target
 from compressor.report.run_data import RunData
 from compressor.report.tables import format_bytes, format_count, format_ms, format_pct
-from compressor.reward import HARD_BETA
+from compressor.reward import REWARDS
 
 Row = tuple[str, ...]
 
@@ -35,26 +36,24 @@ def headline(run: RunData) -> Headline:
 
 def _finished_headline(run: RunData) -> Headline:
     base, best = run.baseline, run.best
-    sizes = {name: entry.get("size_bytes") for name, entry in run.artifacts.items()}
+    sizes = {name: entry.size_bytes for name, entry in run.artifacts.items()}
     base_size, best_size = sizes.get("baseline_fp32.onnx"), sizes.get("model.onnx")
     rows = [
-        _pct_row("test accuracy", base["accuracy"], best["accuracy"]),
-        _pct_row("validation accuracy", base["val_accuracy"], best.get("val_accuracy")),
-        _count_row("FLOPs", base["flops"], best["flops"]),
-        _count_row("params", base["params"], best["params"]),
-        _ms_row(
-            "latency p50", base.get("latency_ms"), best.get("latency_ms"), best.get("latency_ratio")
-        ),
-        _ms_row("latency p90", base.get("latency_p90_ms"), best.get("latency_p90_ms")),
+        _pct_row("test accuracy", base.accuracy, best.accuracy),
+        _pct_row("validation accuracy", base.val_accuracy, best.val_accuracy),
+        _count_row("FLOPs", base.flops, best.flops),
+        _count_row("params", base.params, best.params),
+        _ms_row("latency p50", base.latency_ms, best.latency_ms, best.latency_ratio),
+        _ms_row("latency p90", base.latency_p90_ms, best.latency_p90_ms),
         _size_row("artifact size", base_size, best_size),
-        _speedup_row(best.get("latency_ratio")),
+        _speedup_row(best.latency_ratio),
     ]
     notes = [
-        f"Chosen: trial #{best['trial']} (reward {best['reward']:.4f}), then recovered "
-        f"({_recovery_text(best.get('recovery', {}))}). Test accuracy before recovery "
-        f"{format_pct(best['accuracy_before_recovery'])}, after "
-        f"{format_pct(best.get('accuracy_fp32', best['accuracy']))} (PyTorch fp32)"
-        + (f", {format_pct(best['accuracy'])} as model.onnx." if "quantization" in best else ".")
+        f"Chosen: trial #{best.trial} (reward {best.reward:.4f}), then recovered "
+        f"({_recovery_text(best.recovery)}). Test accuracy before recovery "
+        f"{format_pct(best.accuracy_before_recovery)}, after "
+        f"{format_pct(best.accuracy_fp32 if best.deployed else best.accuracy)} (PyTorch fp32)"
+        + (f", {format_pct(best.accuracy)} as model.onnx." if best.deployed else ".")
     ]
     if run.stale:
         notes.append(
@@ -64,13 +63,13 @@ def _finished_headline(run: RunData) -> Headline:
     return Headline(
         ("", "baseline", "chosen (model.onnx)", "change"),
         rows,
-        target_lines(run, best["flops"], best.get("latency_ratio"), best.get("latency_ms")),
+        target_lines(run, best.flops, best.latency_ratio, best.latency_ms),
         notes,
     )
 
 
 def _interrupted_headline(run: RunData) -> Headline:
-    trial, base = run.chosen_trial, run.baseline or {}
+    trial, base = run.chosen_trial, run.baseline
     done, planned = len(run.finished) + len(run.failed), run.planned_trials
     notes = [
         f"The run has not finished (no result.json): {done} of {planned or '?'} trials "
@@ -80,25 +79,25 @@ def _interrupted_headline(run: RunData) -> Headline:
     if trial is None:
         notes.append("No feasible trial has finished yet.")
         return Headline(("", "baseline"), [], [], notes)
-    artifact = trial.get("artifact") or {}
+    artifact = trial.artifact
     rows = [
-        _pct_row("validation accuracy", base.get("val_accuracy"), trial["accuracy"]),
-        _count_row("FLOPs", base.get("flops"), trial["flops"]),
-        _count_row("params", base.get("params"), trial["params"]),
+        _pct_row("validation accuracy", base and base.val_accuracy, trial.accuracy),
+        _count_row("FLOPs", base and base.flops, trial.flops),
+        _count_row("params", base and base.params, trial.params),
         _ms_row(
             "latency p50",
-            trial.get("baseline_latency_ms"),
-            trial.get("latency_ms"),
-            trial.get("latency_ratio"),
+            trial.baseline_latency_ms,
+            trial.latency_ms,
+            trial.latency_ratio,
         ),
-        _ms_row("latency p90", None, trial.get("latency_p90_ms")),
-        _size_row("artifact size", None, artifact.get("size_bytes")),
-        _speedup_row(trial.get("latency_ratio")),
+        _ms_row("latency p90", None, trial.latency_p90_ms),
+        _size_row("artifact size", None, artifact and artifact.size_bytes),
+        _speedup_row(trial.latency_ratio),
     ]
     return Headline(
-        ("", "baseline", f"best so far (trial #{trial['number']})", "change"),
+        ("", "baseline", f"best so far (trial #{trial.number})", "change"),
         rows,
-        target_lines(run, trial["flops"], trial.get("latency_ratio"), trial.get("latency_ms")),
+        target_lines(run, trial.flops, trial.latency_ratio, trial.latency_ms),
         notes,
     )
 
@@ -110,15 +109,15 @@ def target_lines(
     target = run.target
     if not target:
         return []
-    budget = target["flops"]
+    budget = target.flops
     if has_flops_target(target):
         lines = [
-            f"FLOPs target: ≤ {format_count(budget)} ({target['flops_ratio']:.2f}× the "
+            f"FLOPs target: ≤ {format_count(budget)} ({target.flops_ratio:.2f}× the "
             f"baseline) — {_met(flops <= budget)} with {format_count(flops)}."
         ]
     else:
         lines = [f"FLOPs: no target (each trial searched its level); {format_count(flops)}."]
-    spec = target.get("latency")
+    spec = target.latency
     if spec:
         is_ms = spec.endswith("ms")
         limit = float(spec.removesuffix("ms"))
@@ -129,48 +128,44 @@ def target_lines(
     return lines
 
 
-def has_flops_target(target: dict[str, Any] | None) -> bool:
-    """False for a latency-only run, whose FLOPs level is searched (``spec`` is "None")."""
-    return bool(target) and target.get("spec") not in (None, "None")
+def has_flops_target(target: Target | None) -> bool:
+    """False for a latency-only run, whose FLOPs level is searched."""
+    return target is not None and target.has_flops
 
 
-def reward_formula(target: dict[str, Any] | None) -> str:
-    """The reward the search maximised, with its parameters, in words and symbols."""
+def reward_formula(target: Target | None) -> str:
+    """The reward the search maximised, with its parameters, in words and symbols (the
+    formula itself is the registered reward's own, see :data:`compressor.reward.REWARDS`)."""
     if not target:
         return "unknown (the run did not record its targets)"
-    mode = target["reward"]
-    if mode == "amc":
-        return "R = −(1 − accuracy) × ln(FLOPs) (AMC; no latency term)"
+    if target.reward not in REWARDS:
+        return f"{target.reward} (a reward this version does not know)"
+    mode = REWARDS.get(target.reward)
+    formula = mode.formula(target.alpha, target.beta)
+    if not mode.uses_latency:
+        return formula
     budget = (
-        f"T_FLOPs = {format_count(target['flops'])}"
+        f"T_FLOPs = {format_count(target.flops)}"
         if has_flops_target(target)
         else "T_FLOPs = each trial's searched level"
     )
-    spec = target.get("latency")
+    spec = target.latency
     if not spec:
         latency = "latency: measured p50 ÷ baseline artifact's, T = 1 (a preference, soft)"
     elif spec.endswith("ms"):
         latency = f"latency: measured p50, T = {spec} (a budget)"
     else:
         latency = f"latency: measured p50 ÷ baseline artifact's, T = {spec} (a budget)"
-    if mode == "hard":
-        return (
-            f"R = accuracy × Π δ(C/T); budgets: δ = 1 if C ≤ T else (C/T)^{HARD_BETA:g}, and "
-            f"R − 1 when over a budget; preferences: (C/T)^−0.07. {budget}; {latency}"
-        )
-    return (
-        f"R = accuracy × Π (C/T)^w, w = α = {target['alpha']:g} if C ≤ T, "
-        f"β = {target['beta']:g} if over (MnasNet soft reward). {budget}; {latency}"
-    )
+    return f"{formula}. {budget}; {latency}"
 
 
 def plan_rows(run: RunData) -> list[Row]:
     """Per group of the chosen plan: name, ratio, size before and after pruning."""
     trial = run.chosen_trial
     if run.best is not None:
-        ratios, kept = run.best["plan"]["ratios"], run.best["plan"].get("channels", {})
+        ratios, kept = run.best.plan.ratios, run.best.plan.channels
     elif trial is not None:
-        ratios, kept = trial["plan"], trial.get("channels", {})
+        ratios, kept = trial.plan, trial.channels or {}
     else:
         return []
     rows = []
@@ -183,29 +178,29 @@ def plan_rows(run: RunData) -> list[Row]:
 
 def deploy_lines(run: RunData) -> list[tuple[str, str]]:
     """How the chosen variant is deployed: quantization, fusion, op counts, parity."""
-    if run.best is not None and "quantization" in run.best:
+    if run.best is not None and run.best.quantization is not None:
         best = run.best
-        artifact, parity = best.get("artifact", {}), best.get("parity", {})
-        quantization, fusion = best["quantization"], best["fusion"]
-    elif run.best is None and run.chosen_trial and run.chosen_trial.get("artifact"):
-        artifact = run.chosen_trial["artifact"]
-        parity = artifact.get("parity", {})
-        quantization, fusion = artifact["quantization"], artifact["fusion"]
+        artifact, parity = best.artifact, best.parity
+        quantization, fusion = best.quantization, best.fusion
+    elif run.best is None and run.chosen_trial and run.chosen_trial.artifact:
+        artifact = run.chosen_trial.artifact
+        parity = artifact.parity
+        quantization, fusion = artifact.quantization, artifact.fusion
     else:
         return [("artifact", "none: the search scored the PyTorch model (--no-export)")]
     lines = [
         ("quantization", quantization),
         ("fusion", "on (ONNX Runtime optimizer)" if fusion else "off"),
-        ("INT8 operators", _op_counts(artifact.get("int8_ops"))),
-        ("fused operators", _op_counts(artifact.get("fused_ops"))),
-        ("layers kept fp32", ", ".join(artifact.get("fp32_nodes", [])) or "none"),
+        ("INT8 operators", _op_counts(artifact.int8_ops if artifact else None)),
+        ("fused operators", _op_counts(artifact.fused_ops if artifact else None)),
+        ("layers kept fp32", ", ".join(artifact.fp32_nodes if artifact else ()) or "none"),
     ]
     if parity:
         lines.append(
             (
                 "parity vs PyTorch",
-                f"top-1 agreement {format_pct(parity['top1_agreement'])}, cosine "
-                f"{parity['cosine']:.4f}, max |diff| {parity['max_abs_diff']:.3g}",
+                f"top-1 agreement {format_pct(parity.top1_agreement)}, cosine "
+                f"{parity.cosine:.4f}, max |diff| {parity.max_abs_diff:.3g}",
             )
         )
     return lines
@@ -213,16 +208,16 @@ def deploy_lines(run: RunData) -> list[tuple[str, str]]:
 
 def search_lines(run: RunData) -> list[tuple[str, str]]:
     finished, failed = run.finished, run.failed
-    feasible = [t for t in finished if t.get("feasible")]
-    running = [t for t in run.trials if t["state"] == "RUNNING"]
-    seconds = sum(t.get("seconds", 0.0) for t in finished)
+    feasible = [t for t in finished if t.feasible]
+    running = [t for t in run.trials if t.state == "RUNNING"]
+    seconds = sum(t.seconds or 0.0 for t in finished)
     lines = [
         ("trials", f"{len(finished)} finished, {len(failed)} failed of {run.planned_trials}"),
         ("within the FLOPs budget", f"{len(feasible)} of {len(finished)}"),
         ("scoring time", f"{seconds:.0f} s in finished trials"),
     ]
     if running:
-        numbers = ", ".join(f"#{t['number']}" for t in running)
+        numbers = ", ".join(f"#{t.number}" for t in running)
         lines.append(("left running", f"{numbers} (the process stopped during them)"))
     config = run.config or {}
     search = config.get("search", {})
@@ -243,9 +238,9 @@ def worker_lines(workers: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
         return []
     lines = []
     for name, info in sorted(workers.items()):
-        numbers = ", ".join(f"#{number}" for number in info["trial_numbers"])
-        count = f"{info['trials']} trial" + ("s" if info["trials"] != 1 else "")
-        baseline = info.get("baseline_latency_ms")
+        numbers = ", ".join(f"#{number}" for number in info.trial_numbers)
+        count = f"{info.trials} trial" + ("s" if info.trials != 1 else "")
+        baseline = info.baseline_latency_ms
         on_machine = f"; baseline {format_ms(baseline)} on its machine" if baseline else ""
         lines.append((f"worker {name}", f"{count} ({numbers}){on_machine}"))
     return lines

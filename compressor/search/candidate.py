@@ -1,132 +1,129 @@
-"""Building and scoring one candidate: prune -> re-calibrate BatchNorm -> measure -> reward."""
+"""Building and scoring one candidate: prune -> re-calibrate BatchNorm -> (artifact) ->
+measure -> reward.
+
+With a deployment spec the candidate is scored as its deployable artifact, because the
+artifact is what ships: the user's ``evaluate`` runs the ONNX Runtime session (quantization
+error counts), and latency is timed on the same file against the fp32 ONNX export of the
+unpruned model.
+"""
 
 from __future__ import annotations
 
 import math
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from compressor.actions.deploy import DeploySpec
-from compressor.actions.prune import ChannelGroup
-from compressor.actions.pruner import ChannelPruner, Pruner
-from compressor.config import CompressConfig, LatencyTarget
+from compressor.actions.artifact import Artifact, DeploySpec, build_artifact, calibration_feeds
+from compressor.actions.artifact import model_inputs as real_inputs
+from compressor.config import LatencyTarget
 from compressor.errors import CompressorError
 from compressor.measure.flops import count_flops, count_params
-from compressor.measure.latency import LatencyComparison, LatencyMeter
+from compressor.measure.latency import LatencyComparison
+from compressor.measure.onnx_runtime import OnnxModule
+from compressor.measure.parity import measure_parity
+from compressor.records import ArtifactInfo, Parity, TrialMetrics
 from compressor.recover import recalibrate_batchnorm
 from compressor.reward import Term, reward
-from compressor.search.artifact import score_artifact
+from compressor.search.context import Resources, SearchSettings
 from compressor.search.space import fit_to_budget
 
 
-@dataclass
-class SearchContext:
-    """Everything a trial needs, fixed for the whole search."""
-
-    model: nn.Module
-    example_inputs: tuple[torch.Tensor, ...]
-    evaluate: Callable[[nn.Module], float]
-    calibration: Sequence  # fixed training batches for BatchNorm re-calibration
-    groups: list[ChannelGroup]
-    config: CompressConfig
-    ignored_layers: tuple[str, ...]
-    flops_budget: int
-    baseline_flops: int
-    meter: LatencyMeter | None = None
-    extra: dict = field(default_factory=dict)
-    workdir: Path | None = None  # scratch folder for candidate artifacts
-    pruner: Pruner | None = None  # None = torch-pruning channels with config.prune settings
-    # FLOPs by kept-channel counts: the budget fit asks for the same shapes again and again.
-    flops_cache: dict[tuple[int, ...], int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.pruner is None:
-            self.pruner = ChannelPruner.from_config(
-                self.model, self.example_inputs, self.config.prune, self.ignored_layers
-            )
-
-
-def _prune(ctx: SearchContext, ratios: Mapping[str, float]) -> tuple[nn.Module, dict[str, int]]:
-    return ctx.pruner.prune(ctx.model, ratios)
-
-
 def build_candidate(
-    ctx: SearchContext, ratios: dict[str, float]
+    settings: SearchSettings, ratios: Mapping[str, float]
 ) -> tuple[nn.Module, dict[str, int]]:
     """The pruned copy for ``ratios`` with BatchNorm statistics re-estimated (adaptive BN)."""
-    model, kept = _prune(ctx, ratios)
-    recalibrate_batchnorm(model, ctx.calibration, ctx.config.search.calibration_samples)
+    model, kept = settings.pruner.prune(settings.model, ratios)
+    recalibrate_batchnorm(model, settings.calibration, settings.config.search.calibration_samples)
     return model, kept
 
 
-def flops_of_plan(ctx: SearchContext, ratios: Mapping[str, float]) -> int:
-    """FLOPs of the model pruned by ``ratios`` (no BatchNorm work; used to fit the budget).
+def flops_of_plan(settings: SearchSettings, ratios: Mapping[str, float]) -> int:
+    """FLOPs of the model pruned by ``ratios`` (no BatchNorm work; used to fit the budget),
+    memoised by the plan's shape (see :func:`plan_shape`)."""
+    key = plan_shape(settings, ratios)
+    if key not in settings.flops_cache:
+        pruned, _ = settings.pruner.prune(settings.model, ratios)
+        settings.flops_cache[key] = count_flops(pruned, settings.example_inputs)
+    return settings.flops_cache[key]
 
-    With torch-pruning's channel groups, FLOPs depend only on how many channels each group
-    keeps, not on which, so plans with the same kept counts share one (cached) count.
+
+def plan_shape(settings: SearchSettings, ratios: Mapping[str, float]) -> Hashable:
+    """What the FLOPs of a plan depend on.
+
+    A pruner that can say how many units each group keeps (torch-pruning's channel groups:
+    ``kept_counts``) makes plans with the same counts share one count: FLOPs depend only on
+    how many channels are kept, not on which. Any other pruner is keyed by its ratios.
     """
-    if not isinstance(ctx.pruner, ChannelPruner):  # a task's own pruner: no shortcut
-        return count_flops(_prune(ctx, ratios)[0], ctx.example_inputs)
-    shape = ctx.pruner.kept_counts(ctx.groups, ratios)
-    if shape not in ctx.flops_cache:
-        ctx.flops_cache[shape] = count_flops(_prune(ctx, ratios)[0], ctx.example_inputs)
-    return ctx.flops_cache[shape]
+    kept_counts = getattr(settings.pruner, "kept_counts", None)
+    if kept_counts is not None:
+        return kept_counts(settings.groups, ratios)
+    return tuple(sorted(ratios.items()))
 
 
-def plan_for(ctx: SearchContext, preferences: Mapping[str, float]) -> tuple[dict[str, float], bool]:
+def plan_for(
+    settings: SearchSettings, preferences: Mapping[str, float], flops_budget: int | None = None
+) -> tuple[dict[str, float], bool]:
     """Per-group ratios along ``preferences`` that just fit the FLOPs budget."""
     return fit_to_budget(
         preferences,
-        lambda ratios: flops_of_plan(ctx, ratios),
-        ctx.flops_budget,
-        ctx.config.prune.max_ratio,
+        lambda ratios: flops_of_plan(settings, ratios),
+        settings.flops_budget if flops_budget is None else flops_budget,
+        settings.config.prune.max_ratio,
     )
 
 
 def score_candidate(
-    ctx: SearchContext, preferences: Mapping[str, float], deploy: DeploySpec | None = None
-) -> dict:
-    """Fit, build, measure and reward one plan; returns the trial's metrics.
+    settings: SearchSettings,
+    resources: Resources,
+    preferences: Mapping[str, float],
+    deploy: DeploySpec | None = None,
+    flops_budget: int | None = None,
+) -> TrialMetrics:
+    """Fit, build, measure and reward one plan.
 
     With ``deploy`` the candidate is scored as its ONNX artifact (accuracy and latency in
-    ONNX Runtime); without, as the pruned PyTorch model.
+    ONNX Runtime); without, as the pruned PyTorch model. ``flops_budget`` overrides the
+    settings' budget (a trial that samples its own FLOPs level).
     """
     started = time.perf_counter()
-    ratios, _ = plan_for(ctx, preferences)
-    model, kept = build_candidate(ctx, ratios)
-    flops = count_flops(model, ctx.example_inputs)
-    metrics = {
-        "flops": flops,
-        "flops_ratio": flops / ctx.baseline_flops,
-        "params": count_params(model),
-        "ratios": ratios,
-        "channels": kept,
-    }
+    budget = settings.flops_budget if flops_budget is None else flops_budget
+    ratios, _ = plan_for(settings, preferences, budget)
+    model, kept = build_candidate(settings, ratios)
+    flops = count_flops(model, settings.example_inputs)
+    artifact = None
     if deploy is not None:
-        accuracy, latency, metrics["artifact"] = score_artifact(ctx, model, deploy)
+        accuracy, latency, artifact = score_artifact(settings, resources, model, deploy)
     else:
-        accuracy = ctx.evaluate(model)
-        latency = ctx.meter.compare(model) if ctx.meter is not None else None
-    metrics["accuracy"] = checked_metric(accuracy)
-    terms = [Term("flops", flops, ctx.flops_budget, budget=True)]
+        accuracy = settings.evaluate(model)
+        latency = resources.meter.compare(model) if resources.meter is not None else None
+    accuracy = checked_metric(accuracy)
+    terms = [Term("flops", flops, budget, budget=True)]
+    target = settings.config.target_latency
     if latency is not None:
-        metrics.update(
-            latency_ms=latency.candidate.p50_ms,
-            latency_p90_ms=latency.candidate.p90_ms,
-            baseline_latency_ms=latency.baseline.p50_ms,
-            latency_ratio=latency.ratio,
-        )
-        terms.append(latency_term(latency, ctx.config.target_latency))
-    search = ctx.config.search
-    metrics["reward"] = reward(metrics["accuracy"], terms, search.reward, search.alpha, search.beta)
-    metrics["feasible"] = flops <= ctx.flops_budget
-    metrics["seconds"] = time.perf_counter() - started
-    return metrics
+        terms.append(latency_term(latency, target))
+    search = settings.config.search
+    return TrialMetrics(
+        flops=flops,
+        flops_ratio=flops / settings.baseline_flops,
+        params=count_params(model),
+        ratios=dict(ratios),
+        channels=kept,
+        accuracy=accuracy,
+        reward=reward(accuracy, terms, search.reward, search.alpha, search.beta),
+        # Within every budget the user set: FLOPs, and latency when a target was given.
+        feasible=all(term.within for term in terms if term.budget),
+        budget_excess=max(term.ratio - 1.0 for term in terms if term.budget),
+        seconds=time.perf_counter() - started,
+        latency_ms=latency.candidate.p50_ms if latency else None,
+        latency_p90_ms=latency.candidate.p90_ms if latency else None,
+        baseline_latency_ms=latency.baseline.p50_ms if latency else None,
+        latency_ratio=latency.ratio if latency else None,
+        artifact=artifact,
+    )
 
 
 def latency_term(latency: LatencyComparison, target: LatencyTarget | None) -> Term:
@@ -140,6 +137,60 @@ def latency_term(latency: LatencyComparison, target: LatencyTarget | None) -> Te
     if target.is_ratio:
         return Term("latency", latency.ratio, target.value, budget=True)
     return Term("latency", latency.candidate.p50_ms, target.value, budget=True)
+
+
+def make_artifact(
+    settings: SearchSettings, model: nn.Module, spec: DeploySpec, path: Path
+) -> Artifact:
+    """``model``'s artifact for ``spec``, calibrated on the task's training inputs."""
+    deploy = settings.config.deploy
+    feeds = (
+        calibration_feeds(settings.calibration, deploy.calibration_samples)
+        if spec.quantization.startswith("static")
+        else []
+    )
+    return build_artifact(
+        model, settings.example_inputs, spec, path, calibration=feeds, keep_fp32=deploy.keep_fp32
+    )
+
+
+def runnable(settings: SearchSettings, path: Path) -> OnnxModule:
+    """The artifact at ``path`` as a module the user's ``evaluate`` can call."""
+    measure = settings.config.measure
+    return OnnxModule(path, device=measure.device, threads=measure.threads)
+
+
+def parity_of(settings: SearchSettings, model: nn.Module, artifact_module: OnnxModule) -> Parity:
+    """Artifact vs PyTorch model on real (training) inputs."""
+    samples = real_inputs(settings.calibration, settings.config.deploy.parity_samples)
+    return Parity(**measure_parity(model, artifact_module, samples))
+
+
+def artifact_info(artifact: Artifact, parity: Parity | None = None) -> ArtifactInfo:
+    return ArtifactInfo(
+        quantization=artifact.spec.quantization,
+        fusion=artifact.spec.fusion,
+        size_bytes=artifact.size_bytes,
+        int8_ops=artifact.int8_ops,
+        fused_ops=artifact.fused_ops,
+        fp32_nodes=artifact.fp32_nodes,
+        parity=parity,
+    )
+
+
+def score_artifact(
+    settings: SearchSettings, resources: Resources, model: nn.Module, spec: DeploySpec
+) -> tuple[object, LatencyComparison | None, ArtifactInfo]:
+    """Build the artifact in a scratch folder; return the user's metric on it (unchecked),
+    its latency against the baseline artifact, and its description with parity."""
+    with tempfile.TemporaryDirectory(prefix="candidate-", dir=resources.workdir) as scratch:
+        artifact = make_artifact(settings, model, spec, Path(scratch) / "candidate.onnx")
+        module = runnable(settings, artifact.path)
+        accuracy = settings.evaluate(module)
+        info = artifact_info(artifact, parity_of(settings, model, module))
+        meter = resources.meter
+        latency = meter.compare(artifact.path) if meter is not None else None
+    return accuracy, latency, info
 
 
 def checked_metric(value) -> float:

@@ -3,97 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
 
 from compressor.errors import CompressorError
 from compressor.search.budget import DISCARDED, claiming_before, is_discarded, may_start, spent
-from compressor.search.candidate import SearchContext, score_candidate
+from compressor.search.candidate import score_candidate
+from compressor.search.context import Resources, SearchSettings
 from compressor.search.space import suggest_deploy, suggest_flops_level, suggest_preferences
 from compressor.search.storage import HEARTBEAT_SECONDS, fail_dead_trials, worker_id
 
 
-def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
-    """TPE (multivariate, feasibility-aware) or random sampling, seeded per trial.
-
-    Each trial gets a fresh sampler seeded from ``(seed, trial number)`` (see
-    :class:`PerTrialSeedSampler`), so a resumed run or a second worker draws what an
-    uninterrupted single run would have drawn, given the same finished trials.
-    """
-    if name not in ("tpe", "random"):
-        raise ValueError(f"unknown sampler {name!r}")
-    return PerTrialSeedSampler(lambda trial_seed: _build_sampler(name, trial_seed, trials), seed)
-
-
-def _build_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        # TPE reads the trials' constraints (Trial.set_constraint) to tell feasible plans apart.
-        return optuna.samplers.TPESampler(
-            seed=seed,
-            multivariate=True,
-            n_startup_trials=max(3, min(10, trials // 4)),
-            # Workers sampling while others' trials run treat those as bad results, so they
-            # do not all sample next to the same point; a single process never sees one.
-            constant_liar=True,
-        )
-
-
 class OverBudget(Exception):
     """A trial created after other workers' trials had taken the whole budget."""
-
-
-def trial_seed(seed: int, number: int) -> int:
-    """Trial ``number``'s seed under run seed ``seed``, mixed by NumPy's ``SeedSequence``.
-
-    ``seed + number`` would make run seeds 0 and 1 replay one stream shifted by a trial.
-    """
-    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
-
-
-class PerTrialSeedSampler(optuna.samplers.BaseSampler):
-    """An Optuna sampler rebuilt for every trial, seeded from ``(seed, trial.number)``.
-
-    A seeded Optuna sampler keeps one random stream for its lifetime, so a process that is
-    restarted (resume after a kill) or a second worker restarts that stream from the
-    beginning and draws other parameters than one uninterrupted run. TPE and random sampling
-    hold no other state between trials (TPE re-reads the history from the study), so a fresh
-    sampler per trial, seeded by the trial number, makes each trial's parameters a function of
-    the seed and the finished trials alone. Only the public sampler interface is used.
-    """
-
-    def __init__(self, build: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
-        self._build, self._seed = build, seed
-        self._sampler = build(seed)
-
-    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        self._sampler = self._build(trial_seed(self._seed, trial.number))
-        self._sampler.before_trial(study, trial)
-
-    def infer_relative_search_space(self, study, trial):
-        return self._sampler.infer_relative_search_space(study, trial)
-
-    def sample_relative(self, study, trial, search_space):
-        return self._sampler.sample_relative(study, trial, search_space)
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self._sampler.sample_independent(study, trial, param_name, param_distribution)
-
-    def after_trial(self, study, trial, state, values) -> None:
-        self._sampler.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self._sampler.reseed_rng()
 
 
 class Objective:
@@ -102,8 +29,9 @@ class Objective:
     Each trial records which process (``hostname:pid``) scored and timed it.
     """
 
-    def __init__(self, ctx: SearchContext, budget: int) -> None:
-        self.ctx, self.budget, self.worker = ctx, budget, worker_id()
+    def __init__(self, settings: SearchSettings, resources: Resources, budget: int) -> None:
+        self.settings, self.resources, self.budget = settings, resources, budget
+        self.worker = worker_id()
         self.scored = 0
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -112,28 +40,32 @@ class Objective:
             raise OverBudget(f"trial {trial.number} is beyond the study's budget")
         trial.set_user_attr("worker", self.worker)
         self.scored += 1
-        ctx = self.ctx
-        config = ctx.config
+        settings = self.settings
+        config = settings.config
+        flops_budget = None
         if config.target_flops is None:  # only a latency target: the FLOPs level is searched
-            level = suggest_flops_level(trial)
-            ctx = dataclasses.replace(ctx, flops_budget=int(level * ctx.baseline_flops))
-        preferences = suggest_preferences(trial, ctx.groups, config.prune)
+            flops_budget = int(suggest_flops_level(trial) * settings.baseline_flops)
+        preferences = suggest_preferences(trial, settings.groups, config.prune)
         deploy = suggest_deploy(trial, config.deploy) if config.deploy.export else None
         try:
             with time_limit(config.search.trial_timeout):
-                metrics = score_candidate(ctx, preferences, deploy)
+                metrics = score_candidate(
+                    settings, self.resources, preferences, deploy, flops_budget
+                )
         except Exception as exc:  # the trial fails with its reason; the study goes on
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             raise
-        for key, value in metrics.items():
+        for key, value in metrics.attrs().items():
             trial.set_user_attr(key, value)
-        trial.set_constraint("flops", metrics["flops"] / ctx.flops_budget - 1.0)
-        return metrics["reward"]
+        # TPE reads this to tell feasible plans apart: <= 0 means within every budget.
+        trial.set_constraint("budgets", metrics.budget_excess)
+        return metrics.reward
 
 
 def run_study(
     study: optuna.Study,
-    ctx: SearchContext,
+    settings: SearchSettings,
+    resources: Resources,
     trials: int,
     time_budget: float | None,
     report: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None,
@@ -146,9 +78,9 @@ def run_study(
     heartbeat went stale; Optuna queues them again) so their share is spent again.
     Raises :class:`CompressorError` with a summary when too many trials fail in a row.
     """
-    guard = FailureGuard(ctx.config.search.max_consecutive_failures)
+    guard = FailureGuard(settings.config.search.max_consecutive_failures)
     callbacks = [_unless_discarded(c) for c in [guard] + ([report] if report else [])]
-    objective = Objective(ctx, trials)
+    objective = Objective(settings, resources, trials)
     deadline = None if time_budget is None else time.monotonic() + time_budget
     while not guard.tripped and (deadline is None or time.monotonic() < deadline):
         fail_dead_trials(study)
@@ -201,7 +133,7 @@ class FailureGuard:
     """Optuna callback: stop the study after ``limit`` failed trials in a row."""
 
     def __init__(self, limit: int) -> None:
-        self.limit, self.streak, self.reasons = limit, [], []
+        self.limit, self.streak = limit, []
         self.tripped = False
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -220,7 +152,7 @@ class FailureGuard:
 
 
 def best_feasible_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """Highest-reward finished trial within the FLOPs budget."""
+    """Highest-reward finished trial within every budget the user set."""
     feasible = [
         t
         for t in study.trials

@@ -7,18 +7,19 @@ then refines it. Costs one candidate evaluation per group.
 
 from __future__ import annotations
 
-from compressor.search.candidate import SearchContext, build_candidate, checked_metric
+from compressor.search.candidate import build_candidate, checked_metric
+from compressor.search.context import SearchSettings
 
 
 def group_sensitivity(
-    ctx: SearchContext, baseline_accuracy: float, probe_ratio: float = 0.5
+    settings: SearchSettings, baseline_accuracy: float, probe_ratio: float = 0.5
 ) -> dict[str, float]:
     """Proxy-accuracy drop (>= 0) for each group pruned alone by ``probe_ratio``."""
     drops = {}
-    for group in ctx.groups:
-        model, _ = build_candidate(ctx, {group.name: probe_ratio})
+    for group in settings.groups:
+        model, _ = build_candidate(settings, {group.name: probe_ratio})
         try:
-            accuracy = checked_metric(ctx.evaluate(model))
+            accuracy = checked_metric(settings.evaluate(model))
         except Exception:  # a group we cannot judge is treated as the most sensitive
             accuracy = 0.0
         drops[group.name] = max(0.0, baseline_accuracy - accuracy)

@@ -18,8 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import optuna
 
-from compressor.actions.deploy import DeploySpec
+from compressor.actions.artifact import DeploySpec
 from compressor.actions.prune import ChannelGroup
+from compressor.actions.quantize import preferred_mode
 from compressor.config import DeployConfig, PruneConfig
 
 PREFERENCE_PREFIX = "prune."
@@ -135,8 +136,8 @@ def seed_deploy_params(config: DeployConfig) -> list[dict[str, str | bool]]:
 
 
 def preferred_deploy_params(config: DeployConfig) -> dict[str, str | bool]:
-    """Static ORT INT8, fused (measured fastest on CNNs here), when the search may use it."""
+    """The allowed quantization mode registered with the highest preference (static ORT
+    INT8, measured fastest on CNNs here), fused when allowed."""
     if not config.export:
         return {}
-    mode = "static_ort" if "static_ort" in config.quantization else config.quantization[0]
-    return deploy_params(DeploySpec(mode, max(config.fusion)))
+    return deploy_params(DeploySpec(preferred_mode(config.quantization), max(config.fusion)))

@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -36,7 +36,9 @@ from torch import nn
 from compressor.config import CompressConfig, MeasureConfig
 from compressor.environment import cpu_model
 from compressor.errors import UserInputError, one_line
+from compressor.logs import LOGGER
 from compressor.measure.latency import default_threads
+from compressor.records import Baseline
 from compressor.run_folder import config_difference
 
 MANIFEST_KEY = "compressor:manifest"
@@ -202,12 +204,17 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def make_manifest(task_name: str, config: CompressConfig, baseline: dict, model) -> dict:
+def make_manifest(task_name: str, config: CompressConfig, baseline: Baseline, model) -> dict:
     """What a worker needs to run this study's trials, as plain JSON data."""
     return {
         "task": task_name,
         "config": shared_config(config).to_dict(),
-        "baseline": {key: baseline[key] for key in ("flops", "params", "val_accuracy", "accuracy")},
+        "baseline": {
+            "flops": baseline.flops,
+            "params": baseline.params,
+            "val_accuracy": baseline.val_accuracy,
+            "accuracy": baseline.accuracy,
+        },
         "model_fingerprint": model_fingerprint(model),
     }
 
@@ -221,7 +228,7 @@ def read_manifest(study: optuna.Study) -> dict | None:
     return study.user_attrs.get(MANIFEST_KEY)
 
 
-def wait_for_study(url: str, name: str, timeout: float, log: Callable[..., None]) -> dict:
+def wait_for_study(url: str, name: str, timeout: float) -> dict:
     """The study's manifest, waiting up to ``timeout`` seconds for ``compress`` to create
     the study and publish it (workers may start first, e.g. as pods of one Kubernetes Job).
 
@@ -245,7 +252,7 @@ def wait_for_study(url: str, name: str, timeout: float, log: Callable[..., None]
                 " start it with `compress --storage URL --study NAME ...`"
             )
         if not said:
-            log(f"waiting for study {name!r} in {masked(url)}: {reason}", flush=True)
+            LOGGER.info(f"waiting for study {name!r} in {masked(url)}: {reason}")
             said = True
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
@@ -285,29 +292,38 @@ def fail_dead_trials(study: optuna.Study) -> None:
     (and would hold its share of the budget forever). A live process beats within
     milliseconds of asking, so a trial older than the grace period without a beat is dead.
     """
-    storage = study._storage
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-    # Optuna wraps an RDBStorage in a cache (``_CachedStorage._backend``).
-    backend = getattr(storage, "_backend", storage)
-    if not isinstance(backend, optuna.storages.RDBStorage):
+    storage = rdb_storage(study)
+    if storage is None:
         return  # no heartbeats to judge by
     cutoff = datetime.datetime.now() - datetime.timedelta(seconds=GRACE_SECONDS)
-    beaten = _trials_with_heartbeat(backend)
+    beaten = trials_with_heartbeat(storage)
+    study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial._trial_id in beaten or trial.datetime_start is None:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        if trial_id in beaten or trial.datetime_start is None or trial.datetime_start >= cutoff:
             continue
-        if trial.datetime_start < cutoff:
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                    # As fail_stale_trials does: e.g. a retry callback queues it again.
-                    stale_callback = storage.get_heartbeat_stale_trial_callback()
-                    if stale_callback is not None:
-                        stale_callback(study, storage.get_trial(trial._trial_id))
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                # As fail_stale_trials does: e.g. a retry callback queues it again.
+                stale_callback = storage.get_heartbeat_stale_trial_callback()
+                if stale_callback is not None:
+                    stale_callback(study, storage.get_trial(trial_id))
 
 
-def _trials_with_heartbeat(storage: optuna.storages.RDBStorage) -> set[int]:
+# The two Optuna internals the shared budget relies on (tests/test_optuna_internals.py fails
+# with a clear message if an Optuna release changes them): a study's storage, and the table
+# of heartbeats. Everything else here is Optuna's public API.
+def rdb_storage(study: optuna.Study) -> optuna.storages.RDBStorage | None:
+    """The relational storage behind ``study`` (Optuna wraps it in ``_CachedStorage``)."""
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, optuna.storages.RDBStorage) else None
+
+
+def trials_with_heartbeat(storage: optuna.storages.RDBStorage) -> set[int]:
     """Ids of the trials that have written a heartbeat."""
     # Optuna has no public "has this trial ever beaten"; its heartbeat table is the record.
     from optuna.storages._rdb import models

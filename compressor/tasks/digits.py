@@ -10,16 +10,14 @@ together.
 from __future__ import annotations
 
 import hashlib
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from compressor.tasks import register_task
-from compressor.tasks.base import Task
+from compressor.tasks.base import Task, register_task
+from compressor.tasks.common import accuracy, cache_dir
 
 IMAGE_SIZE = 32
 NUM_CLASSES = 10
@@ -137,19 +135,6 @@ class TensorBatches:
 
 
 @torch.no_grad()
-def accuracy(
-    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 512
-) -> float:
-    """Top-1 accuracy in [0, 1]; ``model`` may be any callable returning logits."""
-    if isinstance(model, nn.Module):
-        model.eval()
-    correct = 0
-    for start in range(0, len(inputs), batch_size):
-        logits = model(inputs[start : start + batch_size])
-        correct += int((logits.argmax(dim=1) == labels[start : start + batch_size]).sum())
-    return correct / len(inputs)
-
-
 def train_digits_model(
     splits, epochs: int = TRAIN_EPOCHS, seed: int = TRAIN_SEED, blocks: int = 2
 ) -> nn.Module:
@@ -175,14 +160,6 @@ def train_digits_model(
     return model.eval()
 
 
-def cache_dir() -> Path:
-    """Per-user cache folder: ``$COMPRESSOR_CACHE``, else ``$XDG_CACHE_HOME/compressor``."""
-    root = os.environ.get("COMPRESSOR_CACHE")
-    if root:
-        return Path(root)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "compressor"
-
-
 def load_or_train_model(splits, verbose: bool = True, blocks: int = 2) -> nn.Module:
     """The trained default model from the cache; retrained when the cache is missing or corrupt.
 
@@ -190,7 +167,7 @@ def load_or_train_model(splits, verbose: bool = True, blocks: int = 2) -> nn.Mod
     """
     from safetensors.torch import load_file, save_file
 
-    from compressor.artifacts import atomic_path
+    from compressor.run_folder import atomic_path
 
     name = CACHE_VERSION if blocks == 2 else f"digits-resnet{6 * blocks + 2}-v1"
     path = cache_dir() / f"{name}.safetensors"
@@ -249,7 +226,6 @@ def _digits_task(name: str, blocks: int, verbose: bool) -> Task:
         train_data=TensorBatches(*splits["train"], batch_size=64, seed=TRAIN_SEED),
         calibration_data=TensorBatches(*splits["train"], batch_size=64, shuffle=False),
         ignored_layers=("fc",),
-        model_factory=lambda: DigitsResNet(blocks=blocks),
         description=f"DigitsResNet ({6 * blocks + 2} layers) on sklearn load_digits 32x32 "
         f"(splits {splits_fingerprint(splits)})",
     )

@@ -88,7 +88,7 @@ def load_image_split(
     split_dir: Path, cache_file: Path | None = None, image_size: int | None = None
 ) -> ImageSplit:
     """A decoded split, read from ``cache_file`` when present (and written there otherwise)."""
-    from compressor.artifacts import atomic_path
+    from compressor.run_folder import atomic_path
 
     if cache_file is not None and cache_file.is_file():
         data = np.load(cache_file)

@@ -24,9 +24,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from compressor.errors import UserInputError
-from compressor.tasks import register_task
-from compressor.tasks.base import Task
-from compressor.tasks.digits import accuracy, cache_dir
+from compressor.tasks.base import Task, register_task
+from compressor.tasks.common import accuracy, cache_dir, default_data_root
 from compressor.tasks.image_folder import (
     AugmentedBatches,
     ImageSplit,
@@ -133,11 +132,6 @@ def load_resnet56(path: Path) -> CifarResNet:
     return model.eval()
 
 
-def default_data_root() -> Path:
-    """``../shared/data`` beside the project root (where the benchmark data lives)."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
 def check_data(data_root: Path) -> None:
     """One clear error when the checkpoint or the images are missing."""
     missing = [str(data_root / p) for p in (WEIGHTS, IMAGES) if not (data_root / p).is_file()]
@@ -189,7 +183,6 @@ def resnet56_task(
         evaluate_test=lambda m: accuracy(m, x_test, splits["test"].labels),
         train_data=AugmentedBatches(normalise(train.images), train.labels, batch_size),
         ignored_layers=outer_layers(model),
-        model_factory=resnet56,
         description=f"ResNet-56 (option A) on CIFAR-10 JPEGs from {data_root}; "
         f"val = {VALIDATION_IMAGES} held-out train images, test = test/",
     )

@@ -20,9 +20,8 @@ import torch
 from torch import nn
 
 from compressor.errors import UserInputError
-from compressor.tasks import register_task
-from compressor.tasks.base import Task
-from compressor.tasks.resnet_cifar import default_data_root
+from compressor.tasks.base import Task, register_task
+from compressor.tasks.common import default_data_root
 
 SEQ_LEN = 64  # example input length for FLOPs and latency (STS sentences are ~10-30 tokens)
 MAX_LEN = 128  # truncation when embedding the data
@@ -207,7 +206,6 @@ def sentence_task(
         evaluate=spearman_metric(tokenizer, splits["dev"]),
         evaluate_test=spearman_metric(tokenizer, splits["test"]),
         train_data=[(inputs, None) for inputs in distil_batches],
-        model_factory=lambda: load_encoder(model_path),
         description=description,
         pruner=TransformerPruner(model),
         recover=embedding_recovery(distil_batches),

@@ -62,7 +62,7 @@ class TrialProgress:
 
 
 def trial_summary(trial: FrozenTrial) -> str:
-    """One trial in a few figures; ``!`` marks a plan over the FLOPs budget."""
+    """One trial in a few figures; ``!`` marks a plan over a budget (FLOPs or latency)."""
     if trial.state != TrialState.COMPLETE:
         return f"failed: {trial.user_attrs.get('error', trial.state.name)}"
     attrs = trial.user_attrs

@@ -1,0 +1,325 @@
+"""The steps of one compression run, each a function the benchmarks can call on its own:
+
+    measure_baseline -> prepare_search -> seed_study -> search -> choose -> recover
+    -> deploy -> time_chosen -> chosen_record, then the run folder is written
+
+:func:`compressor.api.run_compression` is these steps in sequence; ``compress worker`` runs
+only ``search``. Each step takes what it needs and returns a typed record, so nothing is
+re-implemented elsewhere (study seeding, for one, lives only in :func:`seed_study`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from torch import nn
+
+from compressor.actions.artifact import DeploySpec
+from compressor.actions.export import export_onnx
+from compressor.actions.pruner import check_prunable
+from compressor.config import CompressConfig
+from compressor.errors import CompressorError, UserInputError
+from compressor.logs import LOGGER
+from compressor.measure.flops import count_flops, count_params
+from compressor.measure.latency import LatencyComparison, LatencyStats
+from compressor.progress import progress_mode
+from compressor.records import (
+    ArtifactFile,
+    ArtifactInfo,
+    Baseline,
+    Chosen,
+    Parity,
+    Percentiles,
+    Plan,
+    Target,
+)
+from compressor.recover import recover_model
+from compressor.run_folder import atomic_path
+from compressor.search.candidate import (
+    artifact_info,
+    build_candidate,
+    checked_metric,
+    flops_of_plan,
+    make_artifact,
+    parity_of,
+    plan_for,
+    runnable,
+)
+from compressor.search.context import Resources, SearchSettings, search_settings
+from compressor.search.loop import best_feasible_trial, run_study
+from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
+from compressor.search.space import (
+    FUSION_PARAM,
+    QUANTIZATION_PARAM,
+    preference_param,
+    preferred_deploy_params,
+    seed_deploy_params,
+    uniform_params,
+)
+from compressor.search.trial_progress import TrialProgress
+from compressor.tasks import Task
+
+
+def measure_baseline(task: Task) -> Baseline:
+    """The unmodified model's metric (test and validation), FLOPs and parameters."""
+    started = time.perf_counter()
+    model = task.model.eval()
+    return Baseline(
+        accuracy=_user_metric(task.evaluate_test, model),
+        val_accuracy=_user_metric(task.evaluate, model),
+        flops=count_flops(model, task.example_inputs),
+        params=count_params(model),
+        evaluate_seconds=time.perf_counter() - started,
+    )
+
+
+def prepare_search(
+    task: Task, config: CompressConfig, baseline: Baseline
+) -> tuple[SearchSettings, Target]:
+    """The search's settings and the targets record; refuses a model whose groups break
+    its forward when pruned and a FLOPs budget below the smallest reachable."""
+    settings = search_settings(task, config, baseline.flops)
+    check_prunable(settings.pruner, settings.model, task.example_inputs, settings.groups)
+    uniform = uniform_ratio_at_budget(settings)
+    search = config.search
+    return settings, Target(
+        flops=settings.flops_budget,
+        flops_ratio=settings.flops_budget / baseline.flops,
+        spec=str(config.target_flops) if config.target_flops is not None else None,
+        reward=search.reward,
+        alpha=search.alpha,
+        beta=search.beta,
+        uniform_ratio=uniform,
+        latency=str(config.target_latency) if config.target_latency else None,
+    )
+
+
+def uniform_ratio_at_budget(settings: SearchSettings) -> float:
+    """The uniform ratio that fits the FLOPs budget; a budget below the smallest reachable
+    FLOPs is the user's to change (:class:`UserInputError`)."""
+    ratios, fits = plan_for(settings, {group.name: 1.0 for group in settings.groups})
+    if not fits:
+        smallest = flops_of_plan(settings, ratios)
+        raise UserInputError(
+            f"target {settings.flops_budget / 1e6:.3g}M FLOPs cannot be reached: the smallest "
+            f"reachable is {smallest / 1e6:.3g}M ({smallest / settings.baseline_flops:.2f} of "
+            f"the model) at prune.max_ratio {settings.config.prune.max_ratio}"
+        )
+    return max(ratios.values())
+
+
+def sensitivity_seed(settings: SearchSettings, baseline_val_accuracy: float) -> dict[str, float]:
+    """The sensitivity plan's study parameters: each group pruned alone, the drops turned
+    into preferences (one evaluation per group)."""
+    LOGGER.info(f"sensitivity of {len(settings.groups)} groups (each pruned alone) ...")
+    drops = group_sensitivity(settings, baseline_val_accuracy)
+    preferences = preferences_from_sensitivity(drops, settings.config.prune.ratio_step)
+    return {preference_param(name): value for name, value in preferences.items()}
+
+
+def seed_study(
+    study: optuna.Study,
+    settings: SearchSettings,
+    sensitivity: Mapping[str, float] | Callable[[], Mapping[str, float]] | None,
+) -> None:
+    """Queue the known plans a new study starts from (a continued one is left alone).
+
+    The uniform plan (so the search can only improve on it) once with every allowed
+    deployment, so each mode is measured on the same plan before the sampler starts
+    preferring some; then the sensitivity allocation (a strong prior to refine) with the
+    preferred deployment. ``sensitivity`` is its parameters, or a function computing them
+    (called only for a new study), or None for no sensitivity seed.
+    """
+    if study.trials:
+        return
+    deploy = settings.config.deploy
+    for params in seed_deploy_params(deploy):
+        study.enqueue_trial({**uniform_params(settings.groups), **params})
+    if sensitivity is None:
+        return
+    params = sensitivity() if callable(sensitivity) else sensitivity
+    study.enqueue_trial({**params, **preferred_deploy_params(deploy)})
+
+
+def search(
+    study: optuna.Study,
+    settings: SearchSettings,
+    resources: Resources,
+    *,
+    progress: bool = True,
+) -> int:
+    """Run the study's trials until its budget is spent; returns how many this process
+    scored."""
+    config = settings.config.search
+    with TrialProgress(study, config.trials, progress_mode(progress)) as display:
+        return run_study(study, settings, resources, config.trials, config.time_budget, display)
+
+
+def choose(study: optuna.Study, settings: SearchSettings) -> optuna.trial.FrozenTrial:
+    """The best trial within every budget; none is an error that says what to change."""
+    best = best_feasible_trial(study)
+    if best is None:
+        budgets = f"the FLOPs target ({settings.flops_budget / 1e6:.2f}M)"
+        if settings.config.target_latency is not None:
+            budgets += f" and the latency target ({settings.config.target_latency})"
+        raise CompressorError(
+            f"no trial met {budgets} within the search budget; raise --trials or loosen the targets"
+        )
+    return best
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """The chosen plan rebuilt and recovered."""
+
+    model: nn.Module
+    kept: dict[str, int]  # channels (heads, neurons) each group kept
+    accuracy_before: float  # test metric of the rebuilt plan before recovery
+
+
+def recover(
+    task: Task, settings: SearchSettings, trial: optuna.trial.FrozenTrial, *, progress: bool = True
+) -> Recovered:
+    """Rebuild ``trial``'s plan (adaptive BN applied) and recover it as configured."""
+    model, kept = build_candidate(settings, trial.user_attrs["ratios"])
+    before = checked_metric(task.evaluate_test(model))
+    model = recover_model(task, model, settings.config.recovery, progress=progress)
+    return Recovered(model, kept, before)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """``model.onnx`` and what was measured on it (its latency is timed by
+    :func:`time_chosen`, with the baseline, at the end)."""
+
+    path: Path
+    accuracy: float  # test metric of the artifact
+    val_accuracy: float
+    spec: DeploySpec
+    parity: Parity
+    artifact: ArtifactInfo
+    sizes: dict[str, int]  # file name -> bytes
+    pruned_fp32: LatencyComparison  # the pruned model's fp32 export against the baseline
+
+
+def deploy(
+    settings: SearchSettings,
+    resources: Resources,
+    task: Task,
+    model: nn.Module,
+    params: Mapping,
+    output_dir: Path,
+) -> Deployed:
+    """Write ``output_dir/model.onnx`` for the deployment ``params`` chose, from the
+    recovered weights (exported, fused and calibrated anew), and measure it.
+
+    Also times the fp32 export of the pruned model, to tell pruning's speed-up from
+    quantization's.
+    """
+    spec = DeploySpec(params[QUANTIZATION_PARAM], params[FUSION_PARAM])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    built = make_artifact(settings, model, spec, resources.workdir / "model.onnx")
+    with atomic_path(output_dir / "model.onnx") as tmp:
+        shutil.copyfile(built.path, tmp)
+    module = runnable(settings, output_dir / "model.onnx")
+    pruned_fp32 = export_onnx(model, task.example_inputs, resources.workdir / "pruned_fp32.onnx")
+    rounds = 3 * settings.config.measure.rounds
+    return Deployed(
+        path=output_dir / "model.onnx",
+        accuracy=checked_metric(task.evaluate_test(module)),
+        val_accuracy=checked_metric(task.evaluate(module)),
+        spec=spec,
+        parity=parity_of(settings, model, module),
+        artifact=artifact_info(built),
+        sizes={
+            "baseline_fp32.onnx": resources.baseline_artifact.stat().st_size,
+            "pruned_fp32.onnx": pruned_fp32.stat().st_size,
+            "model.onnx": built.size_bytes,
+        },
+        pruned_fp32=resources.meter.compare(pruned_fp32, rounds=rounds),
+    )
+
+
+def time_chosen(
+    settings: SearchSettings, resources: Resources, shipped: Path | nn.Module
+) -> LatencyComparison:
+    """The shipped variant against the baseline, with three times the usual rounds."""
+    return resources.meter.compare(shipped, rounds=3 * settings.config.measure.rounds)
+
+
+def chosen_record(
+    task: Task,
+    settings: SearchSettings,
+    trial: optuna.trial.FrozenTrial,
+    recovered: Recovered,
+    deployed: Deployed | None,
+    latency: LatencyComparison,
+) -> Chosen:
+    """What ``result.json`` states about the chosen variant."""
+    model, config = recovered.model, settings.config
+    fp32_accuracy = checked_metric(task.evaluate_test(model))
+    shipped = {}
+    if deployed is not None:
+        shipped = dict(
+            accuracy_fp32=fp32_accuracy,
+            quantization=deployed.spec.quantization,
+            fusion=deployed.spec.fusion,
+            parity=deployed.parity,
+            artifact=deployed.artifact,
+        )
+    return Chosen(
+        accuracy=deployed.accuracy if deployed else fp32_accuracy,
+        accuracy_before_recovery=recovered.accuracy_before,
+        val_accuracy=(deployed.val_accuracy if deployed else checked_metric(task.evaluate(model))),
+        val_accuracy_before_recovery=trial.user_attrs["accuracy"],
+        flops=count_flops(model, task.example_inputs),
+        params=count_params(model),
+        latency_ms=latency.candidate.p50_ms,
+        latency_p90_ms=latency.candidate.p90_ms,
+        latency_ratio=latency.ratio,
+        reward=trial.value,
+        trial=trial.number,
+        plan=Plan(
+            ratios=trial.user_attrs["ratios"],
+            channels=recovered.kept,
+            channels_before={group.name: group.channels for group in settings.groups},
+            importance=config.prune.importance,
+            round_to=config.prune.round_to,
+        ),
+        recovery=dataclasses.asdict(config.recovery),
+        **shipped,
+    )
+
+
+def artifact_files(deployed: Deployed, latency: LatencyComparison) -> dict[str, ArtifactFile]:
+    """Per ONNX file: latency (p50, p90; all timed against the same baseline) and size."""
+    pruned = deployed.pruned_fp32
+    return {
+        "baseline_fp32.onnx": _file(latency.baseline, deployed.sizes["baseline_fp32.onnx"]),
+        "pruned_fp32.onnx": _file(
+            pruned.candidate, deployed.sizes["pruned_fp32.onnx"], pruned.ratio
+        ),
+        "model.onnx": _file(latency.candidate, deployed.sizes["model.onnx"], latency.ratio),
+    }
+
+
+def _file(stats: LatencyStats, size: int, ratio: float | None = None) -> ArtifactFile:
+    return ArtifactFile(Percentiles(stats.p50_ms, stats.p90_ms), size, ratio)
+
+
+def _user_metric(evaluate: Callable[[nn.Module], float], model: nn.Module) -> float:
+    """The metric on the unmodified model: any failure here is the caller's to fix."""
+    try:
+        return checked_metric(evaluate(model))
+    except CompressorError as exc:
+        raise UserInputError(str(exc)) from None
+    except Exception as exc:
+        raise UserInputError(
+            f"evaluate() failed on the unmodified model: {type(exc).__name__}: {exc}"
+        ) from None

@@ -1,0 +1,346 @@
+"""Typed, frozen records of a run: the baseline, the targets, each trial, the chosen variant,
+the artifacts and the workers.
+
+``result.json`` is written from these records and read back into them (``to_json`` /
+``from_json``), so the report, ``compress report``, the worker table, the tests and the
+benchmarks read attributes, not keys: a renamed field is an error where it is used, not a
+silently empty cell. No torch here: the report reads these without loading a model.
+
+Schema version 2 (``result.json``'s ``schema_version``) keeps every key of version 1; what
+changed: a run without a FLOPs target stores ``target.spec`` as ``null`` (it was the text
+``"None"``), and ``target.within_budgets`` / trial ``feasible`` mean within *every* budget
+the user set (FLOPs and latency), not only the FLOPs one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+SCHEMA_VERSION = 2
+R = TypeVar("R")
+
+
+def to_json(record: Any) -> dict[str, Any]:
+    """Plain data for JSON: nested records become dicts; optional fields left at None are
+    omitted, so a run without an artifact has no artifact keys (as before)."""
+    data = {}
+    for item in dataclasses.fields(record):
+        value = getattr(record, item.name)
+        if value is None and item.metadata.get("omit_none", True):
+            continue
+        data[item.name] = _plain(value)
+    return data
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_json(value)
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def from_json(cls: type[R], data: Mapping[str, Any]) -> R:
+    """The record ``cls`` from plain data; keys it does not know are ignored (newer files)."""
+    names = {item.name for item in dataclasses.fields(cls)}
+    return cls(**{key: value for key, value in data.items() if key in names})
+
+
+def keep(value: Any = None) -> Any:
+    """A field written to JSON even when it is None."""
+    return field(default=value, metadata={"omit_none": False})
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The unmodified model. Latencies are filled at the end (the fp32 baseline artifact)."""
+
+    accuracy: float  # test split
+    val_accuracy: float
+    flops: int
+    params: int
+    evaluate_seconds: float = 0.0
+    latency_ms: float | None = None
+    latency_p90_ms: float | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Baseline:
+        return from_json(cls, data)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The user's targets and the reward's parameters, as the run applied them."""
+
+    flops: int  # the FLOPs budget (the whole model when there is no FLOPs target)
+    flops_ratio: float
+    spec: str | None = keep()  # the user's --target-flops as given; None: no FLOPs target
+    reward: str = "soft"
+    alpha: float = -0.07
+    beta: float = -0.07
+    uniform_ratio: float = 0.0
+    latency: str | None = keep()  # the user's --target-latency; None: no latency target
+
+    @property
+    def has_flops(self) -> bool:
+        return self.spec is not None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Target:
+        data = dict(data)
+        if data.get("spec") == "None":  # schema 1 wrote a missing target as text
+            data["spec"] = None
+        return from_json(cls, data)
+
+
+@dataclass(frozen=True)
+class Parity:
+    """The artifact against the PyTorch model on real inputs."""
+
+    max_abs_diff: float
+    cosine: float
+    top1_agreement: float  # meaningful for classifiers; read the cosine for embeddings
+    samples: int | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Parity:
+        return from_json(cls, data)
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """What an ONNX artifact holds (``parity`` is set for trials' artifacts)."""
+
+    quantization: str
+    fusion: bool
+    size_bytes: int
+    int8_ops: dict[str, int] = field(default_factory=dict)
+    fused_ops: dict[str, int] = field(default_factory=dict)
+    fp32_nodes: tuple[str, ...] = ()
+    parity: Parity | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ArtifactInfo:
+        data = dict(data)
+        data["fp32_nodes"] = tuple(data.get("fp32_nodes", ()))
+        if data.get("parity") is not None:
+            data["parity"] = Parity.from_json(data["parity"])
+        return from_json(cls, data)
+
+
+@dataclass(frozen=True)
+class TrialMetrics:
+    """What scoring one candidate measured (stored as the Optuna trial's user attributes).
+
+    ``feasible``: within every budget the user set (FLOPs and, when given, latency).
+    """
+
+    flops: int
+    flops_ratio: float
+    params: int
+    ratios: dict[str, float]
+    channels: dict[str, int]
+    accuracy: float
+    reward: float
+    feasible: bool
+    budget_excess: float  # max over the budgets of (value / target - 1); <= 0 when feasible
+    seconds: float
+    latency_ms: float | None = None
+    latency_p90_ms: float | None = None
+    baseline_latency_ms: float | None = None
+    latency_ratio: float | None = None
+    artifact: ArtifactInfo | None = None
+
+    def attrs(self) -> dict[str, Any]:
+        """The trial's user attributes (plain JSON data)."""
+        return to_json(self)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as ``result.json`` and the report list it."""
+
+    number: int
+    state: str  # Optuna's TrialState name: COMPLETE, FAIL, RUNNING, WAITING
+    reward: float | None = keep()
+    accuracy: float | None = None
+    flops: int | None = None
+    flops_ratio: float | None = None
+    params: int | None = None
+    latency_ms: float | None = None
+    latency_p90_ms: float | None = None
+    baseline_latency_ms: float | None = None
+    latency_ratio: float | None = None
+    feasible: bool | None = None
+    seconds: float | None = None
+    error: str | None = None
+    artifact: ArtifactInfo | None = None
+    channels: dict[str, int] | None = None
+    worker: str | None = None  # hostname:pid of the process that scored and timed it
+    plan: dict[str, float] = field(default_factory=dict)  # per-group pruning ratios
+    retry_of: int | None = None  # the trial it re-runs after its process died
+
+    @property
+    def finished(self) -> bool:
+        return self.state == "COMPLETE"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrialRecord:
+        data = dict(data)
+        if data.get("artifact") is not None:
+            data["artifact"] = ArtifactInfo.from_json(data["artifact"])
+        return from_json(cls, data)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The chosen pruning plan."""
+
+    ratios: dict[str, float]
+    channels: dict[str, int]
+    channels_before: dict[str, int]
+    importance: str
+    round_to: int | None = keep()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        return from_json(cls, data)
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The chosen variant after recovery (``result.json``'s ``best``).
+
+    ``accuracy`` / ``val_accuracy`` are the deployed artifact's when there is one (else the
+    PyTorch model's); ``accuracy_fp32`` is the recovered PyTorch model's.
+    """
+
+    accuracy: float
+    accuracy_before_recovery: float
+    val_accuracy: float
+    val_accuracy_before_recovery: float
+    flops: int
+    params: int
+    latency_ms: float
+    latency_p90_ms: float
+    latency_ratio: float
+    reward: float
+    trial: int
+    plan: Plan
+    recovery: dict[str, Any] = field(default_factory=dict)
+    accuracy_fp32: float | None = None
+    quantization: str | None = None
+    fusion: bool | None = None
+    parity: Parity | None = None
+    artifact: ArtifactInfo | None = None
+
+    @property
+    def deployed(self) -> bool:
+        """Whether the variant was written as an ONNX artifact (``model.onnx``)."""
+        return self.quantization is not None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Chosen:
+        data = dict(data)
+        data["plan"] = Plan.from_json(data["plan"])
+        if data.get("parity") is not None:
+            data["parity"] = Parity.from_json(data["parity"])
+        if data.get("artifact") is not None:
+            data["artifact"] = ArtifactInfo.from_json(data["artifact"])
+        return from_json(cls, data)
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    p50: float
+    p90: float
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    """One ONNX file the run wrote or timed: latency (all against the same baseline), size."""
+
+    latency_ms: Percentiles
+    size_bytes: int
+    latency_ratio: float | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ArtifactFile:
+        data = dict(data)
+        data["latency_ms"] = Percentiles(**data["latency_ms"])
+        return from_json(cls, data)
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """One process that scored trials: its finished trials and the baseline it timed against.
+
+    Latency ratios compare across workers, milliseconds do not: each worker timed its
+    candidates against the baseline artifact on its own machine.
+    """
+
+    trials: int = 0
+    trial_numbers: tuple[int, ...] = ()
+    baseline_latency_ms: float | None = None
+    machine: dict[str, Any] = field(default_factory=dict)  # what record_worker stored
+
+    def to_json(self) -> dict[str, Any]:
+        # Flat, as result.json has always listed a worker: machine fields beside the counts.
+        data = {**self.machine, "trials": self.trials, "trial_numbers": list(self.trial_numbers)}
+        if self.baseline_latency_ms is not None:
+            data["baseline_latency_ms"] = self.baseline_latency_ms
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WorkerStats:
+        own = ("trials", "trial_numbers", "baseline_latency_ms")
+        return cls(
+            trials=data.get("trials", 0),
+            trial_numbers=tuple(data.get("trial_numbers", ())),
+            baseline_latency_ms=data.get("baseline_latency_ms"),
+            machine={key: value for key, value in data.items() if key not in own},
+        )
+
+
+def worker_summary(
+    trials: Iterable[TrialRecord], machines: Mapping[str, dict] | None = None
+) -> dict[str, WorkerStats]:
+    """Per process that scored trials (a trial's ``worker``, ``hostname:pid``): its machine
+    (when ``machines`` has it), its finished trials and the median baseline latency it timed
+    them against."""
+    numbers: dict[str, list[int]] = {name: [] for name in machines or {}}
+    baselines: dict[str, list[float]] = {}
+    for trial in trials:
+        if trial.worker is None or not trial.finished:
+            continue
+        numbers.setdefault(trial.worker, []).append(trial.number)
+        if trial.baseline_latency_ms:
+            baselines.setdefault(trial.worker, []).append(trial.baseline_latency_ms)
+    return {
+        name: WorkerStats(
+            trials=len(done),
+            trial_numbers=tuple(done),
+            baseline_latency_ms=(statistics.median(baselines[name]) if name in baselines else None),
+            machine=dict((machines or {}).get(name, {})),
+        )
+        for name, done in numbers.items()
+    }
+
+
+def trial_record(trial: Any) -> TrialRecord:
+    """An Optuna ``FrozenTrial`` as a :class:`TrialRecord` (its user attributes are the
+    :class:`TrialMetrics` the search stored, plus ``worker`` and ``error``)."""
+    attrs = dict(trial.user_attrs)
+    names = {item.name for item in dataclasses.fields(TrialRecord)} - {"plan", "retry_of"}
+    data = {key: value for key, value in attrs.items() if key in names}
+    data.update(number=trial.number, state=trial.state.name, reward=trial.value)
+    data["plan"] = attrs.get("ratios", {})
+    # Queued again after its process died (Optuna's RetryHeartbeatStaleTrialCallback).
+    data["retry_of"] = trial.system_attrs.get("failed_trial")
+    return TrialRecord.from_json(data)

@@ -1,0 +1,127 @@
+"""What every trial needs, in two parts: the frozen :class:`SearchSettings` (model, groups,
+budget, calibration batches, config) and the live :class:`Resources` (the latency meter with
+the baseline artifact timed on *this* machine, a scratch folder) that exist only while
+:func:`measuring` holds them. ``compress`` and ``compress worker`` build both the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from compressor.actions.export import export_onnx
+from compressor.actions.prune import ChannelGroup
+from compressor.actions.pruner import ChannelPruner, Pruner
+from compressor.config import CompressConfig
+from compressor.errors import UserInputError
+from compressor.measure.latency import LatencyMeter
+from compressor.recover import first_batches
+from compressor.tasks import Task
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The fixed part of every trial, the same in every process that runs trials.
+
+    ``flops_cache`` memoises FLOPs by plan shape (see ``candidate.flops_of_plan``): the
+    budget fit asks for the same shapes again and again. It is a cache, not a setting.
+    """
+
+    model: nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    evaluate: Callable[[nn.Module], float]
+    calibration: tuple  # fixed training batches for BatchNorm and INT8 calibration
+    groups: tuple[ChannelGroup, ...]
+    config: CompressConfig
+    ignored_layers: tuple[str, ...]
+    flops_budget: int
+    baseline_flops: int
+    pruner: Pruner
+    flops_cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What scoring needs besides the settings, alive only inside :func:`measuring`.
+
+    ``meter`` is None when latency is not measured (a benchmark scoring plain PyTorch models).
+    """
+
+    workdir: Path  # scratch folder for candidate artifacts
+    meter: LatencyMeter | None = None
+    baseline_artifact: Path | None = None  # the fp32 export of the unpruned model
+
+
+def search_settings(
+    task: Task, config: CompressConfig, baseline_flops: int, flops_budget: int | None = None
+) -> SearchSettings:
+    """The settings for ``task`` under ``config``. Raises :class:`UserInputError` when
+    nothing can be pruned."""
+    model = task.model.eval()
+    if flops_budget is None:
+        flops_budget = flops_budget_of(config, baseline_flops)
+    ignored = tuple(task.ignored_layers) + tuple(config.prune.ignore_layers)
+    pruner = task.pruner or ChannelPruner.from_config(
+        model, task.example_inputs, config.prune, ignored
+    )
+    groups = tuple(pruner.groups())
+    if not groups:
+        raise UserInputError("the model has no prunable convolution or linear layers")
+    return SearchSettings(
+        model=model,
+        example_inputs=task.example_inputs,
+        evaluate=task.evaluate,
+        calibration=tuple(
+            first_batches(
+                task.calibration_data or task.train_data, config.search.calibration_samples
+            )
+        ),
+        groups=groups,
+        config=config,
+        ignored_layers=ignored,
+        flops_budget=flops_budget,
+        baseline_flops=baseline_flops,
+        pruner=pruner,
+    )
+
+
+def flops_budget_of(config: CompressConfig, baseline_flops: int) -> int:
+    """The FLOPs budget; without a FLOPs target, the whole model (each trial samples a level)."""
+    return config.target_flops.resolve(baseline_flops) if config.target_flops else baseline_flops
+
+
+@contextlib.contextmanager
+def measuring(settings: SearchSettings, *, meter: bool = True) -> Iterator[Resources]:
+    """The live resources: a scratch folder and (with ``meter``) a latency meter whose
+    baseline (the fp32 ONNX export of the unpruned model; the PyTorch model with
+    ``deploy.export`` off) is timed here.
+
+    With ``measure.threads`` set, this process's own torch work uses that many threads too,
+    so N processes on one machine can each be given their share of the cores.
+    """
+    config = settings.config
+    previous_threads = torch.get_num_threads()
+    if config.measure.threads:
+        torch.set_num_threads(config.measure.threads)
+    try:
+        with contextlib.ExitStack() as stack:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="compressor-")))
+            if not meter:
+                yield Resources(workdir)
+                return
+            latency = stack.enter_context(LatencyMeter(config.measure, settings.example_inputs))
+            baseline = (
+                export_onnx(settings.model, settings.example_inputs, workdir / "baseline.onnx")
+                if config.deploy.export
+                else None
+            )
+            latency.set_baseline(baseline or settings.model)
+            yield Resources(workdir, latency, baseline)
+    finally:
+        torch.set_num_threads(previous_threads)
