@@ -49,6 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--large-batch", type=int, default=64, help="resnet56: the second batch size timed"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="search-efficiency")
+    parser.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=None,
+        help="resnet56 (B1b): no FLOPs target; the fastest variant within this many points "
+        "of the baseline's validation accuracy, against the unpruned fp32 / INT8 rows only",
+    )
     return parser.parse_args(argv)
 
 
@@ -74,6 +81,8 @@ def main(argv: list[str] | None = None) -> tuple[Path, Path]:
     # A run restricted to other tasks than the default gets its own file name, so smoke
     # tests and partial reruns never overwrite the benchmark's own result.
     task = f"-{args.task.replace(',', '+')}" if args.task else ""
+    drop = getattr(args, "max_accuracy_drop", None)
+    task += f"-drop{drop:g}" if drop is not None else ""
     name = args.benchmark + task + ("-quick" if args.quick else "")
     paths = write_results(name, data, markdown, args.results)
     print(markdown)

@@ -32,7 +32,7 @@ from benchmarks.searching import (
 )
 from benchmarks.tasks import minilm_task, task_config
 from benchmarks.timing import TimingPlan, time_eager, time_onnx
-from compressor.actions.artifact import DeploySpec, calibration_feeds
+from compressor.actions.artifact import calibration_feeds
 from compressor.actions.export import export_onnx
 from compressor.actions.fuse import fuse_onnx
 from compressor.actions.quantize import QuantizeSpec, quantize_onnx
@@ -41,7 +41,12 @@ from compressor.measure.onnx_runtime import OnnxModule
 from compressor.recover import recover_model
 from compressor.search.candidate import make_artifact
 from compressor.search.context import measuring
-from compressor.search.space import FUSION_PARAM, QUANTIZATION_PARAM
+from compressor.search.space import (
+    FUSION_PARAM,
+    KEEP_ENDS_PARAM,
+    QUANTIZATION_PARAM,
+    spec_from_params,
+)
 
 EAGER, ORT, FUSED, INT8 = "fp32 PyTorch eager", "fp32 ORT", "ORT fusion (O2)", "ORT dynamic INT8"
 FUSED_INT8, NNCF, OURS = "ORT fusion + dynamic INT8", "NNCF INT8 (ONNX)", "ours: search + distill"
@@ -85,6 +90,11 @@ def baselines(task, work: Path) -> dict[str, Path]:
 
 
 def our_search(task, config, trials: int, work: Path, log) -> tuple:
+    # The reference pipelines are this benchmark's own rows (timed and scored outside the
+    # study), so the study does not spend its slow (~30 s) trials on them again.
+    config = dataclasses.replace(
+        config, search=dataclasses.replace(config.search, references=False)
+    )
     settings = settings_for(task, config)
     with measuring(settings) as resources:
         log("sensitivity pass ...")
@@ -93,13 +103,28 @@ def our_search(task, config, trials: int, work: Path, log) -> tuple:
             settings, resources, trials=trials, sampler="tpe", seeds=seeds, progress=True
         )
     model, best = best_model(settings, study)
-    spec = DeploySpec(best.params[QUANTIZATION_PARAM], best.params[FUSION_PARAM])
+    spec = spec_from_params(best.params)
     facts = {
         "trials": trials,
         "best_trial": best.number,
         "search_seconds": seconds,
         "deploy": dataclasses.asdict(spec),
         "flops_ratio": best.user_attrs["flops_ratio"],
+        "removed_units": list(best.user_attrs.get("removed_units") or []),
+        "depth_units": [unit.name for unit in settings.depth_units],
+        "trial_table": [
+            {
+                "number": t.number,
+                "removed_units": t.user_attrs.get("removed_units"),
+                "deploy": f"{t.params.get(QUANTIZATION_PARAM)}/{t.params.get(FUSION_PARAM)}"
+                f"/ends fp32 {t.params.get(KEEP_ENDS_PARAM)}",
+                "flops_ratio": t.user_attrs.get("flops_ratio"),
+                "dev_spearman": t.user_attrs.get("accuracy"),
+                "latency_ratio": t.user_attrs.get("latency_ratio"),
+                "reward": t.value,
+            }
+            for t in study.trials
+        ],
         "dev_spearman_before_recovery": best.user_attrs["accuracy"],
         "test_spearman_before_recovery_fp32": task.evaluate_test(model),
     }
@@ -115,7 +140,8 @@ def run(args, session) -> tuple[dict, str]:
 
     cut = dict(test_pairs=100, dev_pairs=100, train_sentences=320) if args.quick else {}
     task = minilm_task(args.data, **cut)
-    trials = args.trials or (3 if args.quick else 6)
+    # 7 seeded plans (uniform per quantization mode, width sensitivity, 2 depth seeds) + TPE.
+    trials = args.trials or (8 if args.quick else 10)
     config = task_config("minilm-stsb")
     if args.quick:
         config = dataclasses.replace(
@@ -182,27 +208,21 @@ def run(args, session) -> tuple[dict, str]:
 
 
 def goals(data: dict) -> dict:
-    out = {}
+    """Issue 14's B2 goals, ``{name: {value, target, met}}`` (speed-ups of p50 latency)."""
     fp32 = data["rows"][EAGER]["spearman"]
-    drop = 100 * (fp32 - data["rows"][OURS]["spearman"])
+    measured = {"spearman": (100 * data["rows"][OURS]["spearman"], 100 * fp32 - 1.0)}
     for length, table in data["latency"].items():
         ours = table[OURS]["p50_ms"]
         best_name = min(OPTIMUM_STYLE, key=lambda n: table[n]["p50_ms"])
-        out[length] = {
-            "speedup_vs_eager": table[EAGER]["p50_ms"] / ours,
-            "best_optimum_style": best_name,
-            "speedup_vs_best_optimum_style": table[best_name]["p50_ms"] / ours,
-        }
-    out["spearman_drop_pt"] = drop
-    out["met"] = (
-        all(
-            v["speedup_vs_eager"] >= 3 and v["speedup_vs_best_optimum_style"] >= 1.5
-            for k, v in out.items()
-            if isinstance(v, dict)
+        measured[f"speedup_vs_eager_{length}tok"] = (table[EAGER]["p50_ms"] / ours, 3.0)
+        measured[f"speedup_vs_best_optimum_style_{length}tok ({best_name})"] = (
+            table[best_name]["p50_ms"] / ours,
+            1.5,
         )
-        and drop <= 1.0
-    )
-    return out
+    return {
+        name: {"value": value, "target": f">= {target:.2f}", "met": value >= target}
+        for name, (value, target) in measured.items()
+    }
 
 
 def peak_points(data: dict) -> list[dict]:
@@ -262,7 +282,7 @@ def markdown(data: dict) -> str:
             table,
         )
         + f"\nOurs: {data['trials']} search trials (uniform seed per quantization mode, "
-        f"sensitivity seed, TPE), chose {ours['deploy']['quantization']}"
+        f"width and depth sensitivity seeds, TPE), chose {ours['deploy']['quantization']}"
         f"{' + fusion' if ours['deploy']['fusion'] else ''} at {ours['flops_ratio']:.2f}x FLOPs; "
         f"test Spearman fp32 pruned {100 * ours['test_spearman_before_recovery_fp32']:.2f} before, "
         f"{100 * ours['test_spearman_after_recovery_fp32']:.2f} after recovery "
@@ -271,14 +291,11 @@ def markdown(data: dict) -> str:
             f"{data['latency'][n]['ours (pruned, eager)']['p50_ms']:.2f} ms at {n} tokens"
             for n in lengths
         )
-        + ".\n\nGoals (>= 3x vs eager, >= 1.5x vs the best Optimum-style pipeline, Spearman drop "
-        f"<= 1.0 pt): drop {goal['spearman_drop_pt']:.2f} pt; "
-        + "; ".join(
-            f"{n} tokens {goal[n]['speedup_vs_eager']:.2f}x vs eager, "
-            f"{goal[n]['speedup_vs_best_optimum_style']:.2f}x vs {goal[n]['best_optimum_style']}"
-            for n in lengths
+        + f". Removed layers: {', '.join(ours.get('removed_units') or []) or 'none'}.\n\nGoals:\n"
+        + "".join(
+            f"- {name}: {g['value']:.2f} (goal {g['target']}: {'met' if g['met'] else 'NOT met'})\n"
+            for name, g in goal.items()
         )
-        + f" — {'met' if goal['met'] else 'not met'}.\n"
     )
     peak = latest_result("peak")
     if peak:

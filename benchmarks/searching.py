@@ -12,7 +12,7 @@ import copy
 import dataclasses
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
@@ -26,6 +26,7 @@ from compressor.recover import recalibrate_batchnorm
 from compressor.search.candidate import build_candidate
 from compressor.search.context import Resources, SearchSettings, search_settings
 from compressor.search.samplers import make_sampler
+from compressor.search.seeds import Sensitivity
 from compressor.search.storage import open_study
 from compressor.tasks import Task
 
@@ -33,11 +34,15 @@ from compressor.tasks import Task
 def settings_for(task: Task, config: CompressConfig) -> SearchSettings:
     """The settings ``compress`` builds (budget, pruner, fixed calibration batches)."""
     model = task.model.eval()
-    return search_settings(task, config, count_flops(model, task.example_inputs))
+    accuracy = task.evaluate(model) if config.max_accuracy_drop is not None else None
+    return search_settings(
+        task, config, count_flops(model, task.example_inputs), baseline_accuracy=accuracy
+    )
 
 
-def sensitivity_params(settings: SearchSettings) -> dict[str, float]:
-    """The sensitivity seed's preferences (one evaluation per group), computed once."""
+def sensitivity_params(settings: SearchSettings) -> Sensitivity:
+    """The sensitivity passes' preferences (one evaluation per group and per depth unit),
+    computed once."""
     return pipeline.sensitivity_seed(settings, settings.evaluate(settings.model))
 
 
@@ -48,14 +53,15 @@ def run_search(
     trials: int,
     sampler: str = "tpe",
     seed: int = 0,
-    seeds: Mapping[str, float] | None = None,
+    seeds: Sensitivity | None = None,
     progress: bool = False,
 ) -> tuple[optuna.Study, float]:
     """One study of ``trials`` trials (seeded plans included); returns it and its seconds.
 
     ``seeds``: the sensitivity preferences; with them the study starts like ``compress``
-    does (:func:`compressor.pipeline.seed_study`). Without, every trial comes from the
-    sampler (B3 compares samplers alone).
+    does (:func:`compressor.pipeline.seed_study`: uniform, sensitivity and depth plans, then
+    the reference pipelines when the config asks for them, on top of ``trials``). Without,
+    every trial comes from the sampler (B3 compares samplers alone).
     """
     settings = with_search(settings, trials=trials, sampler=sampler, seed=seed)
     started = time.perf_counter()
@@ -75,7 +81,7 @@ def best_model(
 ) -> tuple[nn.Module, optuna.trial.FrozenTrial]:
     """The chosen trial's plan rebuilt (adaptive BN applied), as ``compress`` chooses it."""
     best = pipeline.choose(study, settings)
-    model, _ = build_candidate(settings, best.user_attrs["ratios"])
+    model, _ = build_candidate(settings, best.user_attrs["ratios"], pipeline.removed_units_of(best))
     return model, best
 
 

@@ -16,10 +16,16 @@ import yaml
 from torch import nn
 
 from compressor import pipeline
-from compressor.config import CompressConfig, parse_flops_target, parse_latency_target
+from compressor.config import (
+    CompressConfig,
+    parse_accuracy_drop,
+    parse_flops_target,
+    parse_latency_target,
+)
 from compressor.environment import environment_info
 from compressor.errors import UserInputError
 from compressor.logs import LOGGER, console_output
+from compressor.measure.kernel_widths import stored_kernel_widths
 from compressor.measure.latency import default_threads
 from compressor.records import Baseline, Target, to_json, trial_record, worker_summary
 from compressor.report import save_run_info, write_report
@@ -27,7 +33,7 @@ from compressor.result import CompressionResult
 from compressor.run_folder import atomic_path, check_output_dir, clear_run_files, write_json
 from compressor.saved_model import save_model
 from compressor.search.budget import reported_trials
-from compressor.search.context import SearchSettings, measuring
+from compressor.search.context import SearchSettings, excluded_records, measuring
 from compressor.search.samplers import make_sampler
 from compressor.search.storage import (
     check_study,
@@ -52,6 +58,7 @@ def compress(
     calibration_data: Iterable | None = None,
     target_flops: float | str | None = None,
     target_latency: float | str | None = None,
+    max_accuracy_drop: float | None = None,
     trials: int | None = None,
     time_budget: float | None = None,
     seed: int | None = None,
@@ -79,6 +86,9 @@ def compress(
         target_flops: a ratio of the original FLOPs (0 < x <= 1) or a count (``"12M"``).
         target_latency: a latency budget for the artifact: a ratio of the fp32 baseline
             artifact's latency (``0.5``) or milliseconds (``"2.5ms"``).
+        max_accuracy_drop: points (``1.0`` = one point of a percent metric): choose the
+            fastest variant whose validation metric is within this of the baseline's. Alone
+            (no ``target_flops`` / ``target_latency``) the FLOPs level is searched.
         trials: number of candidates to score.
         time_budget: seconds; the search stops at whichever of trials / time comes first.
         seed: makes the sampled plans reproducible.
@@ -106,6 +116,13 @@ def compress(
     )
     if target_latency is not None:
         config = dataclasses.replace(config, target_latency=parse_latency_target(target_latency))
+    if max_accuracy_drop is not None:
+        alone = target_flops is None and target_latency is None
+        config = dataclasses.replace(
+            config,
+            max_accuracy_drop=parse_accuracy_drop(max_accuracy_drop),
+            target_flops=None if alone else config.target_flops,
+        )
     inputs = (
         (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
     )
@@ -175,11 +192,15 @@ def _run(task: Task, config: CompressConfig, verbose: bool, existing: str) -> Co
     output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(output_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    threads = config.measure.threads or default_threads()
     environment = {
         "task": task.name,
         "task_description": task.description,
-        **environment_info(config.measure.device, config.measure.threads or default_threads()),
+        **environment_info(config.measure.device, threads),
     }
+    widths = stored_kernel_widths(threads)  # shown when measured; never measured here
+    if widths is not None:
+        environment["kernel_widths"] = widths.multiples
     # The study is seeded and published before this process times anything, so workers
     # that wait for it set up while this process does.
     study = _start_study(task, settings, baseline, target, environment, output_dir)
@@ -212,7 +233,7 @@ def _run(task: Task, config: CompressConfig, verbose: bool, existing: str) -> Co
         artifacts=pipeline.artifact_files(deployed, latency) if deployed else {},
         workers=worker_summary(trials, worker_machines(study)),
     )
-    save_model(recovered.model, output_dir / "model.safetensors")
+    save_model(recovered.model, output_dir / "model.safetensors", pipeline.removed_units_of(trial))
     write_json(output_dir / "result.json", result.to_json())
     # Rendered from the files just written, exactly as `compress report` re-renders it.
     result.report = write_report(output_dir).html
@@ -241,6 +262,7 @@ def _start_study(
         baseline=to_json(baseline),
         target=to_json(target),
         channels_before={group.name: group.channels for group in settings.groups},
+        excluded_groups=excluded_records(settings),
         environment=environment,
     )
     pipeline.seed_study(

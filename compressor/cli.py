@@ -7,6 +7,8 @@ with one line on stderr and exit code 2, before anything is written.
 ``compress worker --storage URL --study NAME`` joins a study that ``compress`` started in a
 shared storage and runs its trials (:mod:`compressor.worker`).
 ``compress report RUN_DIR`` (:mod:`compressor.report.command`) re-renders a run's report.
+``compress inspect`` (:mod:`compressor.inspection`) shows what a run would prune, without
+searching.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from compressor.actions.importance import IMPORTANCES
 from compressor.actions.quantize import QUANTIZATIONS
-from compressor.config import DEVICES, CompressConfig, load_config_file
+from compressor.config import AUGMENTATIONS, DEVICES, CompressConfig, load_config_file
 from compressor.errors import CompressorError, UserInputError
 from compressor.registry import Registry
 from compressor.reward import REWARDS
@@ -30,16 +32,21 @@ OVERRIDES = (
     ("target_flops", ("target_flops",)),
     ("target_latency", ("target_latency",)),
     ("target_size", ("target_size",)),
+    ("max_accuracy_drop", ("max_accuracy_drop",)),
     ("output", ("output",)),
     ("trials", ("search", "trials")),
     ("time_budget", ("search", "time_budget")),
     ("trial_timeout", ("search", "trial_timeout")),
     ("seed", ("search", "seed")),
+    ("references", ("search", "references")),
+    ("depth", ("prune", "depth")),
+    ("depth_units", ("prune", "depth_units")),
     ("sampler", ("search", "sampler")),
     ("reward", ("search", "reward")),
     ("importance", ("prune", "importance")),
     ("round_to", ("prune", "round_to")),
     ("ignore_layers", ("prune", "ignore_layers")),
+    ("strict_groups", ("prune", "strict_groups")),
     ("device", ("measure", "device")),
     ("threads", ("measure", "threads")),
     ("epochs", ("recovery", "epochs")),
@@ -51,6 +58,12 @@ OVERRIDES = (
     ("model", ("model",)),
     ("weights", ("weights",)),
     ("trust_pickle", ("trust_pickle",)),
+    # Image folders as users have them (issue 17).
+    ("channels", ("images", "channels")),
+    ("image_size", ("images", "size")),
+    ("mean", ("images", "mean")),
+    ("std", ("images", "std")),
+    ("augment", ("images", "augment")),
     # Scale-out (issue 9): the study's storage and name.
     ("storage", ("search", "storage")),
     ("study", ("search", "study")),
@@ -74,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search pruning plans for a trained model within a FLOPs budget, scored by "
         "accuracy x delta(FLOPs, measured latency); recover and save the best.",
         epilog="compress report RUN_DIR [--open]: re-render a run's report.html "
-        "(also of an interrupted run) and print its path.",
+        "(also of an interrupted run) and print its path. compress inspect [OPTIONS] [--json]: "
+        "show the model's prunable groups, the layers left alone and the reachable FLOPs, "
+        "without searching.",
     )
     parser.add_argument("--config", help="YAML config file (command-line options override it)")
     parser.add_argument("--task", help="built-in task (default: digits, the embedded default)")
@@ -109,6 +124,34 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="stop the search after this many seconds",
     )
+    parser.add_argument(
+        "--max-accuracy-drop",
+        dest="max_accuracy_drop",
+        metavar="PTS",
+        help="choose the fastest variant whose validation accuracy is within PTS points of "
+        "the unpruned model's (with or without FLOPs / latency targets)",
+    )
+    parser.add_argument(
+        "--no-references",
+        dest="references",
+        action="store_const",
+        const=False,
+        help="do not score the unpruned model's fp32 / fused / INT8 pipelines as trials",
+    )
+    parser.add_argument(
+        "--no-depth",
+        dest="depth",
+        action="store_const",
+        const=False,
+        help="never remove whole residual blocks / encoder layers",
+    )
+    parser.add_argument(
+        "--depth-units",
+        dest="depth_units",
+        metavar="GLOB",
+        help="only blocks / layers whose name matches this glob may be removed "
+        "(e.g. 'layer*.*'; default: the task's declared units, else those found)",
+    )
     parser.add_argument("--seed", type=int, help="seed for the sampler (default 0)")
     parser.add_argument("--output", help="output folder (default runs/<timestamp>)")
     parser.add_argument("--sampler", **_choices(SAMPLERS, "the search's sampler (default tpe)"))
@@ -128,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="MODULE",
         help="module names whose output channels are never pruned",
+    )
+    parser.add_argument(
+        "--strict-groups",
+        dest="strict_groups",
+        action="store_const",
+        const=True,
+        help="stop with an error when pruning a group breaks the model's forward "
+        "(default: such groups are excluded from the search and listed)",
     )
     parser.add_argument("--device", choices=DEVICES, help="where latency is measured")
     parser.add_argument("--threads", type=int, help="intra-op threads for latency measurement")
@@ -201,7 +252,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow --model FILE.pt, a whole model saved with torch.save(model): unpickling "
         "runs code from the file, so only for files from a source you trust",
     )
+    _add_image_arguments(parser)
     return parser
+
+
+def _add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    images = parser.add_argument_group("image folders (--data DIR)")
+    images.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        help="decode images as 1 (grayscale) or 3 (RGB) channels (default: what the model's "
+        "first convolution takes)",
+    )
+    images.add_argument(
+        "--image-size",
+        dest="image_size",
+        type=int,
+        metavar="PIXELS",
+        help="resize every image to PIXELS x PIXELS (default: the first train image's size)",
+    )
+    for name in ("mean", "std"):
+        images.add_argument(
+            f"--{name}",
+            type=float,
+            nargs="+",
+            metavar="X",
+            help=f"normalisation {name} per channel, 1 or 3 values on the [0, 1] scale "
+            "(default ImageNet's)",
+        )
+    images.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        help="augmentation of recovery batches (default: none for your data, crop+flip "
+        "for resnet56-cifar10)",
+    )
 
 
 def _add_study_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -267,8 +352,10 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
             if not isinstance(section, dict):
                 raise UserInputError(f"config section {key!r} must be a mapping")
         section[path[-1]] = value
-    if ("target_latency" in data or "target_size" in data) and "target_flops" not in data:
-        data["target_flops"] = None  # a latency target alone: the FLOPs level is searched
+    if (
+        "target_latency" in data or "max_accuracy_drop" in data or "target_size" in data
+    ) and "target_flops" not in data:
+        data["target_flops"] = None  # no FLOPs target: the FLOPs level is searched
     try:
         return CompressConfig.from_dict(data)
     except TypeError as exc:  # a value of the wrong type that dataclass init refused
@@ -280,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:])
+    if argv[:1] == ["inspect"]:
+        return _guarded("compress inspect", lambda: _run_inspect(argv[1:]))
     if argv[:1] == ["report"]:
         from compressor.report.command import report_main
 
@@ -300,6 +389,32 @@ def _run_compress(argv: Sequence[str]) -> int:
     from compressor.api import run_task  # heavy imports only once the input is valid
 
     print(run_task(config, verbose=not args.quiet, existing=args.existing or "auto"))
+    return 0
+
+
+def _run_inspect(argv: Sequence[str]) -> int:
+    parser = build_parser()
+    parser.prog = "compress inspect"
+    parser.description = (
+        "Show, without searching, what compress would work with: FLOPs and parameters, the "
+        "prunable groups and what each couples, the layers left alone and why, the reachable "
+        "FLOPs range. Takes the options of compress; search options are ignored."
+    )
+    parser.add_argument("--json", action="store_true", help="print the record as JSON")
+    args = parser.parse_args(argv)
+    config = config_from_args(args)
+    from compressor.inspection import inspect_task  # heavy imports once the input is valid
+    from compressor.logs import console_output
+
+    verbose = not (args.json or args.quiet)
+    with console_output(verbose):
+        inspection = inspect_task(config, verbose=verbose)
+    if args.json:
+        import json
+
+        print(json.dumps(inspection.to_json(), indent=2))
+    else:
+        print(inspection)
     return 0
 
 

@@ -111,6 +111,23 @@ def parse_latency_target(text: str | float | int) -> LatencyTarget:
     return LatencyTarget(float(match.group(1)), is_ratio=match.group(2) is None)
 
 
+def parse_accuracy_drop(value: Any) -> float:
+    """``--max-accuracy-drop``: points of the metric in percent (1 = one point), 0 <= x < 100."""
+    problem = (
+        "max accuracy drop must be a number of points in [0, 100) (1 = one point of "
+        f"accuracy); got {value!r}"
+    )
+    if isinstance(value, bool):
+        raise UserInputError(problem)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserInputError(problem) from None
+    if not math.isfinite(number) or not 0.0 <= number < 100.0:
+        raise UserInputError(problem)
+    return number
+
+
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UserInputError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
@@ -139,9 +156,23 @@ class PruneConfig:
     max_ratio: float = 0.8  # never remove more than this share of a group's channels
     ratio_step: float = 0.05  # granularity of the searched per-group preferences
     ignore_layers: tuple[str, ...] = ()  # module names whose output channels stay intact
+    # Issue 17: a group whose pruning breaks the forward is excluded (and listed) unless set.
+    strict_groups: bool = False
+    # Issue 14: whole residual blocks / encoder layers are removed too (compressor.actions.
+    # depth), searched with the widths; `depth_units` is a glob restricting which ones.
+    depth: bool = True
+    depth_units: str | None = None
 
     def __post_init__(self) -> None:
         IMPORTANCES.check("prune.importance", self.importance)
+        if not isinstance(self.depth, bool):
+            raise UserInputError(f"prune.depth must be true or false; got {self.depth!r}")
+        if self.depth_units is not None and (
+            not isinstance(self.depth_units, str) or not self.depth_units.strip()
+        ):
+            raise UserInputError(
+                f"prune.depth_units must be a glob such as 'layer*.*'; got {self.depth_units!r}"
+            )
         if self.round_to is not None and (not isinstance(self.round_to, int) or self.round_to < 1):
             raise UserInputError(
                 f"prune.round_to must be a positive integer; got {self.round_to!r}"
@@ -157,6 +188,10 @@ class PruneConfig:
                 f"prune.ignore_layers must be a list of module names; got {self.ignore_layers!r}"
             )
         _set(self, ignore_layers=tuple(self.ignore_layers))
+        if not isinstance(self.strict_groups, bool):
+            raise UserInputError(
+                f"prune.strict_groups must be true or false; got {self.strict_groups!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -177,8 +212,14 @@ class SearchConfig:
     # (postgresql://user@host/db) lets `compress worker` processes join the same study.
     storage: str | None = None
     study: str = "compress"
+    # Issue 14: the unpruned model's fp32 / fused / INT8 pipelines are seeded trials too.
+    references: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.references, bool):
+            raise UserInputError(
+                f"search.references must be true or false; got {self.references!r}"
+            )
         if self.storage is not None and not (
             isinstance(self.storage, str) and _STORAGE_RE.match(self.storage)
         ):
@@ -242,14 +283,15 @@ class RecoveryConfig:
     """Recovery of the chosen variant. The batches are the task's (their size is the task's).
 
     ``method``: a registered recovery (``fine_tune``; ``distill`` learns from the
-    uncompressed model, logits KL + labels); tasks with their own recovery (sentence
+    uncompressed model, logits KL + labels; ``auto``, the default, distils a plan that
+    removed whole blocks and fine-tunes the others); tasks with their own recovery (sentence
     encoders: embedding distillation) ignore it. ``steps``, when set, replaces ``epochs`` as
     the budget, for every method.
     """
 
     epochs: int = 3
     lr: float = 0.01
-    method: str = "fine_tune"
+    method: str = "auto"
     steps: int | None = None
 
     def __post_init__(self) -> None:
@@ -297,13 +339,79 @@ class DeployConfig:
                 raise UserInputError(f"deploy.{name} must be a positive integer; got {value!r}")
 
 
+# Training-batch augmentations of image folders: "crop" is a random crop after 4-pixel zero
+# padding, "flip" a random horizontal flip (wrong for digits, text, many medical images).
+AUGMENTATIONS = ("none", "flip", "crop", "crop+flip")
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    """How an image folder becomes model inputs (issue 17). ``None`` = the task's default:
+    channels from the model's first convolution (1 or 3), each split resized to the first
+    train image's size, ImageNet mean / std, and ``crop+flip`` augmentation for the CIFAR
+    task but ``none`` for your own data (flips corrupt digits, text, many medical images)."""
+
+    channels: int | None = None
+    size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    augment: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.channels is not None and self.channels not in (1, 3):
+            raise UserInputError(
+                f"images.channels (--channels) must be 1 (grayscale) or 3 (RGB); "
+                f"got {self.channels!r}"
+            )
+        if self.size is not None and (not isinstance(self.size, int) or self.size < 1):
+            raise UserInputError(
+                f"images.size (--image-size) must be a positive integer; got {self.size!r}"
+            )
+        for name in ("mean", "std"):
+            _set(self, **{name: _statistics(name, getattr(self, name))})
+        if self.augment is not None:
+            _check_choice("images.augment (--augment)", self.augment, AUGMENTATIONS)
+
+    def task_options(self) -> dict[str, Any]:
+        """The task builder's keywords; unset ones are left out by the task registry."""
+        return {
+            "channels": self.channels,
+            "image_size": self.size,
+            "mean": self.mean,
+            "std": self.std,
+            "augment": self.augment,
+        }
+
+
+def _statistics(name: str, values: Any) -> tuple[float, ...] | None:
+    """``images.mean`` / ``images.std``: 1 or 3 finite numbers (std > 0), as a tuple."""
+    if values is None:
+        return None
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        values = (values,)
+    if (
+        isinstance(values, str)
+        or not isinstance(values, (list, tuple))
+        or len(values) not in (1, 3)
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in values
+        )
+    ):
+        raise UserInputError(f"images.{name} (--{name}) must be 1 or 3 numbers; got {values!r}")
+    if name == "std" and min(values) <= 0:
+        raise UserInputError(f"images.std (--std) must be > 0; got {list(values)}")
+    return tuple(float(v) for v in values)
+
+
 @dataclass(frozen=True)
 class CompressConfig:
     """Everything one ``compress`` run needs; YAML files map onto it key for key."""
 
     # None (only with a latency target): the search samples the FLOPs level per trial.
     target_flops: FlopsTarget | None = field(default_factory=lambda: FlopsTarget(0.5, True))
-    task: str = "digits"
+    # None: inferred from ``model`` and ``data`` (compressor.infer_task); digits without them.
+    task: str | None = None
     output: Path | None = None
     # Task inputs (issue 5): the data folder / file, a user model (``pkg.module:factory`` or
     # ``hf:PATH``) and its weights. None = the task's default; see compressor/tasks.
@@ -318,6 +426,10 @@ class CompressConfig:
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     target_latency: LatencyTarget | None = None
+    images: ImagesConfig = field(default_factory=ImagesConfig)
+    # Issue 14: the fastest variant whose validation accuracy is within this many points of
+    # the baseline's (with or without FLOPs / latency targets).
+    max_accuracy_drop: float | None = None
     # Issue 16: a weight-size budget in MB (decoder language models, task causal-lm).
     target_size: float | None = None
 
@@ -333,8 +445,17 @@ class CompressConfig:
                 ) from None
             if not math.isfinite(self.target_size) or self.target_size <= 0:
                 raise UserInputError(f"--target-size must be > 0 MB; got {self.target_size:g}")
-        if self.target_flops is None and self.target_latency is None and not self.target_size:
-            raise UserInputError("give --target-flops, --target-latency or both")
+        if self.max_accuracy_drop is not None:
+            _set(self, max_accuracy_drop=parse_accuracy_drop(self.max_accuracy_drop))
+        if (
+            self.target_flops is None
+            and self.target_latency is None
+            and self.max_accuracy_drop is None
+            and self.target_size is None
+        ):
+            raise UserInputError(
+                "give --target-flops, --target-latency or --max-accuracy-drop (or several)"
+            )
         if self.target_flops is not None and not isinstance(self.target_flops, FlopsTarget):
             _set(self, target_flops=parse_flops_target(self.target_flops))
         if self.output is not None:
@@ -350,6 +471,10 @@ class CompressConfig:
             raise UserInputError(
                 f"model must be a string like pkg.module:factory or hf:PATH; got {self.model!r}"
             )
+        if self.task is None:
+            from compressor.infer_task import infer_task
+
+            _set(self, task=infer_task(self.model, self.data))
 
     def task_options(self) -> dict[str, Any]:
         """The options handed to the task builder (``None`` = the task's default)."""
@@ -358,6 +483,7 @@ class CompressConfig:
             "model": self.model,
             "weights": self.weights,
             "trust_pickle": self.trust_pickle or None,  # only tasks that load files take it
+            **self.images.task_options(),
         }
 
     @classmethod
@@ -369,6 +495,7 @@ class CompressConfig:
             "measure": MeasureConfig,
             "recovery": RecoveryConfig,
             "deploy": DeployConfig,
+            "images": ImagesConfig,
         }
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
@@ -380,6 +507,7 @@ class CompressConfig:
                 "target_flops",
                 "target_latency",
                 "target_size",
+                "max_accuracy_drop",
                 "task",
                 "output",
                 "data",
@@ -406,6 +534,9 @@ class CompressConfig:
         for key in ("data", "weights"):
             data[key] = str(getattr(self, key)) if getattr(self, key) is not None else None
         data["prune"]["ignore_layers"] = list(self.prune.ignore_layers)
+        for key in ("mean", "std"):
+            value = getattr(self.images, key)
+            data["images"][key] = list(value) if value is not None else None
         data["target_latency"] = str(self.target_latency) if self.target_latency else None
         data["deploy"] = {
             key: list(value) if isinstance(value, tuple) else value

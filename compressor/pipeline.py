@@ -22,7 +22,6 @@ from torch import nn
 
 from compressor.actions.artifact import DeploySpec
 from compressor.actions.export import export_onnx
-from compressor.actions.pruner import check_prunable
 from compressor.config import CompressConfig
 from compressor.errors import CompressorError, UserInputError
 from compressor.logs import LOGGER
@@ -51,15 +50,20 @@ from compressor.search.candidate import (
     plan_for,
     runnable,
 )
-from compressor.search.context import Resources, SearchSettings, search_settings
+from compressor.search.context import Resources, SearchSettings, excluded_records, search_settings
 from compressor.search.loop import best_feasible_trial, run_study
-from compressor.search.sensitivity import group_sensitivity, preferences_from_sensitivity
+from compressor.search.seeds import (
+    REFERENCE_ATTR,
+    Sensitivity,
+    measure_sensitivity,
+    reference_params,
+    seed_params,
+    study_budget,
+)
 from compressor.search.space import (
-    FUSION_PARAM,
-    QUANTIZATION_PARAM,
-    preference_param,
-    preferred_deploy_params,
+    no_depth_params,
     seed_deploy_params,
+    spec_from_params,
     uniform_params,
 )
 from compressor.search.trial_progress import TrialProgress
@@ -82,10 +86,14 @@ def measure_baseline(task: Task) -> Baseline:
 def prepare_search(
     task: Task, config: CompressConfig, baseline: Baseline
 ) -> tuple[SearchSettings, Target]:
-    """The search's settings and the targets record; refuses a model whose groups break
-    its forward when pruned and a FLOPs budget below the smallest reachable."""
-    settings = search_settings(task, config, baseline.flops)
-    check_prunable(settings.pruner, settings.model, task.example_inputs, settings.groups)
+    """The search's settings and the targets record; says which groups are left whole
+    because pruning them breaks the forward, refuses a FLOPs budget below the smallest
+    reachable."""
+    settings = search_settings(
+        task, config, baseline.flops, baseline_accuracy=baseline.val_accuracy
+    )
+    for group in settings.excluded_groups:
+        LOGGER.info(f"excluded group {group}")
     uniform = uniform_ratio_at_budget(settings)
     search = config.search
     return settings, Target(
@@ -97,6 +105,7 @@ def prepare_search(
         beta=search.beta,
         uniform_ratio=uniform,
         latency=str(config.target_latency) if config.target_latency else None,
+        max_accuracy_drop=config.max_accuracy_drop,
     )
 
 
@@ -114,37 +123,43 @@ def uniform_ratio_at_budget(settings: SearchSettings) -> float:
     return max(ratios.values())
 
 
-def sensitivity_seed(settings: SearchSettings, baseline_val_accuracy: float) -> dict[str, float]:
-    """The sensitivity plan's study parameters: each group pruned alone, the drops turned
-    into preferences (one evaluation per group)."""
-    LOGGER.info(f"sensitivity of {len(settings.groups)} groups (each pruned alone) ...")
-    drops = group_sensitivity(settings, baseline_val_accuracy)
-    preferences = preferences_from_sensitivity(drops, settings.config.prune.ratio_step)
-    return {preference_param(name): value for name, value in preferences.items()}
+def sensitivity_seed(settings: SearchSettings, baseline_val_accuracy: float) -> Sensitivity:
+    """The sensitivity passes' preferences: each group pruned alone and each depth unit
+    removed alone, the drops turned into preferences (one evaluation each)."""
+    return measure_sensitivity(settings, baseline_val_accuracy)
 
 
 def seed_study(
     study: optuna.Study,
     settings: SearchSettings,
-    sensitivity: Mapping[str, float] | Callable[[], Mapping[str, float]] | None,
+    sensitivity: Sensitivity | Callable[[], Sensitivity] | None,
 ) -> None:
     """Queue the known plans a new study starts from (a continued one is left alone).
 
     The uniform plan (so the search can only improve on it) once with every allowed
     deployment, so each mode is measured on the same plan before the sampler starts
     preferring some; then the sensitivity allocation (a strong prior to refine) with the
-    preferred deployment. ``sensitivity`` is its parameters, or a function computing them
-    (called only for a new study), or None for no sensitivity seed.
+    preferred deployment, the depth plans, and the reference pipelines (see
+    :mod:`compressor.search.seeds`). ``sensitivity`` is the passes' result, or a function
+    computing it (called only for a new study), or None for the uniform plans alone.
     """
     if study.trials:
         return
-    deploy = settings.config.deploy
-    for params in seed_deploy_params(deploy):
-        study.enqueue_trial({**uniform_params(settings.groups), **params})
     if sensitivity is None:
+        for params in seed_deploy_params(settings.config.deploy):
+            study.enqueue_trial(
+                {
+                    **uniform_params(settings.groups),
+                    **params,
+                    **no_depth_params(settings.depth_units),
+                }
+            )
         return
-    params = sensitivity() if callable(sensitivity) else sensitivity
-    study.enqueue_trial({**params, **preferred_deploy_params(deploy)})
+    measured = sensitivity() if callable(sensitivity) else sensitivity
+    for params in seed_params(settings, measured):
+        study.enqueue_trial(params)
+    for name, params in reference_params(settings):
+        study.enqueue_trial(params, user_attrs={REFERENCE_ATTR: name})
 
 
 def search(
@@ -157,17 +172,21 @@ def search(
     """Run the study's trials until its budget is spent; returns how many this process
     scored."""
     config = settings.config.search
-    with TrialProgress(study, config.trials, progress_mode(progress)) as display:
-        return run_study(study, settings, resources, config.trials, config.time_budget, display)
+    budget = study_budget(settings)  # the reference pipelines run on top of search.trials
+    with TrialProgress(study, budget, progress_mode(progress)) as display:
+        return run_study(study, settings, resources, budget, config.time_budget, display)
 
 
 def choose(study: optuna.Study, settings: SearchSettings) -> optuna.trial.FrozenTrial:
     """The best trial within every budget; none is an error that says what to change."""
-    best = best_feasible_trial(study)
+    drop = settings.config.max_accuracy_drop
+    best = best_feasible_trial(study, fastest=drop is not None)
     if best is None:
         budgets = f"the FLOPs target ({settings.flops_budget / 1e6:.2f}M)"
         if settings.config.target_latency is not None:
             budgets += f" and the latency target ({settings.config.target_latency})"
+        if drop is not None:
+            budgets += f" and the accuracy floor (-{drop:g} pt)"
         raise CompressorError(
             f"no trial met {budgets} within the search budget; raise --trials or loosen the targets"
         )
@@ -186,10 +205,14 @@ class Recovered:
 def recover(
     task: Task, settings: SearchSettings, trial: optuna.trial.FrozenTrial, *, progress: bool = True
 ) -> Recovered:
-    """Rebuild ``trial``'s plan (adaptive BN applied) and recover it as configured."""
-    model, kept = build_candidate(settings, trial.user_attrs["ratios"])
+    """Rebuild ``trial``'s plan (adaptive BN applied) and recover it as configured (a plan
+    that removed whole blocks is distilled under ``recovery.method: auto``)."""
+    removed = removed_units_of(trial)
+    model, kept = build_candidate(settings, trial.user_attrs["ratios"], removed)
     before = checked_metric(task.evaluate_test(model))
-    model = recover_model(task, model, settings.config.recovery, progress=progress)
+    model = recover_model(
+        task, model, settings.config.recovery, progress=progress, depth_pruned=bool(removed)
+    )
     return Recovered(model, kept, before)
 
 
@@ -222,7 +245,7 @@ def deploy(
     Also times the fp32 export of the pruned model, to tell pruning's speed-up from
     quantization's.
     """
-    spec = DeploySpec(params[QUANTIZATION_PARAM], params[FUSION_PARAM])
+    spec = spec_from_params(params)
     output_dir.mkdir(parents=True, exist_ok=True)
     built = make_artifact(settings, model, spec, resources.workdir / "model.onnx")
     with atomic_path(output_dir / "model.onnx") as tmp:
@@ -289,12 +312,20 @@ def chosen_record(
             ratios=trial.user_attrs["ratios"],
             channels=recovered.kept,
             channels_before={group.name: group.channels for group in settings.groups},
+            excluded_groups=excluded_records(settings),
             importance=config.prune.importance,
             round_to=config.prune.round_to,
+            removed_units=removed_units_of(trial),
+            depth_units=tuple(unit.name for unit in settings.depth_units),
         ),
         recovery=dataclasses.asdict(config.recovery),
         **shipped,
     )
+
+
+def removed_units_of(trial: optuna.trial.FrozenTrial) -> tuple[str, ...]:
+    """The depth units a finished trial removed (none for trials of older studies)."""
+    return tuple(trial.user_attrs.get("removed_units") or ())
 
 
 def artifact_files(deployed: Deployed, latency: LatencyComparison) -> dict[str, ArtifactFile]:

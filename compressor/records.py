@@ -86,6 +86,7 @@ class Target:
     beta: float = -0.07
     uniform_ratio: float = 0.0
     latency: str | None = keep()  # the user's --target-latency; None: no latency target
+    max_accuracy_drop: float | None = None  # --max-accuracy-drop, points
 
     @property
     def has_flops(self) -> bool:
@@ -124,6 +125,7 @@ class ArtifactInfo:
     fused_ops: dict[str, int] = field(default_factory=dict)
     fp32_nodes: tuple[str, ...] = ()
     parity: Parity | None = None
+    keep_ends: bool = False  # the first and last weighted layers kept fp32 (searched)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ArtifactInfo:
@@ -156,6 +158,7 @@ class TrialMetrics:
     baseline_latency_ms: float | None = None
     latency_ratio: float | None = None
     artifact: ArtifactInfo | None = None
+    removed_units: tuple[str, ...] = ()  # depth: whole blocks / layers removed (issue 14)
 
     def attrs(self) -> dict[str, Any]:
         """The trial's user attributes (plain JSON data)."""
@@ -185,6 +188,8 @@ class TrialRecord:
     worker: str | None = None  # hostname:pid of the process that scored and timed it
     plan: dict[str, float] = field(default_factory=dict)  # per-group pruning ratios
     retry_of: int | None = None  # the trial it re-runs after its process died
+    removed_units: tuple[str, ...] = ()  # depth: whole blocks / layers removed
+    reference: str | None = None  # the unpruned pipeline a reference trial scores
 
     @property
     def finished(self) -> bool:
@@ -195,6 +200,7 @@ class TrialRecord:
         data = dict(data)
         if data.get("artifact") is not None:
             data["artifact"] = ArtifactInfo.from_json(data["artifact"])
+        data["removed_units"] = tuple(data.get("removed_units") or ())
         return from_json(cls, data)
 
 
@@ -207,9 +213,16 @@ class Plan:
     channels_before: dict[str, int]
     importance: str
     round_to: int | None = keep()
+    # Groups left whole because pruning them breaks the forward: name, layer, error.
+    excluded_groups: tuple[dict[str, str], ...] = ()
+    removed_units: tuple[str, ...] = ()  # depth: blocks / layers removed (unpruned numbering)
+    depth_units: tuple[str, ...] = ()  # the units the search could remove
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        data = dict(data)
+        for key in ("removed_units", "depth_units"):
+            data[key] = tuple(data.get(key) or ())
         return from_json(cls, data)
 
 

@@ -8,6 +8,7 @@ each layer to the saved shapes before a strict ``load_state_dict``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -15,25 +16,39 @@ from torch import nn
 
 from compressor.run_folder import atomic_path
 
+REMOVED_UNITS_KEY = "compressor.removed_units"
 
-def save_model(model: nn.Module, path: str | Path) -> None:
-    """Save the (pruned) model's tensors to a safetensors file, atomically."""
+
+def save_model(model: nn.Module, path: str | Path, removed_units: Sequence[str] = ()) -> None:
+    """Save the (pruned) model's tensors to a safetensors file, atomically.
+
+    ``removed_units`` (depth pruning, in the unpruned model's numbering) go into the file's
+    metadata: the tensor shapes say how wide each layer is, not which layers are gone.
+    """
     from safetensors.torch import save_file
 
     state = {
         name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()
     }
+    metadata = {REMOVED_UNITS_KEY: json.dumps(list(removed_units))}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+        save_file(state, str(tmp), metadata=metadata)
 
 
 def load_model(base_model: nn.Module, path: str | Path) -> nn.Module:
-    """Rebuild a saved variant: ``base_model`` (the original architecture) resized to the file.
+    """Rebuild a saved variant: ``base_model`` (the original architecture) without the removed
+    units recorded in the file, resized to the file's tensors.
 
     ``base_model`` is modified in place and returned; pass a fresh instance.
     """
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
+    from compressor.actions.depth import remove_units
+
+    with safe_open(str(path), framework="pt") as file:
+        metadata = file.metadata() or {}
+    remove_units(base_model, json.loads(metadata.get(REMOVED_UNITS_KEY, "[]")), inplace=True)
     state = load_file(str(path))
     for name, tensor in state.items():
         module_name, _, attr = name.rpartition(".")

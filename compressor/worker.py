@@ -21,6 +21,7 @@ from compressor.errors import UserInputError
 from compressor.logs import LOGGER, console_output
 from compressor.search.context import measuring, search_settings
 from compressor.search.samplers import make_sampler
+from compressor.search.seeds import study_budget
 from compressor.search.storage import (
     model_fingerprint,
     open_storage,
@@ -59,7 +60,10 @@ def run_worker(
         config = _worker_config(manifest, storage, threads)
         task = task or _rebuild_task(manifest, config, verbose)
         _check_same_model(task, manifest)
-        settings = search_settings(task, config, manifest["baseline"]["flops"])
+        baseline = manifest["baseline"]
+        settings = search_settings(
+            task, config, baseline["flops"], baseline_accuracy=baseline.get("val_accuracy")
+        )
         search = config.search
         shared = optuna.load_study(
             study_name=study,
@@ -69,7 +73,8 @@ def run_worker(
             sampler=make_sampler(search.sampler, search.seed, search.trials),
         )
         record_worker(shared, worker_info(config.measure, "worker"))
-        LOGGER.info(f"worker {worker_id()} joined study {study!r} (budget {search.trials} trials)")
+        budget = study_budget(settings)
+        LOGGER.info(f"worker {worker_id()} joined study {study!r} (budget {budget} trials)")
         with measuring(settings) as resources:
             return pipeline.search(shared, settings, resources, progress=verbose)
 

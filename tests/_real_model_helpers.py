@@ -29,11 +29,11 @@ def require_shared(*relative: str) -> Path:
     return SHARED_DATA
 
 
-def tiny_cnn() -> nn.Module:
+def tiny_cnn(in_channels: int = 3) -> nn.Module:
     """A 2-conv classifier for 3 x 8 x 8 images and 2 classes (random init, seeded)."""
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
+        nn.Conv2d(in_channels, 8, 3, padding=1),
         nn.BatchNorm2d(8),
         nn.ReLU(),
         nn.Conv2d(8, 16, 3, padding=1),
@@ -45,23 +45,30 @@ def tiny_cnn() -> nn.Module:
     )
 
 
+def tiny_gray_cnn() -> nn.Module:
+    """The same classifier for 1-channel (grayscale) 8 x 8 images."""
+    return tiny_cnn(in_channels=1)
+
+
 def tiny_cnn_with_inputs():
     return tiny_cnn(), torch.zeros(1, 3, 8, 8)
 
 
-def write_image_folder(root: Path, per_class: int = 12, size: int = 8) -> Path:
-    """``root/{train,test}/{dark,light}/*.jpg``: two trivially separable classes."""
+def write_image_folder(root: Path, per_class: int = 12, size: int = 8, gray: bool = False) -> Path:
+    """``root/{train,test}/{dark,light}/*.jpg``: two trivially separable classes (with
+    ``gray``, single-channel PNGs of mode ``L``)."""
     from PIL import Image
 
     generator = torch.Generator().manual_seed(0)
+    shape, suffix = ((size, size), "png") if gray else ((size, size, 3), "jpg")
     for split, count in (("train", per_class), ("test", per_class // 2)):
         for label, base in (("dark", 40), ("light", 210)):
             folder = root / split / label
             folder.mkdir(parents=True)
             for index in range(count):
-                noise = torch.randint(-30, 30, (size, size, 3), generator=generator)
+                noise = torch.randint(-30, 30, shape, generator=generator)
                 pixels = (base + noise).clamp(0, 255).to(torch.uint8).numpy()
-                Image.fromarray(pixels).save(folder / f"{index:04d}.jpg")
+                Image.fromarray(pixels).save(folder / f"{index:04d}.{suffix}")
     return root
 
 

@@ -29,7 +29,8 @@ def test_compress_from_python(digits_task, tmp_path):
     )
     assert result.best.flops <= 26e6
     assert result.best.accuracy >= result.baseline.accuracy - 0.03
-    assert len(result.trials) == 4
+    assert len(result.trials) == 5  # 4 searched, then the unpruned static_ort reference
+    assert result.trials[-1].reference == "unpruned static_ort + fused"
     assert isinstance(result.model, torch.nn.Module)
     assert "test accuracy" in str(result) and "written to" in str(result)
     for name, tensor in digits_task.model.state_dict().items():  # the input model is untouched

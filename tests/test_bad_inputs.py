@@ -32,7 +32,25 @@ def inputs(tmp_path_factory):
     torch.save(state, root / "wrong_shape.pt")
     (root / "garbage.safetensors").write_bytes(b"not a safetensors file")
     torch.save(tiny_cnn(), root / "whole_model.pt")  # a pickled nn.Module
+    _text_inputs(root)
     return root
+
+
+def _text_inputs(root):
+    """A tiny sequence classifier (labels neg / pos) and broken text data for it."""
+    from _tiny_transformers import save_tiny_classifier_folder
+
+    save_tiny_classifier_folder(root / "classifier", "distilbert", root / "text", count=16)
+    good = {name: (root / "text" / name).read_text() for name in ("train.tsv", "test.tsv")}
+    broken = {
+        "text_empty": {"train.tsv": ""},
+        "text_one_class": {"train.tsv": "a dog\tpos\nthe cat\tpos\n"},
+        "text_unknown_label": {"test.tsv": "a dog\tpos\nthe cat\tmaybe\n"},
+    }
+    for folder, files in broken.items():
+        (root / folder).mkdir()
+        for name, text in {**good, **files}.items():
+            (root / folder / name).write_text(text)
 
 
 def _cli(inputs, model="_real_model_helpers:tiny_cnn", data="images", *extra):
@@ -98,15 +116,81 @@ CASES = {
         lambda d: _cli(d, data="other_classes"),
         "every split needs the same class sub-folders",
     ),
-    "model that breaks once pruned": (
-        lambda d: _cli(d, model="_real_model_helpers:hard_coded_flatten"),
+    "model that breaks once pruned, with --strict-groups": (
+        lambda d: _cli(d, "_real_model_helpers:hard_coded_flatten", "images", "--strict-groups"),
         "pruning group 'conv2' breaks the model's forward after layer 'conv2'",
+    ),
+    "channels that the model does not take": (
+        lambda d: _cli(d, "_real_model_helpers:tiny_gray_cnn", "images", "--channels", "3"),
+        "--channels is 3 but the model takes 1 input channels (its first convolution '0'); "
+        "set --channels 1",
+    ),
+    "mean of the wrong length": (
+        lambda d: _cli(d, "_real_model_helpers:tiny_cnn", "images", "--mean", "0.1", "0.2"),
+        "images.mean (--mean) must be 1 or 3 numbers",
+    ),
+    "std of 3 values for grayscale": (
+        lambda d: _cli(d, "_real_model_helpers:tiny_gray_cnn", "images", "--std", ".2", ".2", ".2"),
+        "--std has 3 values but the images have 1 channel",
+    ),
+    "unknown augmentation": (
+        lambda d: _cli(d, "_real_model_helpers:tiny_cnn", "images", "--augment", "rotate"),
+        "invalid choice: 'rotate'",
     ),
     "ignored layer that does not exist": (
         lambda d: _cli(d, "_real_model_helpers:tiny_cnn", "images", "--ignore-layers", "head"),
         "ignored layer 'head' is not a module",
     ),
 }
+# --max-accuracy-drop takes points in [0, 100): anything else is refused before any work.
+for _value in ("-1", "100", "abc"):
+    CASES[f"max accuracy drop {_value}"] = (
+        lambda d, v=_value: (
+            _cli(d, "_real_model_helpers:tiny_cnn", "images") + ["--max-accuracy-drop", v]
+        ),
+        f"max accuracy drop must be a number of points in [0, 100) (1 = one point of "
+        f"accuracy); got '{_value}'",
+    )
+
+
+def _text(data):
+    return lambda d: (
+        ["--model", f"hf:{d / 'classifier'}", "--data", str(d / data)]
+        + [
+            "--trials",
+            "2",
+            "--epochs",
+            "0",
+        ]
+    )
+
+
+# Cases with their own arguments: text classification and the inferred task.
+CASES.update(
+    {
+        "text file with no examples": (_text("text_empty"), "train.tsv holds no examples"),
+        "text labels of one class": (_text("text_one_class"), "has one class only (pos)"),
+        "text label the model has no output for": (
+            _text("text_unknown_label"),
+            "test.tsv:2: label 'maybe' has no output in the model (2 outputs: neg, pos, or 0..1)",
+        ),
+        "text data folder without the TSV files": (
+            lambda d: (
+                ["--task", "text-classification", "--model", f"hf:{d / 'classifier'}"]
+                + ["--data", str(d / "images")]
+            ),
+            "must be a folder holding train.tsv and test.tsv",
+        ),
+        "task that cannot be told from the inputs": (
+            lambda d: ["--model", "_real_model_helpers:tiny_cnn", "--data", str(d / "no.tsv")],
+            "cannot tell the task of --model _real_model_helpers:tiny_cnn without --data DIR",
+        ),
+        "a data folder alone": (
+            lambda d: ["--data", str(d / "images")],
+            "cannot tell the task from --data",
+        ),
+    }
+)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

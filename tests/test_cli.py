@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from compressor.cli import main
+from compressor.result import read_result
 from compressor.saved_model import load_compressed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +23,11 @@ def test_cli_run_meets_the_budget_and_keeps_accuracy(cli_run):
     assert best["accuracy"] >= baseline["accuracy"] - 0.02
     assert best["accuracy_before_recovery"] <= best["accuracy"] + 0.01
     assert best["latency_ms"] > 0 and baseline["latency_ms"] > 0
-    assert len(result["trials"]) == 4
+    # 4 searched trials, then the reference pipeline on top: the unpruned model, fused INT8
+    # (the only allowed mode; with `none` allowed the fp32 exports would be references too)
+    assert len(result["trials"]) == 5
+    assert [t.get("reference") for t in result["trials"][4:]] == ["unpruned static_ort + fused"]
+    assert all(t["flops_ratio"] == 1.0 and not t["feasible"] for t in result["trials"][4:])
     assert {"number", "state", "reward", "accuracy", "flops", "latency_ms", "params"} <= set(
         result["trials"][0]
     )
@@ -36,6 +41,19 @@ def test_cli_run_meets_the_budget_and_keeps_accuracy(cli_run):
         "study.db",
         "summary.md",
     ]
+
+
+def test_result_json_reads_back_into_the_records_it_was_written_from(cli_run):
+    _, output = cli_run
+    data = json.loads((output / "result.json").read_text())
+    assert data["schema_version"] == 2
+    result = read_result(data, output)
+    assert result.to_json() == data  # every key, nothing lost or renamed
+    assert result.target.spec == "0.5" and result.target.has_flops
+    assert result.best.deployed and result.best.plan.ratios
+    finished = [trial for trial in result.trials if trial.finished]
+    assert finished and all(trial.accuracy is not None for trial in finished)
+    assert result.best.trial in {trial.number for trial in finished}
 
 
 def test_saved_model_reloads_and_reproduces_the_recorded_accuracy(cli_run, digits_task):
@@ -56,6 +74,9 @@ def test_first_trials_are_the_seeded_plans(cli_run):
     uniform = trials[0]["plan"]
     assert len(set(uniform.values())) == 1  # the same ratio everywhere
     assert trials[1]["accuracy"] >= trials[0]["accuracy"]  # sensitivity beats uniform
+    # then the depth seeds: all of the reduction by removing blocks, then half of it
+    assert trials[0]["removed_units"] == trials[1]["removed_units"] == []
+    assert len(trials[2]["removed_units"]) >= len(trials[3]["removed_units"]) >= 1
 
 
 def test_cli_as_a_subprocess_with_a_config_file(tmp_path):

@@ -110,3 +110,10 @@ def test_static_modes_require_calibration():
 def test_calibration_feeds_cover_the_requested_samples():
     feeds = calibration_feeds(labelled_batches(count=100, batch=40), 70, batch_size=32)
     assert [f["input"].shape[0] for f in feeds] == [32, 8, 30]
+
+
+def test_searched_keep_ends_keeps_the_first_and_last_layer_fp32(model, feeds, tmp_path):
+    spec = DeploySpec("static_ort", True, keep_ends=True)
+    artifact = build_artifact(model, EXAMPLE, spec, tmp_path / "e.onnx", calibration=feeds)
+    assert artifact.fp32_nodes == ("/conv1/Conv", "/fc/Gemm")
+    assert artifact.describe()["keep_ends"] is True

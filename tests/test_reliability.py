@@ -13,15 +13,20 @@ import pytest
 
 from compressor import CompressConfig, CompressorError, compress
 from compressor.cli import main
-from compressor.config import DeployConfig, RecoveryConfig, SearchConfig
+from compressor.config import DeployConfig, PruneConfig, RecoveryConfig, SearchConfig
 
 
 def _config(trials, **search):
+    # Widths only, no reference trials: these tests count trials and metric calls.
     return CompressConfig(
-        search=SearchConfig(trials=trials, **search),
+        prune=PruneConfig(depth=False),
+        search=SearchConfig(trials=trials, references=False, **search),
         recovery=RecoveryConfig(epochs=1),
         deploy=DeployConfig(quantization=("static_ort",)),
     )
+
+
+PLAIN = ("--no-depth", "--no-references")  # CLI runs whose trials are counted
 
 
 def _completed(db_path):
@@ -48,6 +53,8 @@ def test_killed_run_resumes_without_losing_trials(tmp_path):
         "--output",
         str(output),
         "--quiet",
+        "--no-depth",
+        "--no-references",
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 400
@@ -172,20 +179,44 @@ def test_trial_time_limit_fails_the_trial_with_its_reason(digits_task, tmp_path,
 
 def test_different_config_on_an_existing_run_is_refused_unless_told(tmp_path, capsys, digits_task):
     output = tmp_path / "run"
-    assert main(["--trials", "2", "--epochs", "0", "--output", str(output), "--quiet"]) == 0
+    assert main(["--trials", "2", "--epochs", "0", "--output", str(output), "--quiet", *PLAIN]) == 0
     stamp = (output / "result.json").stat().st_mtime_ns
-    assert main(["--trials", "3", "--epochs", "0", "--output", str(output), "--quiet"]) == 2
+    assert main(["--trials", "3", "--epochs", "0", "--output", str(output), "--quiet", *PLAIN]) == 2
     err = capsys.readouterr().err
     assert "different config (search.trials: 2 -> 3)" in err and "--resume" in err
     assert (output / "result.json").stat().st_mtime_ns == stamp  # untouched
     assert (
-        main(["--trials", "3", "--epochs", "0", "--output", str(output), "--quiet", "--resume"])
+        main(
+            [
+                "--trials",
+                "3",
+                "--epochs",
+                "0",
+                "--output",
+                str(output),
+                "--quiet",
+                *PLAIN,
+                "--resume",
+            ]
+        )
         == 0
     )
     result = json.loads((output / "result.json").read_text())
     assert len(result["trials"]) == 3  # the 2 earlier trials kept, 1 more run
     assert (
-        main(["--trials", "2", "--epochs", "0", "--output", str(output), "--quiet", "--overwrite"])
+        main(
+            [
+                "--trials",
+                "2",
+                "--epochs",
+                "0",
+                "--output",
+                str(output),
+                "--quiet",
+                *PLAIN,
+                "--overwrite",
+            ]
+        )
         == 0
     )
     assert len(json.loads((output / "result.json").read_text())["trials"]) == 2

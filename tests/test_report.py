@@ -79,7 +79,7 @@ def test_pareto_plot_has_one_point_per_finished_trial_and_marks_the_chosen_one(
     feasible = group_points(html, f"{figure}-feasible")
     infeasible = group_points(html, f"{figure}-infeasible")
     assert len(feasible) == sum(bool(t["feasible"]) for t in finished)
-    assert len(feasible) + len(infeasible) == len(finished) == 4
+    assert len(feasible) + len(infeasible) == len(finished) == 5  # 4 + the INT8 reference
     assert len(group_points(html, f"{figure}-baseline")) == 1
     assert len(group_points(html, f"{figure}-recovered")) == 1
     (chosen,) = group_points(html, f"{figure}-chosen")

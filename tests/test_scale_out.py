@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 STUDY = "digits-shared"
 CHEAP = {
+    "search": {"references": False},  # the budget counted here is the searched trials
     "recovery": {"epochs": 0},
     "deploy": {"quantization": ["none"], "fusion": [False]},
     "measure": {"rounds": 2, "runs_per_round": 5, "threads": 1},

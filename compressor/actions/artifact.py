@@ -36,6 +36,9 @@ class DeploySpec:
 
     quantization: str = "none"
     fusion: bool = False
+    # Issue 14, per-layer precision: the first and last weighted layers (stem, classifier:
+    # the usual most quantization-sensitive ones) stay fp32; searched per trial, measured.
+    keep_ends: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Artifact:
         return {
             "quantization": self.spec.quantization,
             "fusion": self.spec.fusion,
+            "keep_ends": self.spec.keep_ends,
             "size_bytes": self.size_bytes,
             "int8_ops": self.int8_ops,
             "fused_ops": self.fused_ops,
@@ -84,7 +88,8 @@ def build_artifact(
     stage = export_onnx(model, example_inputs, path.with_suffix(".export.onnx"))
     if spec.fusion:
         stage = _replace(stage, fuse_onnx(stage, path.with_suffix(".fused.onnx")))
-    fp32_nodes = tuple(nodes_of_modules(stage, keep_fp32)) if spec.quantization != "none" else ()
+    keep = tuple(keep_fp32) + (end_layers(model) if spec.keep_ends else ())
+    fp32_nodes = tuple(nodes_of_modules(stage, keep)) if spec.quantization != "none" else ()
     quantize_onnx(stage, path, QuantizeSpec(spec.quantization, tuple(calibration), fp32_nodes))
     stage.unlink(missing_ok=True)
     counts = op_counts(path)
@@ -96,6 +101,17 @@ def build_artifact(
         fused_ops=fused_counts(path),
         fp32_nodes=fp32_nodes,
     )
+
+
+def end_layers(model: nn.Module) -> tuple[str, ...]:
+    """The first and last convolution / linear layer (by module order): what
+    ``DeploySpec.keep_ends`` keeps in floating point."""
+    names = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
+    ]
+    return tuple(dict.fromkeys(names[:1] + names[-1:]))
 
 
 def calibration_feeds(

@@ -32,11 +32,14 @@ class ChannelGroup:
         name: the root module's name; the key of this group's ratio in a plan.
         channels: the number of channels in the unpruned model.
         members: the convolutions / linears whose weights this group touches.
+        outputs: those of ``members`` whose *output* channels it removes (the others lose
+            input channels); empty when the pruner does not say.
     """
 
     name: str
     channels: int
     members: tuple[str, ...]
+    outputs: tuple[str, ...] = ()
 
 
 def channel_groups(
@@ -48,15 +51,20 @@ def channel_groups(
     for group in graph.get_all_groups(
         ignored_layers=_modules(model, ignored_layers), root_module_types=ROOT_MODULE_TYPES
     ):
-        members = sorted(
-            {
-                names[dep.target.module]
-                for dep, _ in group
-                if isinstance(dep.target.module, ROOT_MODULE_TYPES)
-            }
-        )
+        layers = [
+            (names[dep.target.module], graph.is_out_channel_pruning_fn(dep.handler))
+            for dep, _ in group
+            if isinstance(dep.target.module, ROOT_MODULE_TYPES)
+        ]
         root = group[0].dep.target.module
-        groups.append(ChannelGroup(names[root], len(group[0].idxs), tuple(members)))
+        groups.append(
+            ChannelGroup(
+                names[root],
+                len(group[0].idxs),
+                tuple(sorted({name for name, _ in layers})),
+                tuple(sorted({name for name, out in layers if out})),
+            )
+        )
     return groups
 
 

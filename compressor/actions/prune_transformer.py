@@ -97,6 +97,9 @@ class TransformerPruner:
         round_to: FFN neuron counts are rounded to this multiple (heads are never rounded).
     """
 
+    # What `compress inspect` says of the layers no group touches.
+    LEFT_ALONE = "the hidden size (embeddings, residual stream, pooler) is kept"
+
     def __init__(self, model: nn.Module, round_to: int | None = 8) -> None:
         self.round_to = round_to
         self.prefix, base, self.layout = find_transformer(model)
@@ -110,23 +113,17 @@ class TransformerPruner:
         for index, layer in enumerate(self._layers):
             name = self._layer_name(index)
             heads = _head_count(_get(layer, layout.attention))
+            qkv = tuple(f"{name}.{layout.attention}.{q}" for q in layout.qkv)
             groups.append(
                 ChannelGroup(
-                    f"{name}.attention",
-                    heads,
-                    tuple(
-                        f"{name}.{p}"
-                        for p in (
-                            *[f"{layout.attention}.{q}" for q in layout.qkv],
-                            layout.attention_out,
-                        )
-                    ),
+                    f"{name}.attention", heads, (*qkv, f"{name}.{layout.attention_out}"), qkv
                 )
             )
             neurons = _get(layer, layout.ffn_in).out_features
+            ffn_in = f"{name}.{layout.ffn_in}"
             groups.append(
                 ChannelGroup(
-                    f"{name}.ffn", neurons, (f"{name}.{layout.ffn_in}", f"{name}.{layout.ffn_out}")
+                    f"{name}.ffn", neurons, (ffn_in, f"{name}.{layout.ffn_out}"), (ffn_in,)
                 )
             )
         return groups

@@ -9,6 +9,7 @@ cannot see — attention heads, FFN neurons — provides its own (see ``prune_tr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -92,28 +93,95 @@ class ChannelPruner:
         )
 
 
-def check_prunable(
+@dataclass(frozen=True)
+class ExcludedGroup:
+    """A group left out of the search because pruning it breaks the model's forward.
+
+    Attributes:
+        name: the group's name (its root module).
+        layer: where the forward failed (`` at layer 'x'`` / `` after layer 'y'``), or ''.
+        error: the exception, in one line.
+    """
+
+    name: str
+    layer: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.name} (breaks the forward{self.layer}: {self.error})"
+
+
+def breaking_groups(
     pruner: Pruner,
     model: nn.Module,
     example_inputs: Sequence[torch.Tensor],
     groups: Sequence[ChannelGroup],
     probe_ratio: float = 0.5,
-) -> None:
+) -> list[ExcludedGroup]:
     """Prune each group alone and run the example inputs through the result.
 
-    A model that hard-codes a channel count (``x.view(-1, 512)``, a fixed ``reshape``)
-    traces fine but breaks once that group is pruned; every trial would then fail for the
-    same reason. Finding it here turns that into one clear error that names the group and
-    the layer whose forward failed, before any search time is spent.
+    A model that hard-codes a channel count (``x.view(-1, 512)``, a fixed ``reshape``, a
+    zero-padded shortcut that adds a fixed number of channels) traces fine but breaks once
+    that group is pruned; every trial touching it would fail for the same reason.
     """
+    # One probe with every group pruned first: when that runs, no group alone breaks it (a
+    # hard-coded count fails whatever else is pruned), and a ResNet-56 needs 1 probe, not 27.
+    if len(groups) > 1 and _probe(pruner, model, example_inputs, groups, probe_ratio) is None:
+        return []
+    broken = []
     for group in groups:
-        pruned, _ = pruner.prune(model, {group.name: probe_ratio})
-        with running_layers(pruned) as trace, torch.no_grad():
-            try:
-                pruned(*example_inputs)
-            except Exception as exc:
-                raise UserInputError(
-                    f"pruning group {group.name!r} breaks the model's forward{trace.where()} "
-                    f"({one_line(exc)}); the model likely hard-codes a channel count there: "
-                    f"exclude the group with --ignore-layers {group.name}"
-                ) from None
+        failure = _probe(pruner, model, example_inputs, [group], probe_ratio)
+        if failure is not None:
+            broken.append(ExcludedGroup(group.name, *failure))
+    return broken
+
+
+def _probe(
+    pruner: Pruner,
+    model: nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    groups: Sequence[ChannelGroup],
+    ratio: float,
+) -> tuple[str, str] | None:
+    """``(where, error)`` when the model with ``groups`` pruned fails its forward, else None."""
+    pruned, _ = pruner.prune(model, {group.name: ratio for group in groups})
+    with running_layers(pruned) as trace, torch.no_grad():
+        try:
+            pruned(*example_inputs)
+        except Exception as exc:
+            return trace.where(), one_line(exc)
+    return None
+
+
+def usable_groups(
+    pruner: Pruner,
+    model: nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    groups: Sequence[ChannelGroup],
+    strict: bool = False,
+) -> tuple[list[ChannelGroup], tuple[ExcludedGroup, ...]]:
+    """The groups the search may prune, and those excluded because pruning breaks the model.
+
+    A group left out of a plan keeps all its channels (every pruner reads a missing ratio
+    as 0), so excluding is dropping it from the list. ``strict`` (``--strict-groups``)
+    turns the first breaking group into an error instead.
+    """
+    broken = breaking_groups(pruner, model, example_inputs, groups)
+    if broken and strict:
+        first = broken[0]
+        more = f" (and {len(broken) - 1} more groups)" if len(broken) > 1 else ""
+        names = " ".join(group.name for group in broken)
+        raise UserInputError(
+            f"pruning group {first.name!r} breaks the model's forward{first.layer} "
+            f"({first.error}){more}; the model likely hard-codes a channel count there: "
+            f"exclude with --ignore-layers {names}, or drop --strict-groups to exclude "
+            "them automatically"
+        )
+    names = {group.name for group in broken}
+    kept = [group for group in groups if group.name not in names]
+    if groups and not kept:
+        raise UserInputError(
+            f"pruning any group breaks the model's forward (first: {broken[0]}); "
+            "nothing can be pruned"
+        )
+    return kept, tuple(broken)

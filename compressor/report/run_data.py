@@ -60,6 +60,8 @@ class RunData:
     environment: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] | None = None
     channels_before: dict[str, int] = field(default_factory=dict)
+    # Groups left whole because pruning them breaks the forward: name, layer, error.
+    excluded_groups: list[dict[str, str]] = field(default_factory=list)
     stale: bool = False
 
     @property
@@ -131,6 +133,8 @@ def load_run(run_dir: str | Path) -> RunData:
         config=_read_yaml(run_dir / "config.yaml"),
         channels_before=(best.plan.channels_before if best else None)
         or info.get("channels_before", {}),
+        excluded_groups=list(best.plan.excluded_groups if best else ())
+        or info.get("excluded_groups", []),
         stale=bool(result) and len(trials) > len(result["trials"]),
     )
 

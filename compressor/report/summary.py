@@ -55,6 +55,7 @@ def _finished_headline(run: RunData) -> Headline:
         f"{format_pct(best.accuracy_fp32 if best.deployed else best.accuracy)} (PyTorch fp32)"
         + (f", {format_pct(best.accuracy)} as model.onnx." if best.deployed else ".")
     ]
+    notes += reference_lines(run, best)
     if run.stale:
         notes.append(
             "The study holds trials newer than result.json (a resumed run that has not "
@@ -66,6 +67,31 @@ def _finished_headline(run: RunData) -> Headline:
         target_lines(run, best.flops, best.latency_ratio, best.latency_ms),
         notes,
     )
+
+
+def reference_lines(run: RunData, best) -> list[str]:
+    """One sentence per reference pipeline (the unpruned model fp32 / fused / INT8, scored
+    as trials): how it compares with the baseline, and, when the targets excluded it,
+    how fast the chosen variant is against it: what those targets cost."""
+    lines = []
+    for trial in run.finished:
+        if not trial.reference or trial.latency_ratio is None:
+            continue
+        drop = 100 * (trial.accuracy - run.baseline.val_accuracy)
+        text = (
+            f"Reference {trial.reference} (trial #{trial.number}): "
+            f"{1.0 / trial.latency_ratio:.2f}× the fp32 baseline's speed at {drop:+.2f} pt "
+            f"validation accuracy, FLOPs {trial.flops_ratio:.2f}×"
+        )
+        if not trial.feasible:
+            text += ": excluded by the targets"
+            if best.latency_ratio:
+                text += (
+                    f"; the chosen variant runs at {trial.latency_ratio / best.latency_ratio:.2f}×"
+                    " its speed"
+                )
+        lines.append(text + ".")
+    return lines
 
 
 def _interrupted_headline(run: RunData) -> Headline:
@@ -125,6 +151,14 @@ def target_lines(
         shown = f"{value:.3f} ms" if is_ms else f"{value:.2f}×"
         wanted = f"{limit:g} ms" if is_ms else f"{limit:g}× the baseline artifact"
         lines.append(f"Latency target: ≤ {wanted} — {_met(value <= limit)} with {shown}.")
+    drop = target.max_accuracy_drop
+    if drop is not None and run.best is not None:
+        test_drop = 100 * (run.baseline.accuracy - run.best.accuracy)
+        lines.append(
+            f"Accuracy drop: ≤ {drop:g} pt on validation (the fastest such trial was chosen); "
+            f"test drop after recovery {test_drop:+.2f} pt — "
+            f"{_met(test_drop <= drop)} on the test split."
+        )
     return lines
 
 
@@ -173,6 +207,10 @@ def plan_rows(run: RunData) -> list[Row]:
         before, after = run.channels_before.get(name), kept.get(name)
         arrow = f"{before} → {after}" if before is not None and after is not None else "—"
         rows.append((name, f"{ratio:.2f}", arrow))
+    for group in run.excluded_groups:  # never searched: pruning them breaks the forward
+        rows.append((group["name"], "excluded", f"kept whole: breaks the forward{group['layer']}"))
+    removed = run.best.plan.removed_units if run.best is not None else trial.removed_units
+    rows += [(unit, "removed", "whole block / layer") for unit in removed]
     return rows
 
 
@@ -263,6 +301,15 @@ def environment_lines(run: RunData) -> list[tuple[str, str]]:
     lines.append(
         ("libraries", ", ".join(f"{name} {v}" for name, v in libraries.items() if v) or "—")
     )
+    widths = env.get("kernel_widths")
+    if widths:
+        lines.append(
+            (
+                "kernel-aligned widths",
+                ", ".join(f"{mode}: multiples of {m}" for mode, m in widths.items())
+                + " (measured on this machine, python -m compressor.measure.kernel_widths)",
+            )
+        )
     if env.get("command"):
         lines.append(("command line", env["command"]))
     return lines

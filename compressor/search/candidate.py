@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 from torch import nn
 
 from compressor.actions.artifact import Artifact, DeploySpec, build_artifact, calibration_feeds
 from compressor.actions.artifact import model_inputs as real_inputs
+from compressor.actions.depth import remove_units
 from compressor.config import LatencyTarget
 from compressor.errors import CompressorError
 from compressor.measure.flops import count_flops, count_params
@@ -29,24 +30,42 @@ from compressor.records import ArtifactInfo, Parity, TrialMetrics
 from compressor.recover import recalibrate_batchnorm
 from compressor.reward import Term, reward
 from compressor.search.context import Resources, SearchSettings
-from compressor.search.space import fit_to_budget
+from compressor.search.space import DepthChoice, fit_to_budget, units_to_remove
+
+
+def prune_plan(
+    settings: SearchSettings, ratios: Mapping[str, float], removed: Sequence[str] = ()
+) -> tuple[nn.Module, dict[str, int]]:
+    """The pruned copy for ``ratios`` less the ``removed`` units (no BatchNorm work).
+
+    Widths first: group names (and the units) are paths in the unpruned numbering, which
+    removing units would shift. A depth-only plan skips the pruner (no dependency graph).
+    """
+    if not any(ratio > 0 for ratio in ratios.values()):
+        kept = {group.name: group.channels for group in settings.groups}
+        return remove_units(settings.model, removed), kept
+    model, kept = settings.pruner.prune(settings.model, ratios)
+    return remove_units(model, removed, inplace=True), kept
 
 
 def build_candidate(
-    settings: SearchSettings, ratios: Mapping[str, float]
+    settings: SearchSettings, ratios: Mapping[str, float], removed: Sequence[str] = ()
 ) -> tuple[nn.Module, dict[str, int]]:
-    """The pruned copy for ``ratios`` with BatchNorm statistics re-estimated (adaptive BN)."""
-    model, kept = settings.pruner.prune(settings.model, ratios)
+    """The pruned copy for ``ratios`` (less the ``removed`` units) with BatchNorm statistics
+    re-estimated (adaptive BN)."""
+    model, kept = prune_plan(settings, ratios, removed)
     recalibrate_batchnorm(model, settings.calibration, settings.config.search.calibration_samples)
     return model, kept
 
 
-def flops_of_plan(settings: SearchSettings, ratios: Mapping[str, float]) -> int:
-    """FLOPs of the model pruned by ``ratios`` (no BatchNorm work; used to fit the budget),
-    memoised by the plan's shape (see :func:`plan_shape`)."""
-    key = plan_shape(settings, ratios)
+def flops_of_plan(
+    settings: SearchSettings, ratios: Mapping[str, float], removed: Sequence[str] = ()
+) -> int:
+    """FLOPs of the model pruned by ``ratios`` less the ``removed`` units (no BatchNorm
+    work; used to fit the budget), memoised by the plan's shape (see :func:`plan_shape`)."""
+    key = (plan_shape(settings, ratios), tuple(sorted(removed)))
     if key not in settings.flops_cache:
-        pruned, _ = settings.pruner.prune(settings.model, ratios)
+        pruned, _ = prune_plan(settings, ratios, removed)
         settings.flops_cache[key] = count_flops(pruned, settings.example_inputs)
     return settings.flops_cache[key]
 
@@ -65,15 +84,34 @@ def plan_shape(settings: SearchSettings, ratios: Mapping[str, float]) -> Hashabl
 
 
 def plan_for(
-    settings: SearchSettings, preferences: Mapping[str, float], flops_budget: int | None = None
+    settings: SearchSettings,
+    preferences: Mapping[str, float],
+    flops_budget: int | None = None,
+    removed: Sequence[str] = (),
 ) -> tuple[dict[str, float], bool]:
-    """Per-group ratios along ``preferences`` that just fit the FLOPs budget."""
+    """Per-group ratios along ``preferences`` that, with the ``removed`` units gone, just
+    fit the FLOPs budget."""
     return fit_to_budget(
         preferences,
-        lambda ratios: flops_of_plan(settings, ratios),
+        lambda ratios: flops_of_plan(settings, ratios, removed),
         settings.flops_budget if flops_budget is None else flops_budget,
         settings.config.prune.max_ratio,
     )
+
+
+def removed_units(
+    settings: SearchSettings, depth: DepthChoice | None, flops_budget: int
+) -> tuple[str, ...]:
+    """The units a trial's depth move removes (none without one)."""
+    if depth is None or not settings.depth_units:
+        return ()
+    return units_to_remove(settings.depth_units, depth, settings.baseline_flops - flops_budget)
+
+
+def within_floor(settings: SearchSettings, accuracy: float) -> bool:
+    """Whether ``accuracy`` keeps to ``--max-accuracy-drop`` (always, without one)."""
+    floor = settings.accuracy_floor
+    return floor is None or accuracy >= floor - 1e-9
 
 
 def score_candidate(
@@ -82,17 +120,20 @@ def score_candidate(
     preferences: Mapping[str, float],
     deploy: DeploySpec | None = None,
     flops_budget: int | None = None,
+    depth: DepthChoice | None = None,
 ) -> TrialMetrics:
     """Fit, build, measure and reward one plan.
 
     With ``deploy`` the candidate is scored as its ONNX artifact (accuracy and latency in
     ONNX Runtime); without, as the pruned PyTorch model. ``flops_budget`` overrides the
-    settings' budget (a trial that samples its own FLOPs level).
+    settings' budget (a trial that samples its own FLOPs level). ``depth`` removes units
+    first and the widths are fitted to what is left of the budget.
     """
     started = time.perf_counter()
     budget = settings.flops_budget if flops_budget is None else flops_budget
-    ratios, _ = plan_for(settings, preferences, budget)
-    model, kept = build_candidate(settings, ratios)
+    removed = removed_units(settings, depth, budget)
+    ratios, _ = plan_for(settings, preferences, budget, removed)
+    model, kept = build_candidate(settings, ratios, removed)
     flops = count_flops(model, settings.example_inputs)
     artifact = None
     if deploy is not None:
@@ -114,8 +155,10 @@ def score_candidate(
         channels=kept,
         accuracy=accuracy,
         reward=reward(accuracy, terms, search.reward, search.alpha, search.beta),
-        # Within every budget the user set: FLOPs, and latency when a target was given.
-        feasible=all(term.within for term in terms if term.budget),
+        # Within every budget the user set: FLOPs, latency when a target was given, and the
+        # accuracy floor of --max-accuracy-drop.
+        feasible=all(term.within for term in terms if term.budget)
+        and within_floor(settings, accuracy),
         budget_excess=max(term.ratio - 1.0 for term in terms if term.budget),
         seconds=time.perf_counter() - started,
         latency_ms=latency.candidate.p50_ms if latency else None,
@@ -123,6 +166,7 @@ def score_candidate(
         baseline_latency_ms=latency.baseline.p50_ms if latency else None,
         latency_ratio=latency.ratio if latency else None,
         artifact=artifact,
+        removed_units=removed,
     )
 
 
@@ -175,6 +219,7 @@ def artifact_info(artifact: Artifact, parity: Parity | None = None) -> ArtifactI
         fused_ops=artifact.fused_ops,
         fp32_nodes=artifact.fp32_nodes,
         parity=parity,
+        keep_ends=artifact.spec.keep_ends,
     )
 
 

@@ -7,6 +7,7 @@ the baseline artifact timed on *this* machine, a scratch folder) that exist only
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,9 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from compressor.actions.depth import DepthUnit, declared_units, find_units
 from compressor.actions.export import export_onnx
 from compressor.actions.prune import ChannelGroup
-from compressor.actions.pruner import ChannelPruner, Pruner
+from compressor.actions.pruner import ChannelPruner, ExcludedGroup, Pruner, usable_groups
 from compressor.config import CompressConfig
 from compressor.errors import UserInputError
 from compressor.measure.latency import LatencyMeter
@@ -43,7 +45,12 @@ class SearchSettings:
     flops_budget: int
     baseline_flops: int
     pruner: Pruner
+    # Groups left whole because pruning them breaks the forward (issue 17).
+    excluded_groups: tuple[ExcludedGroup, ...] = ()
     flops_cache: dict = field(default_factory=dict, compare=False, repr=False)
+    depth_units: tuple[DepthUnit, ...] = ()  # removable blocks / layers (issue 14)
+    # --max-accuracy-drop: the lowest validation accuracy a feasible trial may have.
+    accuracy_floor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,10 +66,15 @@ class Resources:
 
 
 def search_settings(
-    task: Task, config: CompressConfig, baseline_flops: int, flops_budget: int | None = None
+    task: Task,
+    config: CompressConfig,
+    baseline_flops: int,
+    flops_budget: int | None = None,
+    baseline_accuracy: float | None = None,
 ) -> SearchSettings:
     """The settings for ``task`` under ``config``. Raises :class:`UserInputError` when
-    nothing can be pruned."""
+    nothing can be pruned. ``baseline_accuracy`` (validation) sets the
+    ``--max-accuracy-drop`` floor."""
     model = task.model.eval()
     if flops_budget is None:
         flops_budget = flops_budget_of(config, baseline_flops)
@@ -70,7 +82,9 @@ def search_settings(
     pruner = task.pruner or ChannelPruner.from_config(
         model, task.example_inputs, config.prune, ignored
     )
-    groups = tuple(pruner.groups())
+    groups, excluded = usable_groups(
+        pruner, model, task.example_inputs, pruner.groups(), config.prune.strict_groups
+    )
     if not groups:
         raise UserInputError("the model has no prunable convolution or linear layers")
     return SearchSettings(
@@ -82,13 +96,42 @@ def search_settings(
                 task.calibration_data or task.train_data, config.search.calibration_samples
             )
         ),
-        groups=groups,
+        groups=tuple(groups),
+        excluded_groups=excluded,
         config=config,
         ignored_layers=ignored,
         flops_budget=flops_budget,
         baseline_flops=baseline_flops,
         pruner=pruner,
+        depth_units=tuple(depth_units(task, config)),
+        accuracy_floor=accuracy_floor(config, baseline_accuracy),
     )
+
+
+def excluded_records(settings: SearchSettings) -> tuple[dict[str, str], ...]:
+    """The excluded groups as plain records (``result.json``, the study's run info)."""
+    return tuple(dataclasses.asdict(group) for group in settings.excluded_groups)
+
+
+def accuracy_floor(config: CompressConfig, baseline_accuracy: float | None) -> float | None:
+    """The lowest feasible validation accuracy under ``--max-accuracy-drop`` (points / 100:
+    metrics are fractions in [0, 1])."""
+    if config.max_accuracy_drop is None:
+        return None
+    if baseline_accuracy is None:
+        raise ValueError("--max-accuracy-drop needs the baseline's validation accuracy")
+    return baseline_accuracy - config.max_accuracy_drop / 100.0
+
+
+def depth_units(task: Task, config: CompressConfig) -> list[DepthUnit]:
+    """The task's declared depth units, else those found in its model; none with
+    ``prune.depth`` off. ``prune.depth_units`` (a glob) restricts either."""
+    if not config.prune.depth:
+        return []
+    model, pattern = task.model.eval(), config.prune.depth_units
+    if task.depth_units is not None:
+        return declared_units(model, task.example_inputs, task.depth_units, pattern)
+    return find_units(model, task.example_inputs, pattern)
 
 
 def flops_budget_of(config: CompressConfig, baseline_flops: int) -> int:

@@ -15,7 +15,12 @@ from compressor.errors import CompressorError
 from compressor.search.budget import DISCARDED, claiming_before, is_discarded, may_start, spent
 from compressor.search.candidate import score_candidate
 from compressor.search.context import Resources, SearchSettings
-from compressor.search.space import suggest_deploy, suggest_flops_level, suggest_preferences
+from compressor.search.space import (
+    suggest_deploy,
+    suggest_depth,
+    suggest_flops_level,
+    suggest_preferences,
+)
 from compressor.search.storage import HEARTBEAT_SECONDS, fail_dead_trials, worker_id
 
 
@@ -47,10 +52,15 @@ class Objective:
             flops_budget = int(suggest_flops_level(trial) * settings.baseline_flops)
         preferences = suggest_preferences(trial, settings.groups, config.prune)
         deploy = suggest_deploy(trial, config.deploy) if config.deploy.export else None
+        depth = (
+            suggest_depth(trial, settings.depth_units, config.prune.ratio_step)
+            if settings.depth_units
+            else None
+        )
         try:
             with time_limit(config.search.trial_timeout):
                 metrics = score_candidate(
-                    settings, self.resources, preferences, deploy, flops_budget
+                    settings, self.resources, preferences, deploy, flops_budget, depth
                 )
         except Exception as exc:  # the trial fails with its reason; the study goes on
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
@@ -59,6 +69,8 @@ class Objective:
             trial.set_user_attr(key, value)
         # TPE reads this to tell feasible plans apart: <= 0 means within every budget.
         trial.set_constraint("budgets", metrics.budget_excess)
+        if settings.accuracy_floor is not None:  # TPE learns where the accuracy floor lies too
+            trial.set_constraint("accuracy", settings.accuracy_floor - metrics.accuracy)
         return metrics.reward
 
 
@@ -151,11 +163,25 @@ class FailureGuard:
         )
 
 
-def best_feasible_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """Highest-reward finished trial within every budget the user set."""
+def best_feasible_trial(
+    study: optuna.Study, fastest: bool = False
+) -> optuna.trial.FrozenTrial | None:
+    """Highest-reward finished trial within every budget the user set.
+
+    ``fastest`` (``--max-accuracy-drop``): the feasible trial with the lowest measured
+    latency ratio (FLOPs ratio when latency was not measured), reward breaking ties.
+    """
     feasible = [
         t
         for t in study.trials
         if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible")
     ]
+    if fastest:
+        return min(feasible, key=lambda t: (_cost(t), -t.value), default=None)
     return max(feasible, key=lambda t: t.value, default=None)
+
+
+def _cost(trial: optuna.trial.FrozenTrial) -> float:
+    attrs = trial.user_attrs
+    latency = attrs.get("latency_ratio")
+    return latency if latency is not None else attrs.get("flops_ratio", 1.0)

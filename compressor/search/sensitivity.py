@@ -15,15 +15,29 @@ def group_sensitivity(
     settings: SearchSettings, baseline_accuracy: float, probe_ratio: float = 0.5
 ) -> dict[str, float]:
     """Proxy-accuracy drop (>= 0) for each group pruned alone by ``probe_ratio``."""
-    drops = {}
-    for group in settings.groups:
-        model, _ = build_candidate(settings, {group.name: probe_ratio})
-        try:
-            accuracy = checked_metric(settings.evaluate(model))
-        except Exception:  # a group we cannot judge is treated as the most sensitive
-            accuracy = 0.0
-        drops[group.name] = max(0.0, baseline_accuracy - accuracy)
-    return drops
+    return {
+        group.name: _drop(settings, baseline_accuracy, {group.name: probe_ratio})
+        for group in settings.groups
+    }
+
+
+def unit_sensitivity(settings: SearchSettings, baseline_accuracy: float) -> dict[str, float]:
+    """Proxy-accuracy drop (>= 0) for each depth unit removed alone (adaptive BN applied):
+    which blocks a network can lose is measured, not guessed (the first and last block of
+    a stage usually matter more)."""
+    return {
+        unit.name: _drop(settings, baseline_accuracy, {}, (unit.name,))
+        for unit in settings.depth_units
+    }
+
+
+def _drop(settings: SearchSettings, baseline_accuracy: float, ratios: dict, removed=()) -> float:
+    model, _ = build_candidate(settings, ratios, removed)
+    try:
+        accuracy = checked_metric(settings.evaluate(model))
+    except Exception:  # a plan we cannot judge is treated as the most sensitive
+        accuracy = 0.0
+    return max(0.0, baseline_accuracy - accuracy)
 
 
 def preferences_from_sensitivity(drops: dict[str, float], step: float) -> dict[str, float]:

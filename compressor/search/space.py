@@ -7,6 +7,10 @@ are ``min(max_ratio, scale x preference)`` with one ``scale`` found by bisection
 plan just fits the budget (the same idea as AMC constraining its actions to the target).
 Equal preferences give the uniform plan.
 
+Depth (issue 14): a trial also samples a *depth share* and a removal preference per
+removable unit (residual block, encoder layer); the most preferred units are removed until
+they save that share of the FLOPs reduction, and the widths are fitted to the rest.
+
 The same trial also picks how its artifact is deployed: the INT8 quantization mode and
 layer fusion on / off (categorical parameters), so pruning, quantization and fusion are
 searched jointly and judged by the artifact's measured latency and accuracy.
@@ -15,10 +19,12 @@ searched jointly and judged by the artifact's measured latency and accuracy.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import optuna
 
 from compressor.actions.artifact import DeploySpec
+from compressor.actions.depth import DepthUnit
 from compressor.actions.prune import ChannelGroup
 from compressor.actions.quantize import preferred_mode
 from compressor.config import DeployConfig, PruneConfig
@@ -102,17 +108,33 @@ QUANTIZATION_PARAM = "deploy.quantization"
 FUSION_PARAM = "deploy.fusion"
 
 
+KEEP_ENDS_PARAM = "deploy.keep_ends_fp32"
+
+
 def suggest_deploy(trial: optuna.Trial, config: DeployConfig) -> DeploySpec:
-    """Ask the sampler for the artifact's quantization mode and fusion, in the same study."""
+    """Ask the sampler for the artifact's quantization mode, fusion and whether the first
+    and last weighted layers stay fp32 (per-layer precision), in the same study."""
     return DeploySpec(
         quantization=trial.suggest_categorical(QUANTIZATION_PARAM, list(config.quantization)),
         fusion=trial.suggest_categorical(FUSION_PARAM, list(config.fusion)),
+        keep_ends=trial.suggest_categorical(KEEP_ENDS_PARAM, [False, True]),
     )
 
 
 def deploy_params(spec: DeploySpec) -> dict[str, str | bool]:
     """The study parameters that make a trial choose ``spec`` (for seeded trials)."""
-    return {QUANTIZATION_PARAM: spec.quantization, FUSION_PARAM: spec.fusion}
+    return {
+        QUANTIZATION_PARAM: spec.quantization,
+        FUSION_PARAM: spec.fusion,
+        KEEP_ENDS_PARAM: spec.keep_ends,
+    }
+
+
+def spec_from_params(params: Mapping) -> DeploySpec:
+    """The deployment a finished trial chose (trials of older studies: ends quantized)."""
+    return DeploySpec(
+        params[QUANTIZATION_PARAM], params[FUSION_PARAM], params.get(KEEP_ENDS_PARAM, False)
+    )
 
 
 FLOPS_LEVEL_PARAM = "prune.flops_level"
@@ -141,3 +163,56 @@ def preferred_deploy_params(config: DeployConfig) -> dict[str, str | bool]:
     if not config.export:
         return {}
     return deploy_params(DeploySpec(preferred_mode(config.quantization), max(config.fusion)))
+
+
+DEPTH_PREFIX = "depth."
+DEPTH_SHARE_PARAM = "depth_share"  # not under DEPTH_PREFIX: a unit could be named "share"
+
+
+@dataclass(frozen=True)
+class DepthChoice:
+    """A trial's depth move: how much of the FLOPs reduction comes from removing units
+    (``share`` 0 = none, 1 = all of it), and which units go first (higher preference)."""
+
+    share: float
+    preferences: Mapping[str, float]
+
+
+def depth_param(unit: str) -> str:
+    """The Optuna parameter name for a depth unit's removal preference."""
+    return DEPTH_PREFIX + unit
+
+
+def suggest_depth(trial: optuna.Trial, units: Sequence[DepthUnit], step: float) -> DepthChoice:
+    """Ask the sampler for the depth share and every unit's removal preference."""
+    share = trial.suggest_float(DEPTH_SHARE_PARAM, 0.0, 1.0, step=0.125)
+    return DepthChoice(
+        share,
+        {u.name: trial.suggest_float(depth_param(u.name), 0.0, 1.0, step=step) for u in units},
+    )
+
+
+def depth_params(share: float, preferences: Mapping[str, float]) -> dict[str, float]:
+    """The study parameters that make a trial choose this depth move (for seeded trials)."""
+    return {DEPTH_SHARE_PARAM: share} | {depth_param(n): v for n, v in preferences.items()}
+
+
+def no_depth_params(units: Sequence[DepthUnit]) -> dict[str, float]:
+    """Seeded trials that keep every unit (all parameters fixed, none left to sample)."""
+    return depth_params(0.0, {u.name: 0.0 for u in units}) if units else {}
+
+
+def units_to_remove(
+    units: Sequence[DepthUnit], choice: DepthChoice, flops_to_save: int
+) -> tuple[str, ...]:
+    """The units ``choice`` removes: most preferred first (preference 0 = never), until
+    they save ``choice.share`` of ``flops_to_save``. The widths fit the rest of the budget."""
+    goal = choice.share * max(0, flops_to_save)
+    removed, saved = [], 0
+    ranked = sorted(units, key=lambda u: (-choice.preferences.get(u.name, 0.0), u.name))
+    for unit in ranked:
+        if saved >= goal or choice.preferences.get(unit.name, 0.0) <= 0:
+            break
+        removed.append(unit.name)
+        saved += unit.flops
+    return tuple(sorted(removed))

@@ -37,6 +37,10 @@ class Task:
         pruner: the task's own pruning method (groups + prune); None = torch-pruning channels.
         recover: ``recover(student, teacher, recovery_config, progress) -> model``, the task's
             own recovery (e.g. embedding distillation); None = the configured method.
+        ignored_reason: why the task leaves ``ignored_layers`` beyond the classifier whole,
+            as ``compress inspect`` states it.
+        depth_units: the blocks / layers depth pruning may remove (module paths, see
+            ``compressor.actions.depth``); None = found automatically.
     """
 
     name: str
@@ -51,6 +55,8 @@ class Task:
     description: str = ""
     pruner: Any = None  # a compressor.actions.pruner.Pruner
     recover: Callable[..., nn.Module] | None = None
+    ignored_reason: str = ""
+    depth_units: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ code runs), loaded with strict key matching. ``hf:PATH`` names a local Hugging F
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pickle
 from collections.abc import Callable
@@ -19,17 +20,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from compressor.config import ImagesConfig
 from compressor.errors import UserInputError, one_line
+from compressor.logs import LOGGER
+from compressor.progress import progress_mode
 from compressor.tasks.base import Task, register_task
 from compressor.tasks.common import accuracy, default_ignored_layers
 from compressor.tasks.image_folder import (
     AugmentedBatches,
+    ImageSplit,
     load_image_split,
     normalise,
     split_holdout,
 )
 
 HF_PREFIX = "hf:"
+BN_COUNTER = "num_batches_tracked"
 # ``--model FILE`` with one of these suffixes is a pickled whole model (torch.save(model)).
 PICKLED_MODEL_SUFFIXES = (".pt", ".pth", ".pkl", ".bin")
 
@@ -134,9 +140,21 @@ def load_weights(model: nn.Module, path: Path) -> None:
             ) from None
     if not isinstance(state, dict):
         raise UserInputError(f"--weights {path} holds a {type(state).__name__}, not a state dict")
-    problems = weight_mismatches(model.state_dict(), state)
+    expected = model.state_dict()
+    counters = [key for key in expected if key not in state and key.endswith(BN_COUNTER)]
+    problems = weight_mismatches({k: v for k, v in expected.items() if k not in counters}, state)
     if problems:
         raise UserInputError(f"--weights {path} does not fit the model: {problems}")
+    if counters:
+        # BatchNorm's step counters: only read in training with momentum=None, absent from
+        # many converted checkpoints. The model's own (zero) values stand in for them.
+        LOGGER.warning(
+            "--weights %s has no BatchNorm %s counters (%d layers); using the defaults",
+            path,
+            BN_COUNTER,
+            len(counters),
+        )
+        state = {**state, **{key: expected[key] for key in counters}}
     model.load_state_dict(state, strict=True)
 
 
@@ -166,7 +184,13 @@ def weight_mismatches(expected: dict, given: dict, shown: int = 3) -> str:
     return "; ".join(parts)
 
 
-def image_folder_splits(data: Path, holdout: int = 2000):
+def image_folder_splits(
+    data: Path,
+    holdout: int = 2000,
+    image_size: int | None = None,
+    channels: int = 3,
+    progress: str = "off",
+):
     """``train`` / ``val`` / ``test`` from ``DIR/{train,val,test}``; without ``val/``, a fixed
     share of ``train/`` (at most ``holdout`` images, 10 %) is held out for the search."""
     data = Path(data)
@@ -176,11 +200,16 @@ def image_folder_splits(data: Path, holdout: int = 2000):
                 f"--data {data} must hold train/ and test/ ImageFolder splits "
                 "(SPLIT/<class>/<image>.jpg)"
             )
-    train = load_image_split(data / "train")
-    test = load_image_split(data / "test", image_size=train.images.shape[-1])
+
+    def load(split: str, size: int | None):
+        return load_image_split(data / split, image_size=size, channels=channels, progress=progress)
+
+    train = load("train", image_size)
+    size = train.images.shape[-1]
+    test = load("test", size)
     _check_same_classes(data / "test", test.classes, train.classes)
     if (data / "val").is_dir():
-        val = load_image_split(data / "val", image_size=train.images.shape[-1])
+        val = load("val", size)
         _check_same_classes(data / "val", val.classes, train.classes)
     else:
         train, val = split_holdout(train, max(1, min(holdout, len(train.labels) // 10)))
@@ -196,6 +225,48 @@ def _check_same_classes(split: Path, classes: tuple[str, ...], train: tuple[str,
         )
 
 
+def model_input_channels(
+    model: nn.Module, example: tuple[torch.Tensor, ...] | None
+) -> tuple[int, str] | None:
+    """The channels the model takes and where that was read, when visible: the factory's
+    example inputs, else the first ``Conv2d`` registered (usually the stem)."""
+    if example is not None and example[0].dim() == 4:
+        return int(example[0].shape[1]), "its example inputs"
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels, f"its first convolution {name!r}"
+    return None
+
+
+def resolve_channels(
+    requested: int | None, model: nn.Module, example: tuple[torch.Tensor, ...] | None
+) -> int:
+    """``--channels`` if given (and matching the model), else what the model takes, else 3."""
+    seen = model_input_channels(model, example)
+    if seen is None:
+        return requested or 3
+    takes, where = seen
+    if requested is not None and requested != takes:
+        raise UserInputError(
+            f"--channels is {requested} but the model takes {takes} input channels ({where}); "
+            f"set --channels {takes} (images.channels in YAML)"
+        )
+    if takes not in (1, 3):
+        raise UserInputError(
+            f"the model takes {takes} input channels ({where}); image folders decode to "
+            "1 (grayscale) or 3 (RGB) channels"
+        )
+    return takes
+
+
+def _check_statistics(name: str, values: tuple[float, ...] | None, channels: int) -> None:
+    if values is not None and len(values) not in (1, channels):
+        raise UserInputError(
+            f"--{name} has {len(values)} values but the images have {channels} channel"
+            f"{'s' if channels > 1 else ''}; give 1 or {channels} values"
+        )
+
+
 @register_task("image-classification")
 def image_classification_task(
     model: str | None = None,
@@ -204,8 +275,18 @@ def image_classification_task(
     trust_pickle: bool = False,
     verbose: bool = True,
     batch_size: int = 64,
+    channels: int | None = None,
+    image_size: int | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    augment: str | None = None,
 ) -> Task:
-    """Your classifier (``--model pkg.module:factory``) on an ImageFolder directory."""
+    """Your classifier (``--model pkg.module:factory``) on an ImageFolder directory.
+
+    ``channels`` (1 or 3; default: what the model takes), ``image_size`` (square; default:
+    the factory's example inputs, else the first train image), ``mean`` / ``std`` (default
+    ImageNet's) and ``augment`` (default ``none``) say how the images become inputs.
+    """
     if model is None or data is None:
         raise UserInputError(
             "task image-classification needs --model pkg.module:factory (or model.pt) "
@@ -214,11 +295,26 @@ def image_classification_task(
     if model.startswith(HF_PREFIX):
         raise UserInputError(
             "image-classification takes a Python factory; hf:PATH is for "
-            "the sentence-similarity task"
+            "the text-classification and sentence-similarity tasks"
         )
+    images = ImagesConfig(channels, image_size, mean, std, augment or "none")
     network, example = build_user_model(model, Path(weights) if weights else None, trust_pickle)
-    train, val, test = image_folder_splits(Path(data))
-    x_val, x_test = normalise(val.images), normalise(test.images)
+    channels = resolve_channels(images.channels, network, example)
+    _check_statistics("mean", images.mean, channels)
+    _check_statistics("std", images.std, channels)
+    if images.size is None and example is not None and example[0].dim() == 4:
+        images = dataclasses.replace(images, size=int(example[0].shape[-1]))
+    train, val, test = image_folder_splits(
+        Path(data),
+        image_size=images.size,
+        channels=channels,
+        progress=progress_mode(verbose),
+    )
+
+    def inputs(split: ImageSplit) -> torch.Tensor:
+        return normalise(split.images, images.mean, images.std)
+
+    x_val, x_test = inputs(val), inputs(test)
 
     return Task(
         name="image-classification",
@@ -226,7 +322,9 @@ def image_classification_task(
         example_inputs=example or (torch.zeros(1, *x_val.shape[1:]),),
         evaluate=lambda m: accuracy(m, x_val, val.labels),
         evaluate_test=lambda m: accuracy(m, x_test, test.labels),
-        train_data=AugmentedBatches(normalise(train.images), train.labels, batch_size),
+        train_data=AugmentedBatches(inputs(train), train.labels, batch_size, images.augment),
         ignored_layers=default_ignored_layers(network),
-        description=f"{model} on {data} ({len(train.classes)} classes)",
+        description=f"{model} on {data} ({len(train.classes)} classes, {channels} channel"
+        f"{'s' if channels > 1 else ''}, {x_val.shape[-2]}x{x_val.shape[-1]}, "
+        f"augment {images.augment})",
     )

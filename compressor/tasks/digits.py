@@ -73,6 +73,17 @@ class DigitsResNet(nn.Module):
         return self.fc(out)
 
 
+def identity_blocks(model: DigitsResNet) -> tuple[str, ...]:
+    """The blocks depth pruning may remove: those with an identity shortcut (the shape-
+    changing first block of stages 2 and 3 has a projection)."""
+    return tuple(
+        f"{stage}.{index}"
+        for stage in ("layer1", "layer2", "layer3")
+        for index, block in enumerate(model.get_submodule(stage))
+        if len(block.shortcut) == 0
+    )
+
+
 def load_splits() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Fixed stratified 60/20/20 train/validation/test splits of ``load_digits``, as 1x32x32."""
     from sklearn.datasets import load_digits
@@ -226,6 +237,7 @@ def _digits_task(name: str, blocks: int, verbose: bool) -> Task:
         train_data=TensorBatches(*splits["train"], batch_size=64, seed=TRAIN_SEED),
         calibration_data=TensorBatches(*splits["train"], batch_size=64, shuffle=False),
         ignored_layers=("fc",),
+        depth_units=identity_blocks(model),
         description=f"DigitsResNet ({6 * blocks + 2} layers) on sklearn load_digits 32x32 "
         f"(splits {splits_fingerprint(splits)})",
     )

