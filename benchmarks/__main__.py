@@ -6,6 +6,7 @@
     python -m benchmarks peak                [--quick]                # B4
     python -m benchmarks proxy               [--quick] [--data DIR] [--plans N]   # B5
     python -m benchmarks stability           [--runs N]               # `make demo` x N
+    python -m benchmarks smollm              [--quick] [--trials N]   # B5
 
 Each writes ``benchmarks/results/<name>-<date>.json`` and ``.md`` (``--results DIR``
 elsewhere), with the machine, thread count, library versions, duration and load average.
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "peak": "benchmarks.peak",
     "proxy": "benchmarks.proxy",
     "stability": "benchmarks.stability",
+    "smollm": "benchmarks.smollm",
 }
 
 

@@ -31,6 +31,7 @@ OVERRIDES = (
     ("task", ("task",)),
     ("target_flops", ("target_flops",)),
     ("target_latency", ("target_latency",)),
+    ("target_size", ("target_size",)),
     ("max_accuracy_drop", ("max_accuracy_drop",)),
     ("output", ("output",)),
     ("trials", ("search", "trials")),
@@ -105,7 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="latency budget of the artifact: a ratio of the fp32 baseline "
         "artifact's latency (0.5) or milliseconds (2.5ms)",
     )
-    parser.add_argument("--trials", type=int, help="number of candidates to score (default 30)")
+    parser.add_argument(
+        "--target-size",
+        dest="target_size",
+        type=float,
+        metavar="MB",
+        help="weight-size budget in MB (task causal-lm)",
+    )
+    parser.add_argument(
+        "--trials",
+        type=int,
+        help="number of candidates to score (default 30; causal-lm: 8)",
+    )
     parser.add_argument(
         "--time-budget",
         dest="time_budget",
@@ -340,7 +352,9 @@ def config_from_args(args: argparse.Namespace) -> CompressConfig:
             if not isinstance(section, dict):
                 raise UserInputError(f"config section {key!r} must be a mapping")
         section[path[-1]] = value
-    if ("target_latency" in data or "max_accuracy_drop" in data) and "target_flops" not in data:
+    if (
+        "target_latency" in data or "max_accuracy_drop" in data or "target_size" in data
+    ) and "target_flops" not in data:
         data["target_flops"] = None  # no FLOPs target: the FLOPs level is searched
     try:
         return CompressConfig.from_dict(data)
@@ -365,6 +379,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_compress(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
+    if config.task == "causal-lm":  # decoder LMs: their own study (issue 16)
+        from compressor.decoder_pipeline import run_causal_lm
+
+        print(run_causal_lm(config, trials=args.trials, verbose=not args.quiet))
+        return 0
+    if config.target_size is not None:
+        raise UserInputError("--target-size applies to --task causal-lm only")
     from compressor.api import run_task  # heavy imports only once the input is valid
 
     print(run_task(config, verbose=not args.quiet, existing=args.existing or "auto"))

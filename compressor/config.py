@@ -445,16 +445,28 @@ class CompressConfig:
     # Issue 14: the fastest variant whose validation accuracy is within this many points of
     # the baseline's (with or without FLOPs / latency targets).
     max_accuracy_drop: float | None = None
+    # Issue 16: a weight-size budget in MB (decoder language models, task causal-lm).
+    target_size: float | None = None
 
     def __post_init__(self) -> None:
         if self.target_latency is not None and not isinstance(self.target_latency, LatencyTarget):
             _set(self, target_latency=parse_latency_target(self.target_latency))
+        if self.target_size is not None:
+            try:
+                _set(self, target_size=float(self.target_size))
+            except (TypeError, ValueError):
+                raise UserInputError(
+                    f"--target-size must be megabytes (a number); got {self.target_size!r}"
+                ) from None
+            if not math.isfinite(self.target_size) or self.target_size <= 0:
+                raise UserInputError(f"--target-size must be > 0 MB; got {self.target_size:g}")
         if self.max_accuracy_drop is not None:
             _set(self, max_accuracy_drop=parse_accuracy_drop(self.max_accuracy_drop))
         if (
             self.target_flops is None
             and self.target_latency is None
-            and (self.max_accuracy_drop is None)
+            and self.max_accuracy_drop is None
+            and self.target_size is None
         ):
             raise UserInputError(
                 "give --target-flops, --target-latency or --max-accuracy-drop (or several)"
@@ -509,6 +521,7 @@ class CompressConfig:
             elif key in (
                 "target_flops",
                 "target_latency",
+                "target_size",
                 "max_accuracy_drop",
                 "task",
                 "output",

@@ -155,3 +155,60 @@ def embedding_recovery(batches: Sequence) -> Callable[..., nn.Module]:
         )
 
     return recover
+
+
+LM_LR = 5e-5  # AdamW on a pretrained LM; the default recovery lr (0.01) is for SGD on CNNs
+LM_MAX_LR = 1e-3
+
+
+class _Logits(nn.Module):
+    """A causal LM as ``ids -> next-token logits, one row per position`` (for the KD loss)."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        logits = self.lm(input_ids=ids, use_cache=False).logits
+        return logits.reshape(-1, logits.shape[-1])
+
+
+class _Windows:
+    """Re-iterable, unindexed windows: ``distill`` then caches no teacher logits (one
+    512-token window of a 49 k-vocabulary LM is 100 MB of them)."""
+
+    def __init__(self, windows: Sequence[torch.Tensor]) -> None:
+        self.windows = tuple(windows)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __iter__(self):
+        return ((window, None) for window in self.windows)
+
+
+def logits_recovery(windows: Sequence[torch.Tensor], temperature: float = 1.0):
+    """A task ``recover`` hook for causal LMs: KL divergence to the uncompressed model's
+    next-token distribution at every position of the recovery ``windows`` (AdamW).
+
+    The recovery lr is used when it suits AdamW (<= 1e-3); above, :data:`LM_LR`.
+    """
+
+    def recover(
+        student: nn.Module, teacher: nn.Module, config: RecoveryConfig, progress: bool = True
+    ) -> nn.Module:
+        lr = config.lr if config.lr <= LM_MAX_LR else LM_LR
+        distill(
+            _Logits(student),
+            _Logits(teacher),
+            _Windows(windows),
+            logits_kd_loss(temperature),
+            epochs=config.epochs,
+            steps=config.steps,
+            lr=lr,
+            optimizer="adamw",
+            progress=progress,
+        )
+        return student.eval()
+
+    return recover

@@ -34,12 +34,18 @@ FUSED_OPS = (
 
 
 def fuse_onnx(
-    src: str | Path, dst: str | Path, *, num_heads: int = 0, hidden_size: int = 0
+    src: str | Path,
+    dst: str | Path,
+    *,
+    num_heads: int = 0,
+    hidden_size: int = 0,
+    model_type: str = "bert",
 ) -> Path:
     """Write the fused graph of ``src`` to ``dst`` (one file) and return ``dst``.
 
     ``num_heads`` / ``hidden_size`` help the attention fusion on transformer graphs;
-    0 lets ONNX Runtime detect them from the graph.
+    0 lets ONNX Runtime detect them from the graph. ``model_type`` picks the optimizer's
+    pattern set ("gpt2" for decoders: RMS-norm fusions without BERT's embedding pattern).
     """
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -47,7 +53,7 @@ def fuse_onnx(
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
     optimized = optimize_model(
         str(src),
-        model_type="bert",
+        model_type=model_type,
         num_heads=num_heads,
         hidden_size=hidden_size,
         opt_level=1,

@@ -68,6 +68,29 @@ def _load_onnx(path: str, inputs_path: str, device: str) -> Runner:
     return run
 
 
+@LOADERS.register("onnx-prefill", "a KV-cache decoder graph: one prompt pass, empty cache")
+def _load_onnx_prefill(path: str, inputs_path: str, device: str) -> Runner:
+    # A decoder's time to first token: the whole prompt through the graph, empty KV cache.
+    from compressor.measure.decoder import DecoderSession
+
+    session = DecoderSession(path, threads=torch.get_num_threads(), spinning=True)
+    prompt = torch.load(inputs_path, weights_only=True)[0].numpy()
+    cache = session.empty_cache(prompt.shape[0])
+    return lambda: session.run(prompt, cache)
+
+
+@LOADERS.register("onnx-decode", "a KV-cache decoder graph: one token after the prompt")
+def _load_onnx_decode(path: str, inputs_path: str, device: str) -> Runner:
+    # One generated token with the prompt's KV cache as context (time per output token).
+    from compressor.measure.decoder import DecoderSession
+
+    session = DecoderSession(path, threads=torch.get_num_threads(), spinning=True)
+    prompt = torch.load(inputs_path, weights_only=True)[0].numpy()
+    _, cache = session.prefill(prompt)
+    token = prompt[:, -1:]
+    return lambda: session.run(token, cache)
+
+
 def _synchronize(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()

@@ -17,7 +17,14 @@ from compressor.errors import UserInputError
 from compressor.tasks.base import TASKS, Task, register_task
 from compressor.tasks.common import default_ignored_layers
 
-BUILTIN_MODULES = ("custom", "digits", "resnet_cifar", "sentence_similarity", "text_classification")
+BUILTIN_MODULES = (
+    "causal_lm",
+    "custom",
+    "digits",
+    "resnet_cifar",
+    "sentence_similarity",
+    "text_classification",
+)
 
 
 def task_names() -> list[str]:

@@ -1,0 +1,222 @@
+"""Per-layer weight precision of an exported decoder: fp32, INT8 or INT4, layer by layer.
+
+A :class:`PrecisionPlan` gives every weight MatMul of the graph (each ``nn.Linear`` of the
+PyTorch model: ``model.layers.3.mlp.down_proj``, ``lm_head``) one precision. Two ONNX
+Runtime passes do the work, each told exactly which nodes are its own:
+
+- INT4: ``MatMulNBitsQuantizer`` (block-wise 4-bit weights in ``MatMulNBits`` nodes), with
+  round-to-nearest (``rtn``) or HQQ (``hqq``) scales; it imports the ``onnx-ir`` package;
+- INT8: ``quantize_dynamic`` (per-channel INT8 weights, activations quantized at run time:
+  ``MatMulInteger``) on the remaining INT8 nodes.
+
+Measured on SmolLM2-135M (../shared/STACK.md): INT8 on every MatMul costs 46 % perplexity,
+with ``lm_head`` and ``down_proj`` kept fp32 only 4 %. Which layers are sensitive is found
+by measurement (:func:`compressor.search.decoder.layer_sensitivity`), not by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from compressor.actions.export import module_of_node
+from compressor.actions.quantize import _EXTRA_OPTIONS, _quiet
+from compressor.registry import Registry
+
+PRECISIONS = ("fp32", "int8", "int4")
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """The weight precision of every linear layer of a decoder.
+
+    Attributes:
+        default: precision of the decoder layers' linears.
+        lm_head: precision of the output projection (the largest single matrix).
+        overrides: module name -> precision, for single layers (a sensitive
+            ``model.layers.3.mlp.down_proj`` kept fp32, say; a name also covers the modules
+            under it) or for a whole family by its last name (``down_proj``: every layer's).
+        int4_method: ``rtn`` (round to nearest) or ``hqq`` (half-quadratic scales).
+        block_size: INT4 block length along the input dimension.
+        accuracy_level: ``MatMulNBits`` compute type; 4 quantizes activations to INT8
+            inside the kernel (faster on CPU), None computes in fp32.
+    """
+
+    default: str = "fp32"
+    lm_head: str = "fp32"
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    int4_method: str = "rtn"
+    block_size: int = 32
+    accuracy_level: int | None = 4
+
+    def __post_init__(self) -> None:
+        for name, value in (("default", self.default), ("lm_head", self.lm_head)):
+            if value not in PRECISIONS:
+                raise ValueError(f"{name} must be one of {', '.join(PRECISIONS)}; got {value!r}")
+        for module, value in self.overrides.items():
+            if value not in PRECISIONS:
+                raise ValueError(f"precision of {module} must be one of {PRECISIONS}: {value!r}")
+        INT4_METHODS.check("int4_method", self.int4_method)
+        if self.block_size < 16 or self.block_size & (self.block_size - 1):
+            raise ValueError(f"block_size must be a power of two >= 16; got {self.block_size}")
+
+    def precision_of(self, module: str) -> str:
+        """The precision of the linear layer named ``module`` (longest override wins)."""
+        matches = [
+            m
+            for m in self.overrides
+            if module == m or module.startswith(m + ".") or module.endswith("." + m)
+        ]
+        if matches:
+            return self.overrides[max(matches, key=len)]
+        return self.lm_head if module == "lm_head" else self.default
+
+    @property
+    def is_fp32(self) -> bool:
+        return (
+            self.default == "fp32"
+            and self.lm_head == "fp32"
+            and all(v == "fp32" for v in self.overrides.values())
+        )
+
+
+# How INT4 block scales are chosen: each entry builds ORT's algorithm config for a plan.
+INT4_METHODS: Registry[Callable[[PrecisionPlan], object]] = Registry("INT4 method")
+
+
+@INT4_METHODS.register("rtn", "round to nearest, symmetric blocks (ORT's default)")
+def _rtn(plan: PrecisionPlan):
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig
+
+    return DefaultWeightOnlyQuantConfig(
+        block_size=plan.block_size, is_symmetric=True, accuracy_level=plan.accuracy_level
+    )
+
+
+@INT4_METHODS.register("hqq", "half-quadratic scales and zero points (slow: minutes)")
+def _hqq(plan: PrecisionPlan):
+    from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig
+
+    return HQQWeightOnlyQuantConfig(block_size=plan.block_size, bits=4)
+
+
+def weight_matmuls(graph: onnx.ModelProto) -> dict[str, str]:
+    """``{node name: module name}`` of the MatMuls whose second input is a stored weight
+    (or the transpose of one: a tied ``lm_head`` reads the embedding table transposed)."""
+    weights = {init.name for init in graph.graph.initializer} | set(_transposed_weights(graph))
+    return {
+        node.name: module_of_node(node.name)
+        for node in graph.graph.node
+        if node.op_type == "MatMul" and len(node.input) == 2 and node.input[1] in weights
+    }
+
+
+def _transposed_weights(graph: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    """``{output: Transpose node}`` for the Transposes of a stored weight."""
+    weights = {init.name for init in graph.graph.initializer}
+    return {
+        node.output[0]: node
+        for node in graph.graph.node
+        if node.op_type == "Transpose" and node.input[0] in weights
+    }
+
+
+def untie_weights(graph: onnx.ModelProto, nodes: list[str]) -> None:
+    """Store the transposed weight of ``nodes`` as its own initializer, in place.
+
+    optimum stores a tied ``lm_head`` once, as ``Transpose(embedding)``; the quantizers
+    only quantize MatMuls whose weight is an initializer, so quantizing ``lm_head`` needs
+    its own (transposed) copy while the embedding Gather keeps the fp32 table.
+    """
+    from onnx import numpy_helper
+
+    transposes = _transposed_weights(graph)
+    initializers = {init.name: init for init in graph.graph.initializer}
+    wanted = {node.input[1] for node in graph.graph.node if node.name in set(nodes)}
+    for name in wanted & set(transposes):
+        node = transposes[name]
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        array = numpy_helper.to_array(initializers[node.input[0]]).transpose(perm)
+        graph.graph.initializer.append(numpy_helper.from_array(array.copy(), name))
+        graph.graph.node.remove(node)
+
+
+def nodes_by_precision(graph: onnx.ModelProto, plan: PrecisionPlan) -> dict[str, list[str]]:
+    """The weight MatMul node names of each precision."""
+    grouped: dict[str, list[str]] = {p: [] for p in PRECISIONS}
+    for node, module in weight_matmuls(graph).items():
+        grouped[plan.precision_of(module)].append(node)
+    return grouped
+
+
+def quantize_decoder(src: str | Path, dst: str | Path, plan: PrecisionPlan) -> Path:
+    """Write ``src`` with the weight precisions of ``plan`` to ``dst`` (one file)."""
+    src, dst = Path(src), Path(dst)
+    graph = onnx.load(str(src))
+    nodes = nodes_by_precision(graph, plan)
+    untie_weights(graph, nodes["int4"] + nodes["int8"])
+    with _quiet():
+        if nodes["int4"]:
+            graph = _int4(graph, nodes["int4"], plan)
+        if nodes["int8"]:
+            staged = dst.with_suffix(".int4.onnx")
+            onnx.save(graph, str(staged))
+            _int8(staged, dst, nodes["int8"])
+            staged.unlink()
+            return dst
+    onnx.save(graph, str(dst))
+    return dst
+
+
+def _int4(graph: onnx.ModelProto, nodes: list[str], plan: PrecisionPlan) -> onnx.ModelProto:
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    algo = INT4_METHODS.get(plan.int4_method)(plan)
+    others = [name for name in weight_matmuls(graph) if name not in set(nodes)]
+    quantizer = MatMulNBitsQuantizer(
+        graph,
+        block_size=plan.block_size,
+        is_symmetric=True,
+        accuracy_level=plan.accuracy_level,
+        nodes_to_exclude=others,
+        algo_config=algo,
+    )
+    quantizer.process()
+    return quantizer.model.model
+
+
+def _int8(src: Path, dst: Path, nodes: list[str]) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        src,
+        dst,
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_quantize=nodes,
+        extra_options=dict(_EXTRA_OPTIONS),
+    )
+
+
+def weight_bytes(graph: str | Path | onnx.ModelProto) -> dict[str, int]:
+    """Bytes of stored weights: ``total``, and ``streamed`` = what one decode step reads
+    (all but a table only gathered from, like an untied embedding: a step reads one row)."""
+    from onnx import numpy_helper
+
+    model = graph if isinstance(graph, onnx.ModelProto) else onnx.load(str(graph))
+    sizes = {init.name: numpy_helper.to_array(init).nbytes for init in model.graph.initializer}
+    other_uses = {
+        name for node in model.graph.node if node.op_type != "Gather" for name in node.input
+    }
+    gathered_only = {
+        node.input[0]
+        for node in model.graph.node
+        if node.op_type == "Gather" and node.input[0] not in other_uses
+    }
+    table = sum(size for name, size in sizes.items() if name in gathered_only)
+    total = sum(sizes.values())
+    return {"total": total, "streamed": total - table}

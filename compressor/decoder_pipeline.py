@@ -1,0 +1,394 @@
+"""Compressing a causal language model: baseline -> prior -> search -> recover -> deploy -> write.
+
+The steps a ``compress --task causal-lm`` run takes, each a function the benchmark can
+call too:
+
+1. **baseline**: the fp32 KV-cache graph of the unpruned model (the latency baseline every
+   candidate is timed against) and its perplexity;
+2. **prior**: Block Influence of each layer (depth order) and the simulated quantization
+   sensitivity of each linear family (:mod:`compressor.search.decoder_sensitivity`);
+3. **search**: one Optuna study over depth, MLP width, query heads, per-layer precision
+   and fusion (:mod:`compressor.search.decoder`);
+4. **recover**: logit distillation of the chosen structure from the unpruned model on the
+   recovery windows (skipped when nothing was pruned);
+5. **deploy**: the chosen artifact built again from the recovered model, scored on the
+   held-out test windows, logits parity with the PyTorch model recorded, latency re-timed;
+6. **write**: ``model.onnx`` (with the tokenizer and config beside it) and ``result.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import torch
+
+from compressor.actions.export_decoder import export_decoder
+from compressor.actions.prune_decoder import prune_decoder
+from compressor.actions.quantize_decoder import quantize_decoder, weight_bytes
+from compressor.config import MeasureConfig, RecoveryConfig
+from compressor.measure.decoder import (
+    DecoderSession,
+    logits_parity,
+    onnx_likelihood,
+    torch_likelihood,
+)
+from compressor.measure.decoder_latency import DecoderLatencyMeter
+from compressor.measure.flops import count_flops
+from compressor.search.decoder import (
+    MB,
+    DecoderCandidate,
+    DecoderPrior,
+    DecoderScore,
+    DecoderSpace,
+    DecoderStudy,
+    DecoderTargets,
+    candidate_from_params,
+    fuse_decoder,
+    seed_params,
+)
+from compressor.search.decoder_sensitivity import (
+    layer_influence,
+    most_sensitive,
+    precision_sensitivity,
+    removal_order,
+)
+from compressor.tasks.causal_lm import CausalLMTask
+
+log = logging.getLogger(__name__)
+DEFAULT_TRIALS = 8  # ~3-4 min each on SmolLM2 on the shared 2-core machine (export + INT4)
+SENSITIVITY_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class DecoderSettings:
+    """A causal-LM compression run."""
+
+    trials: int = DEFAULT_TRIALS
+    seed: int = 0
+    targets: DecoderTargets = field(default_factory=DecoderTargets)
+    space: DecoderSpace = field(default_factory=DecoderSpace)
+    reward: str = "soft"
+    alpha: float = -0.07
+    beta: float = -0.07
+    recovery_steps: int = 30
+    recovery_lr: float = 5e-5
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class DecoderResult:
+    """The chosen variant and how it measured."""
+
+    candidate: DecoderCandidate
+    search_score: dict  # the chosen trial's measurements during the search
+    baseline_perplexity: float
+    baseline_size_mb: float
+    test_perplexity: float
+    torch_test_perplexity: float
+    parity: dict
+    final: DecoderScore
+    artifact: Path
+    trials: int
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {
+            "candidate": {
+                "structure": dataclasses.asdict(self.candidate.structure),
+                "precision": dataclasses.asdict(self.candidate.precision),
+                "fusion": self.candidate.fusion,
+            },
+            "search": self.search_score,
+            "baseline_test_perplexity": self.baseline_perplexity,
+            "baseline_size_mb": self.baseline_size_mb,
+            "test_perplexity": self.test_perplexity,
+            "torch_test_perplexity": self.torch_test_perplexity,
+            "parity": self.parity,
+            "final": self.final.as_dict(),
+            "artifact": str(self.artifact),
+            "trials": self.trials,
+            "seconds": self.seconds,
+        }
+
+
+def measure_prior(model: torch.nn.Module, window: torch.Tensor) -> DecoderPrior:
+    """Depth order and sensitive linear families, measured on one short window."""
+    window = window[:, :SENSITIVITY_TOKENS]
+    order = removal_order(layer_influence(model, window))
+    sensitive = {
+        precision: tuple(most_sensitive(precision_sensitivity(model, [window], precision)))
+        for precision in ("int8", "int4")
+    }
+    log.info("layers by Block Influence, least first: %s", order)
+    log.info("sensitive families: %s", sensitive)
+    return DecoderPrior(tuple(order), sensitive)
+
+
+def search(
+    study: DecoderStudy, settings: DecoderSettings, prior: DecoderPrior, storage: str | None
+) -> optuna.Study:
+    """Run (or continue) the study until it holds ``settings.trials`` finished trials."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=3)
+    optuna_study = optuna.create_study(
+        study_name="causal-lm",
+        storage=storage,
+        direction="maximize",
+        sampler=sampler,
+        load_if_exists=True,
+    )
+    done = [t for t in optuna_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not optuna_study.trials:
+        for params in seed_params(settings.space)[: settings.trials]:
+            optuna_study.enqueue_trial(params)
+    remaining = settings.trials - len(done)
+    if remaining > 0:
+        optuna_study.optimize(
+            study.objective(settings.space, prior), n_trials=remaining, catch=(RuntimeError,)
+        )
+    return optuna_study
+
+
+def recover(task: CausalLMTask, candidate: DecoderCandidate, settings: DecoderSettings):
+    """The chosen structure, distilled from the unpruned model (unchanged when unpruned)."""
+    student = prune_decoder(task.model, candidate.structure)
+    if candidate.structure.is_identity or settings.recovery_steps <= 0 or task.recover is None:
+        return student
+    config = RecoveryConfig(
+        epochs=1, steps=settings.recovery_steps, lr=settings.recovery_lr, method="distill"
+    )
+    return task.recover(student, task.model, config, settings.progress)
+
+
+def compress_decoder(
+    task: CausalLMTask,
+    out_dir: str | Path,
+    settings: DecoderSettings,
+    *,
+    baseline_graph: Path | None = None,
+    prior: DecoderPrior | None = None,
+) -> DecoderResult:
+    """Search, recover and deploy ``task``'s causal LM; writes into ``out_dir``.
+
+    ``baseline_graph`` (the fp32 export of ``task.model``) and ``prior`` are measured here
+    unless a caller that already has them (the benchmark) passes them in.
+    """
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    workdir = out_dir / "work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    windows = task.windows
+    prompt = task.example_inputs[0]
+    threads = settings.measure.threads
+    baseline_graph = baseline_graph or export_decoder(task.model, workdir / "baseline")
+    baseline_test = onnx_likelihood(DecoderSession(baseline_graph, threads=threads), windows.test)
+    log.info("fp32 baseline: test perplexity %.2f", baseline_test.perplexity)
+    prior = prior or measure_prior(task.model, windows.search[0])
+    with DecoderLatencyMeter(settings.measure, prompt) as meter:
+        meter.set_baseline(baseline_graph)
+        study = DecoderStudy(
+            model=task.model,
+            search_windows=windows.search,
+            prompt=prompt,
+            meter=meter,
+            workdir=workdir,
+            baseline_graph=baseline_graph,
+            baseline_flops_per_token=count_flops(task.model, (prompt,)) / prompt.shape[-1],
+            targets=settings.targets,
+            reward_mode=settings.reward,
+            alpha=settings.alpha,
+            beta=settings.beta,
+            threads=threads,
+        )
+        optuna_study = search(study, settings, prior, f"sqlite:///{out_dir / 'study.db'}")
+        best = optuna_study.best_trial
+        candidate = candidate_from_params(best.params, prior)
+        model = recover(task, candidate, settings)
+        artifact = deploy(study, model, candidate, out_dir, study.kept_artifact(best.number))
+        final = study.score(candidate, artifact)
+    test = onnx_likelihood(DecoderSession(artifact, threads=threads), windows.test)
+    torch_test = torch_likelihood(model, windows.test)
+    parity = logits_parity(model, DecoderSession(artifact, threads=threads), windows.test[0])
+    parity["perplexity_difference"] = test.perplexity - torch_test.perplexity
+    result = DecoderResult(
+        candidate=candidate,
+        search_score=dict(best.user_attrs),
+        baseline_perplexity=baseline_test.perplexity,
+        baseline_size_mb=weight_bytes(baseline_graph)["total"] / MB,
+        test_perplexity=test.perplexity,
+        torch_test_perplexity=torch_test.perplexity,
+        parity=parity,
+        final=final,
+        artifact=artifact,
+        trials=len(optuna_study.trials),
+        seconds=time.perf_counter() - started,
+    )
+    write(result, task, out_dir)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def deploy(
+    study: DecoderStudy,
+    model: torch.nn.Module,
+    candidate: DecoderCandidate,
+    out_dir: Path,
+    scored: Path | None = None,
+) -> Path:
+    """Export the (recovered) model and apply the chosen fusion and precision.
+
+    An unpruned candidate needs no recovery: its artifact as scored in the search
+    (``scored``) ships, or is built again from the cached graphs.
+    """
+    folder = study.workdir / "final"
+    if candidate.structure.is_identity:
+        folder = study.baseline_graph.parent
+        _copy_configs(folder, out_dir)
+        if scored is not None:
+            return Path(shutil.copyfile(scored, out_dir / "model.onnx"))
+        graph = study.structure_graph(candidate.structure, candidate.fusion)
+    else:
+        graph = export_decoder(model, folder)
+        if candidate.fusion:
+            graph = fuse_decoder(graph, folder / "fused.onnx")
+    _copy_configs(folder, out_dir)
+    return quantize_decoder(graph, out_dir / "model.onnx", candidate.precision)
+
+
+def _copy_configs(folder: Path, out_dir: Path) -> None:
+    for name in ("config.json", "generation_config.json"):
+        if (folder / name).is_file():
+            shutil.copyfile(folder / name, out_dir / name)
+
+
+def write(result: DecoderResult, task: CausalLMTask, out_dir: Path) -> None:
+    """``result.json`` and the tokenizer beside ``model.onnx``."""
+    tokenizer = task.tokenizer
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out_dir)
+    (out_dir / "result.json").write_text(json.dumps(result.as_dict(), indent=2, default=str))
+    (out_dir / "report.md").write_text(
+        f"# causal-lm: {task.description}\n\n{summary(result)}\n\n## Trials\n\n"
+        + trials_markdown(trials_table(out_dir))
+        + "\n"
+    )
+
+
+def trials_markdown(trials: list[dict]) -> str:
+    from compressor.report import markdown_table
+
+    columns = [
+        ("#", "number", "d"),
+        ("layers -", "decoder.drop_layers", "d"),
+        ("MLP -", "decoder.mlp_ratio", ".3f"),
+        ("heads -", "decoder.head_ratio", ".2f"),
+        ("weights", "decoder.weights", "s"),
+        ("kept up", "decoder.keep_sensitive", "d"),
+        ("lm_head", "decoder.lm_head", "s"),
+        ("int4", "decoder.int4_method", "s"),
+        ("fused", "decoder.fusion", ""),
+        ("ppl", "perplexity", ".2f"),
+        ("decode x", "decode_ratio", ".2f"),
+        ("MB", "size_mb", ".0f"),
+        ("R", "reward", ".4f"),
+    ]
+    rows = [[format(t.get(key, ""), spec) for _, key, spec in columns] for t in trials]
+    return markdown_table([name for name, _, _ in columns], rows)
+
+
+def trials_table(out_dir: Path) -> list[dict]:
+    """Every finished trial of the run's study: its moves and measurements."""
+    storage = f"sqlite:///{Path(out_dir) / 'study.db'}"
+    study = optuna.load_study(study_name="causal-lm", storage=storage)
+    return [
+        {"number": t.number, **t.params, **t.user_attrs}
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    ]
+
+
+def summary(result: DecoderResult) -> str:
+    """The table a user wants to see at the end of a run (perplexity, not likelihood)."""
+    from compressor.report import markdown_table
+
+    final, structure = result.final, result.candidate.structure
+    precision = result.candidate.precision
+    rows = [
+        ["test perplexity", f"{result.baseline_perplexity:.2f}", f"{result.test_perplexity:.2f}"],
+        [
+            f"prefill ms ({final.latency.prompt_length} tokens)",
+            f"{final.latency.prefill.baseline.p50_ms:.1f}",
+            f"{final.latency.prefill.candidate.p50_ms:.1f}",
+        ],
+        [
+            "decode ms / token",
+            f"{final.latency.decode.baseline.p50_ms:.2f}",
+            f"{final.latency.decode.candidate.p50_ms:.2f} (ratio {final.latency.decode.ratio:.2f})",
+        ],
+        ["weights MB", f"{result.baseline_size_mb:.0f}", f"{final.size_mb:.0f}"],
+        ["FLOPs / token", "1.00x", f"{final.flops_ratio:.2f}x"],
+    ]
+    moves = (
+        f"layers removed {list(structure.drop_layers)}, MLP -{structure.mlp_ratio:.0%}, "
+        f"query heads -{structure.head_ratio:.0%}; weights {precision.default} "
+        f"(kept {dict(precision.overrides)}), lm_head {precision.lm_head}"
+        + (f", INT4 {precision.int4_method}" if "int4" in _precisions(precision) else "")
+        + f"; fusion {'on' if result.candidate.fusion else 'off'}"
+    )
+    return (
+        markdown_table(["", "fp32 ORT", "compressed"], rows)
+        + f"\n\nchosen: {moves}\nparity (PyTorch vs artifact): logits cosine >= "
+        f"{result.parity['cosine_min']:.4f}, perplexity difference "
+        f"{result.parity['perplexity_difference']:+.3f}\n"
+        f"{result.trials} trials, {result.seconds / 60:.1f} min; artifact {result.artifact}"
+    )
+
+
+def _precisions(precision) -> set[str]:
+    return {precision.default, precision.lm_head, *precision.overrides.values()}
+
+
+def settings_from_config(config, trials: int | None, verbose: bool) -> DecoderSettings:
+    """The causal-lm settings a ``compress`` config describes (see :func:`run_causal_lm`)."""
+    search = config.search
+    return DecoderSettings(
+        trials=trials or DEFAULT_TRIALS,
+        seed=search.seed,
+        targets=DecoderTargets(
+            latency=config.target_latency, flops=config.target_flops, size_mb=config.target_size
+        ),
+        reward=search.reward if search.reward != "amc" else "soft",
+        alpha=search.alpha,
+        beta=search.beta,
+        recovery_steps=config.recovery.steps if config.recovery.steps is not None else 30,
+        recovery_lr=config.recovery.lr,
+        measure=config.measure,
+        progress=verbose,
+    )
+
+
+def run_causal_lm(config, *, trials: int | None = None, verbose: bool = True) -> str:
+    """``compress --task causal-lm``: build the task, run the pipeline, return the summary.
+
+    ``--target-latency`` is decode time per token (a ratio of the fp32 artifact's, or ms),
+    ``--target-flops`` FLOPs per token, ``--target-size`` weight megabytes. The trial
+    budget defaults to :data:`DEFAULT_TRIALS`; a rerun into the same ``--output``
+    continues the study (its ``study.db``).
+    """
+    from compressor.logs import console_output
+    from compressor.run_folder import default_output_dir
+    from compressor.tasks import get_task
+
+    settings = settings_from_config(config, trials, verbose)
+    output = Path(config.output) if config.output is not None else default_output_dir()
+    with console_output(verbose):
+        task = get_task("causal-lm", model=config.model, data=config.data)
+        return summary(compress_decoder(task, output, settings))

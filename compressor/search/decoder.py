@@ -1,0 +1,345 @@
+"""One Optuna study over a decoder's moves: depth, MLP width, query heads, per-layer weight
+precision and fusion, each trial judged as its ONNX Runtime artifact with a KV cache.
+
+A trial samples a :class:`DecoderCandidate`; the structure is pruned and exported once
+(graphs are cached by structure, since export dominates a trial's cost), the precision
+plan is applied to the graph, and the artifact is scored: per-token likelihood of the
+search windows (``1 / perplexity``, the quality term of R), decode and prefill latency in
+alternating rounds against the fp32 baseline artifact, weight bytes and FLOPs per token.
+
+The measured priors (:mod:`.decoder_sensitivity`) shape the space: depth removes layers in
+Block-Influence order, and ``keep_sensitive = k`` keeps the ``k`` linear families whose
+simulated quantization hurt most one step up (INT4 -> INT8, INT8 -> fp32).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import torch
+from torch import nn
+
+from compressor.actions.export_decoder import export_decoder
+from compressor.actions.fuse import fuse_onnx
+from compressor.actions.prune_decoder import DecoderPlan, prune_decoder
+from compressor.actions.quantize_decoder import PrecisionPlan, quantize_decoder, weight_bytes
+from compressor.config import FlopsTarget, LatencyTarget
+from compressor.measure.decoder import DecoderSession, onnx_likelihood
+from compressor.measure.decoder_latency import DecoderLatency, DecoderLatencyMeter
+from compressor.measure.flops import count_flops
+from compressor.reward import Term, reward
+from compressor.search.decoder_sensitivity import FAMILIES
+
+log = logging.getLogger(__name__)
+MB = 1e6
+STEP_UP = {"int4": "int8", "int8": "fp32", "fp32": "fp32"}
+
+
+@dataclass(frozen=True)
+class DecoderSpace:
+    """The choices a trial makes."""
+
+    max_drop_layers: int = 3
+    mlp_ratios: tuple[float, ...] = (0.0, 0.125, 0.25)
+    head_ratios: tuple[float, ...] = (0.0,)
+    weights: tuple[str, ...] = ("int8", "int4")
+    lm_head: tuple[str, ...] = ("fp32", "int8", "int4")
+    int4_methods: tuple[str, ...] = ("rtn", "hqq")
+    max_keep_sensitive: int = 2
+    fusion: tuple[bool, ...] = (False, True)
+
+
+@dataclass(frozen=True)
+class DecoderTargets:
+    """The user's budgets: decode latency per token, FLOPs per token, weight size (MB)."""
+
+    latency: LatencyTarget | None = None
+    flops: FlopsTarget | None = None  # a ratio of the unpruned model's, or FLOPs per token
+    size_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class DecoderPrior:
+    """What was measured before the search (see :mod:`.decoder_sensitivity`)."""
+
+    removal_order: tuple[int, ...]
+    sensitive: dict[str, tuple[str, ...]]  # precision -> families, most sensitive first
+
+
+@dataclass(frozen=True)
+class DecoderCandidate:
+    structure: DecoderPlan
+    precision: PrecisionPlan
+    fusion: bool
+
+
+@dataclass(frozen=True)
+class DecoderScore:
+    """A candidate artifact, measured."""
+
+    perplexity: float
+    quality: float  # per-token likelihood, 1 / perplexity
+    latency: DecoderLatency
+    size_mb: float
+    streamed_mb: float
+    flops_per_token: float
+    flops_ratio: float
+    reward: float
+    feasible: bool
+
+    def as_dict(self) -> dict:
+        return {
+            "perplexity": self.perplexity,
+            "quality": self.quality,
+            "prefill_ms": self.latency.prefill.candidate.p50_ms,
+            "decode_ms": self.latency.decode.candidate.p50_ms,
+            "baseline_prefill_ms": self.latency.prefill.baseline.p50_ms,
+            "baseline_decode_ms": self.latency.decode.baseline.p50_ms,
+            "prefill_ratio": self.latency.prefill.ratio,
+            "decode_ratio": self.latency.decode.ratio,
+            "prompt_length": self.latency.prompt_length,
+            "size_mb": self.size_mb,
+            "streamed_mb": self.streamed_mb,
+            "flops_per_token": self.flops_per_token,
+            "flops_ratio": self.flops_ratio,
+            "reward": self.reward,
+            "feasible": self.feasible,
+        }
+
+
+def suggest_candidate(
+    trial: optuna.Trial, space: DecoderSpace, prior: DecoderPrior
+) -> DecoderCandidate:
+    """Ask the sampler for every move of one candidate."""
+    depth = trial.suggest_int("decoder.drop_layers", 0, space.max_drop_layers)
+    structure = DecoderPlan(
+        drop_layers=tuple(sorted(prior.removal_order[:depth])),
+        mlp_ratio=trial.suggest_categorical("decoder.mlp_ratio", list(space.mlp_ratios)),
+        head_ratio=trial.suggest_categorical("decoder.head_ratio", list(space.head_ratios)),
+    )
+    weights = trial.suggest_categorical("decoder.weights", list(space.weights))
+    keep = trial.suggest_int("decoder.keep_sensitive", 0, space.max_keep_sensitive)
+    precision = precision_plan(
+        weights,
+        trial.suggest_categorical("decoder.lm_head", list(space.lm_head)),
+        trial.suggest_categorical("decoder.int4_method", list(space.int4_methods)),
+        prior.sensitive.get(weights, ())[:keep],
+    )
+    fusion = trial.suggest_categorical("decoder.fusion", list(space.fusion))
+    return DecoderCandidate(structure, precision, fusion)
+
+
+def precision_plan(
+    weights: str, lm_head: str, int4_method: str, keep: tuple[str, ...] | list[str]
+) -> PrecisionPlan:
+    """Layers at ``weights``, ``lm_head`` as chosen, the families ``keep`` one step up."""
+    overrides = {family: STEP_UP[weights] for family in keep if family != "lm_head"}
+    return PrecisionPlan(
+        default=weights, lm_head=lm_head, overrides=overrides, int4_method=int4_method
+    )
+
+
+def seed_params(space: DecoderSpace) -> list[dict]:
+    """Single-tool plans the study measures first: INT8 with the most sensitive family
+    fp32 and ``lm_head`` fp32 (STACK.md: 15.82 vs 15.26), INT4 HQQ with ``lm_head`` INT8."""
+    base = {
+        "decoder.drop_layers": 0,
+        "decoder.mlp_ratio": space.mlp_ratios[0],
+        "decoder.head_ratio": space.head_ratios[0],
+        "decoder.fusion": max(space.fusion),
+    }
+    seeds = []
+    if "int8" in space.weights:
+        seeds.append(
+            base
+            | {
+                "decoder.weights": "int8",
+                "decoder.keep_sensitive": min(1, space.max_keep_sensitive),
+                "decoder.lm_head": "fp32" if "fp32" in space.lm_head else space.lm_head[0],
+                "decoder.int4_method": space.int4_methods[0],
+            }
+        )
+    if "int4" in space.weights:
+        seeds.append(
+            base
+            | {
+                "decoder.weights": "int4",
+                "decoder.keep_sensitive": 0,
+                "decoder.lm_head": "int8" if "int8" in space.lm_head else space.lm_head[0],
+                "decoder.int4_method": "hqq" if "hqq" in space.int4_methods else "rtn",
+            }
+        )
+    return seeds
+
+
+@dataclass
+class DecoderStudy:
+    """The live state of a decoder search: model, windows, meter, scratch folder, caches."""
+
+    model: nn.Module
+    search_windows: tuple[torch.Tensor, ...]
+    prompt: torch.Tensor
+    meter: DecoderLatencyMeter
+    workdir: Path
+    baseline_graph: Path  # the fp32 export of the unpruned model (unpruned plans reuse it)
+    baseline_flops_per_token: float
+    targets: DecoderTargets = field(default_factory=DecoderTargets)
+    reward_mode: str = "soft"
+    alpha: float = -0.07
+    beta: float = -0.07
+    threads: int | None = None
+    _graphs: dict[tuple, Path] = field(default_factory=dict)
+    _flops: dict[DecoderPlan, float] = field(default_factory=dict)
+    # The best trial's artifact is kept (the others deleted): an unpruned winner needs no
+    # recovery, so it ships as scored instead of being quantized again (HQQ: minutes).
+    best: tuple[float, int, Path] | None = None
+
+    def structure_graph(self, structure: DecoderPlan, fusion: bool) -> Path:
+        """The fp32 graph of ``structure`` (fused or not), exported once per structure."""
+        plain_key, key = (structure, False), (structure, fusion)
+        folder = self.workdir / f"structure-{len(self._graphs)}"
+        if plain_key not in self._graphs:
+            self._graphs[plain_key] = (
+                self.baseline_graph
+                if structure.is_identity
+                else export_decoder(self._pruned(structure), folder)
+            )
+        if key not in self._graphs:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._graphs[key] = fuse_decoder(self._graphs[plain_key], folder / "fused.onnx")
+        return self._graphs[key]
+
+    def _pruned(self, structure: DecoderPlan) -> nn.Module:
+        pruned = prune_decoder(self.model, structure)
+        self._flops[structure] = count_flops(pruned, (self.prompt,)) / self.prompt.shape[-1]
+        return pruned
+
+    def build(self, candidate: DecoderCandidate, path: Path) -> Path:
+        """The candidate's artifact at ``path``."""
+        graph = self.structure_graph(candidate.structure, candidate.fusion)
+        return quantize_decoder(graph, path, candidate.precision)
+
+    def score(self, candidate: DecoderCandidate, graph: Path) -> DecoderScore:
+        likelihood = onnx_likelihood(
+            DecoderSession(graph, threads=self.threads), self.search_windows
+        )
+        latency = self.meter.compare(graph)
+        sizes = weight_bytes(graph)
+        flops = self._flops.get(candidate.structure, self.baseline_flops_per_token)
+        terms = self.terms(latency, sizes["total"] / MB, flops)
+        value = reward(likelihood.per_token, terms, self.reward_mode, self.alpha, self.beta)
+        return DecoderScore(
+            perplexity=likelihood.perplexity,
+            quality=likelihood.per_token,
+            latency=latency,
+            size_mb=sizes["total"] / MB,
+            streamed_mb=sizes["streamed"] / MB,
+            flops_per_token=flops,
+            flops_ratio=flops / self.baseline_flops_per_token,
+            reward=value,
+            feasible=all(term.within for term in terms if term.budget),
+        )
+
+    def terms(self, latency: DecoderLatency, size_mb: float, flops: float) -> list[Term]:
+        """Decode latency always (a budget when targeted); FLOPs and size when targeted."""
+        target = self.targets.latency
+        if target is None:
+            terms = [Term("latency", latency.decode.ratio, 1.0, budget=False)]
+        elif target.is_ratio:
+            terms = [Term("latency", latency.decode.ratio, target.value)]
+        else:
+            terms = [Term("latency", latency.decode.candidate.p50_ms, target.value)]
+        flops_target = self.targets.flops
+        if flops_target is not None and flops_target.is_ratio:
+            ratio = flops / self.baseline_flops_per_token
+            terms.append(Term("flops", ratio, flops_target.value))
+        elif flops_target is not None:
+            terms.append(Term("flops", flops, flops_target.value))
+        if self.targets.size_mb is not None:
+            terms.append(Term("size", size_mb, self.targets.size_mb))
+        return terms
+
+    def _keep_if_best(self, value: float, number: int, graph: Path) -> None:
+        if self.best is None or value > self.best[0]:
+            if self.best is not None:
+                self.best[2].unlink(missing_ok=True)
+            self.best = (value, number, graph)
+        else:
+            graph.unlink(missing_ok=True)
+
+    def kept_artifact(self, number: int) -> Path | None:
+        """Trial ``number``'s artifact, if this process scored it and kept it."""
+        return self.best[2] if self.best is not None and self.best[1] == number else None
+
+    def objective(self, space: DecoderSpace, prior: DecoderPrior):
+        """The Optuna objective: build, score, record the measurements as user attributes."""
+
+        def run(trial: optuna.Trial) -> float:
+            started = time.perf_counter()
+            candidate = suggest_candidate(trial, space, prior)
+            graph = self.build(candidate, self.workdir / f"trial-{trial.number}.onnx")
+            try:
+                score = self.score(candidate, graph)
+            except BaseException:
+                graph.unlink(missing_ok=True)
+                raise
+            self._keep_if_best(score.reward, trial.number, graph)
+            for key, value in score.as_dict().items():
+                trial.set_user_attr(key, value)
+            trial.set_user_attr("seconds", time.perf_counter() - started)
+            log.info(
+                "trial %d: ppl %.2f, decode %.2fx of fp32, %.0f MB, R %.4f",
+                trial.number,
+                score.perplexity,
+                score.latency.decode.ratio,
+                score.size_mb,
+                score.reward,
+            )
+            return score.reward
+
+        return run
+
+
+def candidate_from_params(params: dict, prior: DecoderPrior) -> DecoderCandidate:
+    """Rebuild a finished trial's candidate from its parameters."""
+    keep = params["decoder.keep_sensitive"]
+    weights = params["decoder.weights"]
+    return DecoderCandidate(
+        DecoderPlan(
+            drop_layers=tuple(sorted(prior.removal_order[: params["decoder.drop_layers"]])),
+            mlp_ratio=params["decoder.mlp_ratio"],
+            head_ratio=params["decoder.head_ratio"],
+        ),
+        precision_plan(
+            weights,
+            params["decoder.lm_head"],
+            params["decoder.int4_method"],
+            prior.sensitive.get(weights, ())[:keep],
+        ),
+        params["decoder.fusion"],
+    )
+
+
+def fuse_decoder(src: Path, dst: Path) -> Path:
+    """ORT's transformer optimizer on a decoder graph (on SmolLM2 it fuses the RMS norms
+    with the residual adds: SkipSimplifiedLayerNormalization; attention does not fuse)."""
+    return fuse_onnx(src, dst, model_type="gpt2")
+
+
+__all__ = [
+    "FAMILIES",
+    "DecoderCandidate",
+    "DecoderPrior",
+    "DecoderScore",
+    "DecoderSpace",
+    "DecoderStudy",
+    "DecoderTargets",
+    "candidate_from_params",
+    "precision_plan",
+    "seed_params",
+    "suggest_candidate",
+]
