@@ -21,6 +21,7 @@ from compressor.actions.pruner import ChannelPruner, ExcludedGroup, Pruner, usab
 from compressor.config import CompressConfig
 from compressor.measure.flops import count_flops, count_params
 from compressor.report.tables import format_count
+from compressor.search.context import depth_units
 from compressor.tasks.common import default_ignored_layers
 
 
@@ -56,8 +57,8 @@ class Inspection:
     excluded_groups: tuple[ExcludedGroup, ...]
     min_flops: int  # every group pruned at max_ratio
     max_ratio: float
-    # Depth pruning (whole blocks / layers) is not in this version; None = not available.
-    # When it lands, this lists the units it may remove (see removable_units below).
+    # Blocks / layers depth pruning may remove (issue 14's find_units, as the search finds
+    # them); None = depth pruning off (prune.depth) or not asked for.
     removable_units: tuple[str, ...] | None = None
 
     def to_json(self) -> dict:
@@ -78,6 +79,7 @@ def inspect_model(
     config: CompressConfig | None = None,
     task: str = "custom",
     description: str = "",
+    removable: Sequence[str] | None = None,
 ) -> Inspection:
     """Inspect ``model`` as the search would see it (nothing is searched or written).
 
@@ -111,7 +113,7 @@ def inspect_model(
         excluded_groups=excluded,
         min_flops=count_flops(smallest, inputs),
         max_ratio=config.prune.max_ratio,
-        removable_units=removable_units(model),
+        removable_units=None if removable is None else tuple(removable),
     )
 
 
@@ -120,6 +122,7 @@ def inspect_task(config: CompressConfig, verbose: bool = False) -> Inspection:
     from compressor.tasks import get_task
 
     task = get_task(config.task, verbose=verbose, **config.task_options())
+    units = depth_units(task, config) if config.prune.depth else None
     return inspect_model(
         task.model,
         task.example_inputs,
@@ -130,15 +133,8 @@ def inspect_task(config: CompressConfig, verbose: bool = False) -> Inspection:
         config=config,
         task=task.name,
         description=task.description,
+        removable=None if units is None else [unit.name for unit in units],
     )
-
-
-def removable_units(model: nn.Module) -> tuple[str, ...] | None:
-    """Blocks / layers depth pruning could remove: the place for issue 14's depth pruning.
-
-    None until that lands (the search prunes width only in this version).
-    """
-    return None
 
 
 def _group_info(group: ChannelGroup) -> GroupInfo:
@@ -229,7 +225,7 @@ def render_text(inspection: Inspection) -> str:
     lines += [
         "",
         "removable units (depth pruning): "
-        + ("not available in this version" if units is None else (", ".join(units) or "none")),
+        + ("off (prune.depth)" if units is None else (_names(units, 8) or "none")),
     ]
     return "\n".join(lines)
 

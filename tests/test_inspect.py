@@ -18,7 +18,8 @@ def test_inspect_the_embedded_default_as_text_and_json(digits_task, tmp_path, ca
     text = capsys.readouterr().out
     assert "prunable groups (9):" in text
     assert "fc       classifier: its outputs are the model's outputs" in text
-    assert "removable units (depth pruning): not available in this version" in text
+    # issue 14's depth units, as the search finds them
+    assert "removable units (depth pruning): layer1.0, layer1.1, layer2.1, layer3.1" in text
     assert main(["inspect", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["task"] == "digits" and record["flops"] == 52_724_992

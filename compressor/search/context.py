@@ -111,6 +111,8 @@ def search_settings(
 def excluded_records(settings: SearchSettings) -> tuple[dict[str, str], ...]:
     """The excluded groups as plain records (``result.json``, the study's run info)."""
     return tuple(dataclasses.asdict(group) for group in settings.excluded_groups)
+
+
 def accuracy_floor(config: CompressConfig, baseline_accuracy: float | None) -> float | None:
     """The lowest feasible validation accuracy under ``--max-accuracy-drop`` (points / 100:
     metrics are fractions in [0, 1])."""

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 
+@torch.no_grad()
 def accuracy(
     model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 512
 ) -> float:

@@ -145,7 +145,6 @@ class TensorBatches:
             yield self.inputs[index], self.labels[index]
 
 
-@torch.no_grad()
 def train_digits_model(
     splits, epochs: int = TRAIN_EPOCHS, seed: int = TRAIN_SEED, blocks: int = 2
 ) -> nn.Module:
