@@ -92,6 +92,7 @@ def test_cli_as_a_subprocess_with_a_config_file(tmp_path):
             "3",
             "--epochs",
             "0",
+            "--no-references",  # 3 trials exactly: the progress lines are checked
             "--output",
             str(output),
         ],
