@@ -57,7 +57,7 @@ def test_same_seed_gives_the_same_trial_parameters(digits_task, tmp_path):
     # later trials, so those are compared only by the AMC-reward determinism test
     # (test_reliability), whose reward has no latency term.
     first, second = plans("a"), plans("b")
-    assert len(first) == len(second) == 5
+    assert len(first) == len(second) == 6  # 5 trials, then the static_ort reference
     assert first[:3] == second[:3]
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from compressor import CompressConfig, UserInputError
 from compressor.cli import main
+from compressor.records import Baseline
 from compressor.search.storage import (
     make_manifest,
     model_fingerprint,
@@ -46,7 +47,7 @@ def test_a_worker_waits_for_the_study_and_gives_up_with_the_reason(tmp_path, cap
 def _study_with_manifest(tmp_path, digits_task, task_name="digits", fingerprint=None):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = open_study(url, "compress", optuna.samplers.RandomSampler(seed=0))
-    baseline = {"flops": 1, "params": 1, "val_accuracy": 1.0, "accuracy": 1.0}
+    baseline = Baseline(accuracy=1.0, val_accuracy=1.0, flops=1, params=1)
     manifest = make_manifest(task_name, CompressConfig(), baseline, digits_task.model)
     if fingerprint:
         manifest["model_fingerprint"] = fingerprint

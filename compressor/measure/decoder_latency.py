@@ -11,13 +11,13 @@ candidate in alternating rounds against the same phase of the baseline artifact.
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from compressor.config import MeasureConfig
+from compressor.measure.confidence import ratio_interval
 from compressor.measure.latency import LatencyComparison, LatencyMeter, LatencyStats
 
 PHASES = ("prefill", "decode")
@@ -71,10 +71,16 @@ class DecoderLatencyMeter(LatencyMeter):
                 )
             finally:
                 self._request({"op": "unload", "key": key})
+            # The same ratio rule as every other comparison: geometric mean of the per-round
+            # ratios with its interval (compressor.measure.confidence).
+            interval = ratio_interval(reply["ratios"][key])
             results[phase] = LatencyComparison(
                 candidate=LatencyStats.from_seconds(reply["samples"][key]),
                 baseline=LatencyStats.from_seconds(reply["samples"][f"baseline-{phase}"]),
-                ratio=statistics.median(reply["round_ratios"]),
+                ratio=interval.ratio,
+                ratio_low=interval.low if interval.rounds > 1 else None,
+                ratio_high=interval.high if interval.rounds > 1 else None,
+                rounds=interval.rounds,
             )
         return DecoderLatency(results["prefill"], results["decode"], self.prompt_length)
 
