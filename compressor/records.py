@@ -46,10 +46,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def from_json(cls: type[R], data: Mapping[str, Any]) -> R:
-    """The record ``cls`` from plain data; keys it does not know are ignored (newer files)."""
-    names = {item.name for item in dataclasses.fields(cls)}
-    return cls(**{key: value for key, value in data.items() if key in names})
+class Record:
+    """Base of the records: ``from_json`` builds one from plain data, ignoring keys it does
+    not know (files written by a newer version). Records with nested records override it
+    to convert those first."""
+
+    @classmethod
+    def from_json(cls: type[R], data: Mapping[str, Any]) -> R:
+        names = {item.name for item in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
 
 
 def keep(value: Any = None) -> Any:
@@ -58,7 +63,7 @@ def keep(value: Any = None) -> Any:
 
 
 @dataclass(frozen=True)
-class Baseline:
+class Baseline(Record):
     """The unmodified model. Latencies are filled at the end (the fp32 baseline artifact)."""
 
     accuracy: float  # test split
@@ -69,13 +74,9 @@ class Baseline:
     latency_ms: float | None = None
     latency_p90_ms: float | None = None
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Baseline:
-        return from_json(cls, data)
-
 
 @dataclass(frozen=True)
-class Target:
+class Target(Record):
     """The user's targets and the reward's parameters, as the run applied them."""
 
     flops: int  # the FLOPs budget (the whole model when there is no FLOPs target)
@@ -97,11 +98,11 @@ class Target:
         data = dict(data)
         if data.get("spec") == "None":  # schema 1 wrote a missing target as text
             data["spec"] = None
-        return from_json(cls, data)
+        return super().from_json(data)
 
 
 @dataclass(frozen=True)
-class Parity:
+class Parity(Record):
     """The artifact against the PyTorch model on real inputs."""
 
     max_abs_diff: float
@@ -109,13 +110,9 @@ class Parity:
     top1_agreement: float  # meaningful for classifiers; read the cosine for embeddings
     samples: int | None = None
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Parity:
-        return from_json(cls, data)
-
 
 @dataclass(frozen=True)
-class ArtifactInfo:
+class ArtifactInfo(Record):
     """What an ONNX artifact holds (``parity`` is set for trials' artifacts)."""
 
     quantization: str
@@ -133,11 +130,11 @@ class ArtifactInfo:
         data["fp32_nodes"] = tuple(data.get("fp32_nodes", ()))
         if data.get("parity") is not None:
             data["parity"] = Parity.from_json(data["parity"])
-        return from_json(cls, data)
+        return super().from_json(data)
 
 
 @dataclass(frozen=True)
-class TrialMetrics:
+class TrialMetrics(Record):
     """What scoring one candidate measured (stored as the Optuna trial's user attributes).
 
     ``feasible``: within every budget the user set (FLOPs and, when given, latency).
@@ -176,7 +173,7 @@ class TrialMetrics:
 
 
 @dataclass(frozen=True)
-class TrialRecord:
+class TrialRecord(Record):
     """One trial as ``result.json`` and the report list it."""
 
     number: int
@@ -216,11 +213,11 @@ class TrialRecord:
         if data.get("artifact") is not None:
             data["artifact"] = ArtifactInfo.from_json(data["artifact"])
         data["removed_units"] = tuple(data.get("removed_units") or ())
-        return from_json(cls, data)
+        return super().from_json(data)
 
 
 @dataclass(frozen=True)
-class Plan:
+class Plan(Record):
     """The chosen pruning plan."""
 
     ratios: dict[str, float]
@@ -238,11 +235,11 @@ class Plan:
         data = dict(data)
         for key in ("removed_units", "depth_units"):
             data[key] = tuple(data.get(key) or ())
-        return from_json(cls, data)
+        return super().from_json(data)
 
 
 @dataclass(frozen=True)
-class Retimed:
+class Retimed(Record):
     """One of the top trials re-timed together before choosing (``search/choose.py``)."""
 
     trial: int
@@ -254,13 +251,9 @@ class Retimed:
     latency_ratio_low: float | None = None  # None: too few rounds for an interval
     latency_ratio_high: float | None = None
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Retimed:
-        return from_json(cls, data)
-
 
 @dataclass(frozen=True)
-class Chosen:
+class Chosen(Record):
     """The chosen variant after recovery (``result.json``'s ``best``).
 
     ``accuracy`` / ``val_accuracy`` are the deployed artifact's when there is one (else the
@@ -304,17 +297,17 @@ class Chosen:
         if data.get("artifact") is not None:
             data["artifact"] = ArtifactInfo.from_json(data["artifact"])
         data["retimed"] = tuple(Retimed.from_json(item) for item in data.get("retimed", ()))
-        return from_json(cls, data)
+        return super().from_json(data)
 
 
 @dataclass(frozen=True)
-class Percentiles:
+class Percentiles(Record):
     p50: float
     p90: float
 
 
 @dataclass(frozen=True)
-class ArtifactFile:
+class ArtifactFile(Record):
     """One ONNX file the run wrote or timed: latency (all against the same baseline), size."""
 
     latency_ms: Percentiles
@@ -325,11 +318,11 @@ class ArtifactFile:
     def from_json(cls, data: Mapping[str, Any]) -> ArtifactFile:
         data = dict(data)
         data["latency_ms"] = Percentiles(**data["latency_ms"])
-        return from_json(cls, data)
+        return super().from_json(data)
 
 
 @dataclass(frozen=True)
-class WorkerStats:
+class WorkerStats(Record):
     """One process that scored trials: its finished trials and the baseline it timed against.
 
     Latency ratios compare across workers, milliseconds do not: each worker timed its
