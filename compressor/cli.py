@@ -21,6 +21,7 @@ from typing import Any
 from compressor.actions.importance import IMPORTANCES
 from compressor.actions.quantize import QUANTIZATIONS
 from compressor.config import AUGMENTATIONS, DEVICES, CompressConfig, load_config_file
+from compressor.credentials import mask
 from compressor.errors import CompressorError, UserInputError
 from compressor.registry import Registry
 from compressor.reward import REWARDS
@@ -419,14 +420,15 @@ def _run_inspect(argv: Sequence[str]) -> int:
 
 
 def _guarded(prog: str, action: Callable[[], int]) -> int:
-    """Run ``action``; what it raises becomes one line on stderr and the exit code."""
+    """Run ``action``; what it raises becomes one line on stderr (passwords masked) and the
+    exit code."""
     try:
         return action()
     except UserInputError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(mask(f"{prog}: error: {exc}"), file=sys.stderr)
         return 2
     except CompressorError as exc:
-        print(f"{prog}: failed: {exc}", file=sys.stderr)
+        print(mask(f"{prog}: failed: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

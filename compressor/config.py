@@ -17,6 +17,7 @@ import yaml
 
 from compressor.actions.importance import IMPORTANCES
 from compressor.actions.quantize import QUANTIZATIONS
+from compressor.credentials import StorageUrl
 from compressor.errors import UserInputError
 from compressor.reward import REWARDS
 from compressor.search.samplers import SAMPLERS
@@ -210,7 +211,8 @@ class SearchConfig:
     max_consecutive_failures: int = 5  # the run stops (with a summary) after this many
     # Issue 9: where the study lives. None = SQLite in the output folder; any Optuna RDB URL
     # (postgresql://user@host/db) lets `compress worker` processes join the same study.
-    storage: str | None = None
+    # Given as a string; held as a StorageUrl, which records itself with the password masked.
+    storage: StorageUrl | None = None
     study: str = "compress"
     # Issue 14: the unpruned model's fp32 / fused / INT8 pipelines are seeded trials too.
     references: bool = True
@@ -225,9 +227,9 @@ class SearchConfig:
             raise UserInputError(
                 f"search.references must be true or false; got {self.references!r}"
             )
-        if self.storage is not None and not (
-            isinstance(self.storage, str) and _STORAGE_RE.match(self.storage)
-        ):
+        if isinstance(self.storage, str) and _STORAGE_RE.match(self.storage):
+            _set(self, storage=StorageUrl(self.storage))
+        elif self.storage is not None and not isinstance(self.storage, StorageUrl):
             raise UserInputError(
                 "search.storage must be a database URL such as sqlite:///runs/x/study.db or "
                 f"postgresql://user@host/db; got {self.storage!r}"
@@ -536,7 +538,10 @@ class CompressConfig:
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data, suitable for YAML / JSON; round-trips through :meth:`from_dict`."""
+        """Plain data, suitable for YAML / JSON; round-trips through :meth:`from_dict`.
+
+        It is what a run records: a password in ``search.storage`` is masked (``***``).
+        """
         data = dataclasses.asdict(self)
         data["target_flops"] = (
             None
@@ -546,6 +551,8 @@ class CompressConfig:
             else f"{self.target_flops.value:g}"
         )
         data["output"] = str(self.output) if self.output is not None else None
+        storage = self.search.storage
+        data["search"]["storage"] = storage.recorded if storage is not None else None
         for key in ("data", "weights"):
             data[key] = str(getattr(self, key)) if getattr(self, key) is not None else None
         data["prune"]["ignore_layers"] = list(self.prune.ignore_layers)
