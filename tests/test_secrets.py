@@ -9,21 +9,28 @@ worker that joins with the password in ``PGPASSWORD`` are searched for the passw
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from scale_out_helpers import STUDY, finish, process_name, start_compress, start_worker
+from scale_out_helpers import CHEAP, STUDY
 
 from compressor.cli import main
 from compressor.config import CompressConfig, SearchConfig
 from compressor.credentials import MASK, StorageUrl, mask, without_mask
 
 SECRET = "S3cretPassw0rd"
+# The scale-out tests' cheap run, cheaper still: one trial with no distilled re-scoring, no
+# depth units to measure, a small BatchNorm calibration. Only what is recorded matters here.
+FASTEST = {
+    **CHEAP,
+    "search": {**CHEAP["search"], "promote_fraction": 0.0, "calibration_samples": 32},
+    "prune": {"depth": False},
+}
 
 
 @dataclass(frozen=True)
@@ -155,50 +162,51 @@ def _old_run_holding(run: Path, folder: Path, secret_url: str) -> Path:
 
 
 def test_no_output_of_a_run_on_postgresql_holds_the_password(
-    database, digits_task, tmp_path, monkeypatch
+    database, digits_task, tmp_path, monkeypatch, capsys
 ):
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    from compressor.search.storage import WORKER_KEY, existing_study
+    from compressor.search.storage import WORKER_KEY, existing_study, worker_id
     from compressor.worker import run_worker
 
     secret_url, bare_url = _with_password(database, SECRET), _with_password(database, None)
-    # digits_task has put the trained model in the cache both processes read.
-    worker = start_worker(tmp_path, bare_url, env={**os.environ, "PGPASSWORD": SECRET})
-    compress = start_compress(tmp_path, secret_url, trials=2)
-    finish(compress, tmp_path / "compress.log")
-    finish(worker, tmp_path / "worker.log")
+    (tmp_path / "cheap.yaml").write_text(yaml.safe_dump(FASTEST))
     run = tmp_path / "run"
+    argv = ["--config", str(tmp_path / "cheap.yaml"), "--storage", secret_url, "--study", STUDY]
+    argv += ["--trials", "1", "--seed", "1", "--output", str(run)]
+    # In this process (the digits model is loaded already); argv is what the run records.
+    monkeypatch.setattr(sys, "argv", ["compress", *argv])
+    assert main(argv) == 0
     assert main(["report", str(run)]) == 0  # re-rendered from the folder
     old = _old_run_holding(run, tmp_path / "old", secret_url)
     assert main(["report", str(old)]) == 0
 
-    assert _files_holding(run, SECRET) == []
-    assert _files_holding(tmp_path, SECRET) == ["old/config.yaml", "old/result.json"]
-    assert _database_rows_holding(bare_url, SECRET) == []
-    # What was recorded is there, masked: not left out.
-    recorded = _with_password(database, MASK)
-    assert yaml.safe_load((run / "config.yaml").read_text())["search"]["storage"] == recorded
-    assert (
-        f"--storage {recorded}"
-        in json.loads((run / "result.json").read_text())["environment"]["command"]
-    )
-    for report in (run, old):
-        assert f"--storage {recorded}" in (report / "summary.md").read_text()
-        assert recorded in (report / "report.html").read_text()
-    study = existing_study(bare_url, STUDY)
-    assert f"{WORKER_KEY}{process_name(worker)}" in study.user_attrs  # joined on PGPASSWORD
-
-    # A worker given the URL config.yaml recorded connects without the "***" (the driver
-    # takes PGPASSWORD), never with it.
+    # A worker given the URL config.yaml recorded, the password only in PGPASSWORD: it
+    # connects without the "***" (the driver takes PGPASSWORD), never with it.
+    recorded = yaml.safe_load((run / "config.yaml").read_text())["search"]["storage"]
     passwords: list[str | None] = []
     spy = lambda dialect, record, cargs, cparams: passwords.append(cparams.get("password"))  # noqa: E731
     event.listen(Engine, "do_connect", spy)
     monkeypatch.setenv("PGPASSWORD", SECRET)
     try:
-        scored = run_worker(recorded, STUDY, task=digits_task, wait=30, verbose=False)
+        scored = run_worker(recorded, STUDY, task=digits_task, wait=30)
     finally:
         event.remove(Engine, "do_connect", spy)
-    assert scored == 0  # the study's budget was spent
-    assert passwords and MASK not in passwords
+    assert scored == 0  # the run spent the study's budget
+    assert passwords and set(passwords) == {None}
+    joined = existing_study(bare_url, STUDY).user_attrs
+    assert f"{WORKER_KEY}{worker_id()}" in joined
+
+    printed = capsys.readouterr()
+    assert SECRET not in printed.out + printed.err and "best" in printed.out
+    assert _files_holding(run, SECRET) == []
+    assert _files_holding(tmp_path, SECRET) == ["old/config.yaml", "old/result.json"]
+    assert _database_rows_holding(bare_url, SECRET) == []
+    # What was recorded is there, masked: not left out.
+    assert recorded == _with_password(database, "PLACEHOLDER").replace("PLACEHOLDER", MASK)
+    command = shlex.split(json.loads((run / "result.json").read_text())["environment"]["command"])
+    assert command[command.index("--storage") + 1] == recorded
+    for report in (run, old):
+        assert recorded in (report / "summary.md").read_text()
+        assert recorded in (report / "report.html").read_text()
