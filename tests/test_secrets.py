@@ -163,12 +163,11 @@ def _old_run_holding(run: Path, folder: Path, secret_url: str) -> Path:
 
 def test_no_output_of_a_run_on_postgresql_holds_the_password(
     database, digits_task, tmp_path, monkeypatch, capsys
-):
+):  # digits_task: the trained model is in the cache the run and the worker load
     from sqlalchemy import event
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Engine, make_url
 
     from compressor.search.storage import WORKER_KEY, existing_study, worker_id
-    from compressor.worker import run_worker
 
     secret_url, bare_url = _with_password(database, SECRET), _with_password(database, None)
     (tmp_path / "cheap.yaml").write_text(yaml.safe_dump(FASTEST))
@@ -182,29 +181,30 @@ def test_no_output_of_a_run_on_postgresql_holds_the_password(
     old = _old_run_holding(run, tmp_path / "old", secret_url)
     assert main(["report", str(old)]) == 0
 
-    # A worker given the URL config.yaml recorded, the password only in PGPASSWORD: it
-    # connects without the "***" (the driver takes PGPASSWORD), never with it.
+    # `compress worker` given the URL config.yaml recorded, the password only in PGPASSWORD:
+    # it connects without the "***" (the driver takes PGPASSWORD), never with it.
     recorded = yaml.safe_load((run / "config.yaml").read_text())["search"]["storage"]
     passwords: list[str | None] = []
     spy = lambda dialect, record, cargs, cparams: passwords.append(cparams.get("password"))  # noqa: E731
     event.listen(Engine, "do_connect", spy)
     monkeypatch.setenv("PGPASSWORD", SECRET)
     try:
-        scored = run_worker(recorded, STUDY, task=digits_task, wait=30)
+        assert main(["worker", "--storage", recorded, "--study", STUDY, "--wait", "30"]) == 0
     finally:
         event.remove(Engine, "do_connect", spy)
-    assert scored == 0  # the run spent the study's budget
     assert passwords and set(passwords) == {None}
-    joined = existing_study(bare_url, STUDY).user_attrs
-    assert f"{WORKER_KEY}{worker_id()}" in joined
+    joined = existing_study(bare_url, STUDY).user_attrs[f"{WORKER_KEY}{worker_id()}"]
+    assert joined["role"] == "worker"  # it recorded itself (over this process's compress)
 
     printed = capsys.readouterr()
-    assert SECRET not in printed.out + printed.err and "best" in printed.out
+    assert SECRET not in printed.out + printed.err
+    assert "best" in printed.out and f"scored 0 trials of study {STUDY!r}" in printed.out
     assert _files_holding(run, SECRET) == []
     assert _files_holding(tmp_path, SECRET) == ["old/config.yaml", "old/result.json"]
     assert _database_rows_holding(bare_url, SECRET) == []
     # What was recorded is there, masked: not left out.
-    assert recorded == _with_password(database, "PLACEHOLDER").replace("PLACEHOLDER", MASK)
+    url = make_url(database)
+    assert recorded == f"postgresql://{url.username}:{MASK}@{url.host}:{url.port}/{url.database}"
     command = shlex.split(json.loads((run / "result.json").read_text())["environment"]["command"])
     assert command[command.index("--storage") + 1] == recorded
     for report in (run, old):
