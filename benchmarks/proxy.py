@@ -52,8 +52,10 @@ from compressor.search.candidate import (
     checked_metric,
     make_artifact,
     plan_for,
+    removed_units,
     runnable,
 )
+from compressor.search.space import DepthChoice
 from compressor.tasks import get_task
 
 GOAL_SPEARMAN = 0.8
@@ -120,10 +122,16 @@ SETUPS = {
 }
 
 
+DEPTH_SHARES = (0.0, 0.5, 1.0)  # share of the FLOPs cut taken by removing units, in turn
+
+
 def make_plans(
     settings, count: int, modes: tuple[str, ...], seed: int = 0, share: range | None = None
 ) -> list[dict]:
-    """The uniform plan and ``count - 1`` random preference vectors, fitted to the budget.
+    """The uniform plan and ``count - 1`` random plans, fitted to the budget: random
+    per-group width preferences and, where the task has depth units, a depth share taken
+    in turn from ``DEPTH_SHARES`` with random unit preferences (what the search samples:
+    widths only, mixed, depth first).
 
     ``share``: fit only these plans (the draws stay those of the whole sequence; the fit,
     a bisection of pruned FLOPs counts, is what costs)."""
@@ -133,16 +141,28 @@ def make_plans(
     for index in range(count):
         if index == 0:
             preferences = {group.name: 1.0 for group in settings.groups}
+            depth = None
         else:
             preferences = {
                 group.name: round(rng.randint(0, int(round(1 / step))) * step, 6)
                 for group in settings.groups
             }
+            units = {
+                u.name: rng.randint(1, int(round(1 / step))) * step for u in settings.depth_units
+            }
+            depth = DepthChoice(DEPTH_SHARES[index % len(DEPTH_SHARES)], units)
         if share is not None and index not in share:
             continue
-        ratios, fits = plan_for(settings, preferences)
+        removed = removed_units(settings, depth, settings.flops_budget)
+        ratios, fits = plan_for(settings, preferences, removed=removed)
         plans.append(
-            {"index": index, "ratios": ratios, "fits": fits, "mode": modes[index % len(modes)]}
+            {
+                "index": index,
+                "ratios": ratios,
+                "removed": removed,
+                "fits": fits,
+                "mode": modes[index % len(modes)],
+            }
         )
     return plans
 
@@ -183,9 +203,9 @@ def _inputs(batch) -> tuple:
 def score_plan(task, settings, bench: BenchSetup, plan: dict, scorer: Scorer, data: dict) -> dict:
     """Every proxy of one plan, its accuracy after the reduced recovery, and the seconds."""
     mode = plan["mode"]
-    row = {"plan": plan["index"], "mode": mode}
+    row = {"plan": plan["index"], "mode": mode, "removed": list(plan.get("removed", ()))}
     started = time.perf_counter()
-    model, kept = build_candidate(settings, plan["ratios"])
+    model, kept = build_candidate(settings, plan["ratios"], plan.get("removed", ()))
     built = time.perf_counter() - started
     row["channels"] = kept
     clock = time.perf_counter()
@@ -376,11 +396,12 @@ def markdown(results: list[dict]) -> str:
             )
             + "\n"
             + markdown_table(
-                ["plan", "mode", *proxies, "after recovery"],
+                ["plan", "mode", "units removed", *proxies, "after recovery"],
                 [
                     [
                         r["plan"],
                         r["mode"],
+                        len(r.get("removed", ())),
                         *(fmt(r[p], ".4f") for p in proxies),
                         fmt(r["after_recovery"], ".4f"),
                     ]
