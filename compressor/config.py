@@ -145,6 +145,7 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
 
 
 DEVICES = ("cpu", "cuda")
+AUTO = "auto"  # prune.round_to: the multiple measured for each candidate's quantization mode
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,9 @@ class PruneConfig:
     """How candidates are pruned (torch-pruning, one ratio per coupled channel group)."""
 
     importance: str = "magnitude"
-    round_to: int | None = 8  # channel counts rounded to multiples the kernels like
+    # Channel counts rounded to multiples the kernels like; "auto": per candidate, the
+    # multiple measured for its artifact's quantization mode (compressor.measure.kernel_widths).
+    round_to: int | str | None = 8
     max_ratio: float = 0.8  # never remove more than this share of a group's channels
     ratio_step: float = 0.05  # granularity of the searched per-group preferences
     ignore_layers: tuple[str, ...] = ()  # module names whose output channels stay intact
@@ -173,9 +176,11 @@ class PruneConfig:
             raise UserInputError(
                 f"prune.depth_units must be a glob such as 'layer*.*'; got {self.depth_units!r}"
             )
-        if self.round_to is not None and (not isinstance(self.round_to, int) or self.round_to < 1):
+        if self.round_to not in (None, AUTO) and (
+            type(self.round_to) is not int or self.round_to < 1  # not bool, not float
+        ):
             raise UserInputError(
-                f"prune.round_to must be a positive integer; got {self.round_to!r}"
+                f"prune.round_to must be a positive integer or auto; got {self.round_to!r}"
             )
         _check_range("prune.max_ratio", self.max_ratio, 0.05, 0.99)
         _check_range("prune.ratio_step", self.ratio_step, 0.01, 0.5)

@@ -65,12 +65,26 @@ class ChannelPruner:
             model,
             example_inputs,
             importance=config.importance,
-            round_to=config.round_to,
+            # Under "auto" each candidate gets its multiple (aligned_to); none until then.
+            round_to=config.round_to if isinstance(config.round_to, int) else None,
             ignored_layers=ignored_layers,
         )
 
     def groups(self) -> list[ChannelGroup]:
         return channel_groups(self.model, self.example_inputs, self.ignored_layers)
+
+    def aligned_to(self, round_to: int | None) -> ChannelPruner:
+        """The same pruner rounding kept counts to ``round_to`` instead (the search gives
+        each candidate the multiple its quantization mode's kernels favour)."""
+        if round_to == self.round_to:
+            return self
+        return ChannelPruner(
+            self.model,
+            self.example_inputs,
+            importance=self.importance,
+            round_to=round_to,
+            ignored_layers=self.ignored_layers,
+        )
 
     def kept_counts(
         self, groups: Sequence[ChannelGroup], ratios: Mapping[str, float]
