@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from compressor.actions.artifact import DeploySpec
-from compressor.actions.prune import channel_groups
+from compressor.actions.prune import channel_groups, kept_channels
 from compressor.actions.pruner import ChannelPruner
 from compressor.config import CompressConfig
 from compressor.errors import UserInputError
@@ -97,6 +97,12 @@ def test_a_candidates_channels_are_multiples_of_its_modes_multiple(
 def test_flops_are_memoised_per_multiple(settings):
     ratios = {group.name: 0.4 for group in settings.groups}  # 48 -> 28.8 channels
     assert flops_of_plan(settings, ratios, (), FP32) < flops_of_plan(settings, ratios, (), INT8)
+
+
+def test_a_group_no_wider_than_a_measured_multiple_stays_whole():
+    assert kept_channels(16, 0.5, 16) == 8  # a fixed multiple: pruned unrounded, as before
+    assert kept_channels(16, 0.5, 16, whole_if_narrow=True) == 16  # 9-12 of 16: slower
+    assert kept_channels(48, 0.5, 16, whole_if_narrow=True) == 32
 
 
 def test_round_to_accepts_auto_or_a_positive_integer():

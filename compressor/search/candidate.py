@@ -46,9 +46,10 @@ def round_to_for(settings: SearchSettings, deploy: DeploySpec | None) -> int | N
 
 
 def pruner_for(settings: SearchSettings, multiple: int | None) -> Pruner:
-    """The settings' pruner rounding to ``multiple`` (None: as configured)."""
+    """The settings' pruner rounding to the measured ``multiple`` (as configured without
+    ``prune.round_to: auto``, or with ``multiple`` None)."""
     pruner = settings.pruner
-    if multiple is None or not hasattr(pruner, "aligned_to"):
+    if multiple is None or settings.kernel_widths is None or not hasattr(pruner, "aligned_to"):
         return pruner
     return pruner.aligned_to(multiple)
 
