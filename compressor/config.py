@@ -337,6 +337,9 @@ class DeployConfig:
     quantization: tuple[str, ...] = field(default_factory=lambda: QUANTIZATIONS.names())
     fusion: tuple[bool, ...] = (False, True)  # layer fusion off / on, chosen by the search
     keep_fp32: tuple[str, ...] = ()  # module names never quantized (first conv, classifier)
+    # How many of the measured most INT8-sensitive layers may stay fp32: the search picks
+    # one of these per trial (compressor.measure.precision ranks the layers).
+    keep_sensitive: tuple[int, ...] = (0, 1, 2, 4)
     calibration_samples: int = 64  # training inputs for static INT8 calibration
     parity_samples: int = 128  # training inputs on which artifact and model are compared
 
@@ -346,7 +349,13 @@ class DeployConfig:
             quantization=tuple(self.quantization),
             fusion=tuple(self.fusion),
             keep_fp32=tuple(self.keep_fp32),
+            keep_sensitive=tuple(self.keep_sensitive),
         )
+        if not self.keep_sensitive or any(type(n) is not int or n < 0 for n in self.keep_sensitive):
+            raise UserInputError(
+                "deploy.keep_sensitive must list counts of layers (integers >= 0); "
+                f"got {self.keep_sensitive!r}"
+            )
         if not self.quantization:
             raise UserInputError("deploy.quantization needs at least one mode")
         for mode in self.quantization:

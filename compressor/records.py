@@ -123,11 +123,14 @@ class ArtifactInfo(Record):
     fp32_nodes: tuple[str, ...] = ()
     parity: Parity | None = None
     keep_ends: bool = False  # the first and last weighted layers kept fp32 (searched)
+    keep_sensitive: int = 0  # how many measured most sensitive layers stay fp32 (searched)
+    sensitive_fp32: tuple[str, ...] = ()  # those layers (module names)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ArtifactInfo:
         data = dict(data)
         data["fp32_nodes"] = tuple(data.get("fp32_nodes", ()))
+        data["sensitive_fp32"] = tuple(data.get("sensitive_fp32", ()))
         if data.get("parity") is not None:
             data["parity"] = Parity.from_json(data["parity"])
         return super().from_json(data)

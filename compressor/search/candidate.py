@@ -31,6 +31,7 @@ from compressor.records import ArtifactInfo, Parity, TrialMetrics
 from compressor.recover import recalibrate_batchnorm
 from compressor.reward import Term, reward
 from compressor.search.context import Resources, SearchSettings
+from compressor.search.precision import sensitive_layers
 from compressor.search.space import DepthChoice, fit_to_budget, units_to_remove
 
 
@@ -260,8 +261,17 @@ def make_artifact(
         if spec.quantization.startswith("static")
         else []
     )
+    sensitive = ()
+    if spec.keep_sensitive and spec.quantization != "none":
+        sensitive = tuple(layer.module for layer in sensitive_layers(settings))
     return build_artifact(
-        model, settings.example_inputs, spec, path, calibration=feeds, keep_fp32=deploy.keep_fp32
+        model,
+        settings.example_inputs,
+        spec,
+        path,
+        calibration=feeds,
+        keep_fp32=deploy.keep_fp32,
+        sensitive=sensitive,
     )
 
 
@@ -287,6 +297,8 @@ def artifact_info(artifact: Artifact, parity: Parity | None = None) -> ArtifactI
         fp32_nodes=artifact.fp32_nodes,
         parity=parity,
         keep_ends=artifact.spec.keep_ends,
+        keep_sensitive=artifact.spec.keep_sensitive,
+        sensitive_fp32=artifact.sensitive_fp32,
     )
 
 

@@ -61,6 +61,8 @@ class SearchSettings:
     recover: Callable | None = None
     # prune.round_to auto: this machine's measured favoured multiples (None: a fixed one).
     kernel_widths: KernelWidths | None = None
+    # The measured INT8 sensitivity ranking (search/precision.py), filled on first use.
+    precision_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
