@@ -286,7 +286,7 @@ def cached_kernel_widths(refresh: bool = False) -> KernelWidths:
     path, table = _cache()
     LOGGER.info(
         "measuring which channel multiples this machine's fp32 / INT8 kernels favour "
-        f"(once per machine, ~20 s; cached in {path}) ..."
+        f"(once per machine, ~10 s; cached in {path}) ..."
     )
     measured = measure_kernel_widths()
     LOGGER.info(f"kernel-aligned widths: {describe(measured)} ({measured.seconds:.0f} s)")

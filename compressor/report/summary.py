@@ -237,6 +237,14 @@ def deploy_lines(run: RunData) -> list[tuple[str, str]]:
         ("fused operators", _op_counts(artifact.fused_ops if artifact else None)),
         ("layers kept fp32", ", ".join(artifact.fp32_nodes if artifact else ()) or "none"),
     ]
+    if artifact and artifact.keep_sensitive:
+        lines.append(
+            (
+                "most INT8-sensitive kept fp32",
+                f"{', '.join(artifact.sensitive_fp32) or 'none left'} (the top "
+                f"{artifact.keep_sensitive} measured, ONNX Runtime qdq_loss_debug)",
+            )
+        )
     if parity:
         lines.append(
             (
