@@ -3,16 +3,25 @@ and ``keep_sensitive`` leaves exactly that layer in fp32, closer to the fp32 mod
 
 from __future__ import annotations
 
+import copy
+import json
+
 import onnx
 import pytest
 import torch
 from deploy_helpers import image_batch, labelled_batches, tiny_resnet
 
 from compressor.actions.artifact import DeploySpec, build_artifact, calibration_feeds
+from compressor.actions.prune import channel_groups
+from compressor.actions.pruner import ChannelPruner
 from compressor.config import CompressConfig
 from compressor.errors import UserInputError
+from compressor.measure.flops import count_flops
 from compressor.measure.onnx_runtime import OnnxModule
 from compressor.measure.precision import most_sensitive, quantization_sensitivity
+from compressor.records import ArtifactInfo
+from compressor.search.candidate import score_candidate
+from compressor.search.context import Resources, SearchSettings
 from compressor.search.space import spec_from_params
 
 EXAMPLE = (torch.zeros(1, 1, 16, 16),)
@@ -103,3 +112,31 @@ def test_the_searched_count_round_trips_and_is_validated():
     for bad in ([], [-1], ["a"]):
         with pytest.raises(UserInputError, match="deploy.keep_sensitive"):
             CompressConfig.from_dict({"deploy": {"keep_sensitive": bad}})
+
+
+def test_a_searched_candidate_keeps_the_measured_layer_and_records_it(model, tmp_path):
+    model = copy.deepcopy(model)
+    config = CompressConfig.from_dict(
+        {"deploy": {"calibration_samples": 64, "parity_samples": 32}, "prune": {"depth": False}}
+    )
+    groups = tuple(channel_groups(model, EXAMPLE, ("fc",)))
+    settings = SearchSettings(
+        model=model,
+        example_inputs=EXAMPLE,
+        evaluate=lambda module: 0.5,  # the metric is not what is checked here
+        calibration=tuple(labelled_batches()),
+        groups=groups,
+        config=config,
+        ignored_layers=("fc",),
+        flops_budget=count_flops(model, EXAMPLE),
+        baseline_flops=count_flops(model, EXAMPLE),
+        pruner=ChannelPruner.from_config(model, EXAMPLE, config.prune, ("fc",)),
+    )
+    no_pruning = {group.name: 0.0 for group in groups}
+    spec = DeploySpec("static_ort", True, keep_sensitive=1)
+    metrics = score_candidate(settings, Resources(tmp_path), no_pruning, spec)
+    assert metrics.artifact.sensitive_fp32 == ("conv2",)
+    assert metrics.artifact.keep_sensitive == 1
+    assert [layer.module for layer in settings.precision_cache["ranking"]][0] == "conv2"
+    record = ArtifactInfo.from_json(json.loads(json.dumps(metrics.attrs()["artifact"])))
+    assert record.sensitive_fp32 == ("conv2",)  # what result.json and the report read
