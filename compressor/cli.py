@@ -71,6 +71,18 @@ OVERRIDES = (
 )
 
 
+def _round_to(value: str) -> int | str:
+    """``--round-to``: a positive integer or ``auto`` (checked by the config)."""
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or auto; got {value!r}"
+        ) from None
+
+
 def _choices(registry: Registry, text: str) -> dict[str, Any]:
     """``choices`` and a help text listing each registered choice with its description."""
     listed = "; ".join(f"{entry.name}: {entry.description}" for entry in registry)
@@ -163,8 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--round-to",
         dest="round_to",
-        type=int,
-        help="round kept channel counts to this multiple (1 = no rounding)",
+        type=_round_to,
+        metavar="N|auto",
+        help="round kept channel counts to this multiple (1 = no rounding; default 8); "
+        "auto: the multiple this machine's kernels favour for each candidate's quantization "
+        "mode (measured once, ~10 s, cached)",
     )
     parser.add_argument(
         "--ignore-layers",

@@ -146,6 +146,7 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
 
 
 DEVICES = ("cpu", "cuda")
+AUTO = "auto"  # prune.round_to: the multiple measured for each candidate's quantization mode
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,9 @@ class PruneConfig:
     """How candidates are pruned (torch-pruning, one ratio per coupled channel group)."""
 
     importance: str = "magnitude"
-    round_to: int | None = 8  # channel counts rounded to multiples the kernels like
+    # Channel counts rounded to multiples the kernels like; "auto": per candidate, the
+    # multiple measured for its artifact's quantization mode (compressor.measure.kernel_widths).
+    round_to: int | str | None = 8
     max_ratio: float = 0.8  # never remove more than this share of a group's channels
     ratio_step: float = 0.05  # granularity of the searched per-group preferences
     ignore_layers: tuple[str, ...] = ()  # module names whose output channels stay intact
@@ -174,9 +177,11 @@ class PruneConfig:
             raise UserInputError(
                 f"prune.depth_units must be a glob such as 'layer*.*'; got {self.depth_units!r}"
             )
-        if self.round_to is not None and (not isinstance(self.round_to, int) or self.round_to < 1):
+        if self.round_to not in (None, AUTO) and (
+            type(self.round_to) is not int or self.round_to < 1  # not bool, not float
+        ):
             raise UserInputError(
-                f"prune.round_to must be a positive integer; got {self.round_to!r}"
+                f"prune.round_to must be a positive integer or auto; got {self.round_to!r}"
             )
         _check_range("prune.max_ratio", self.max_ratio, 0.05, 0.99)
         _check_range("prune.ratio_step", self.ratio_step, 0.01, 0.5)
@@ -334,6 +339,9 @@ class DeployConfig:
     quantization: tuple[str, ...] = field(default_factory=lambda: QUANTIZATIONS.names())
     fusion: tuple[bool, ...] = (False, True)  # layer fusion off / on, chosen by the search
     keep_fp32: tuple[str, ...] = ()  # module names never quantized (first conv, classifier)
+    # How many of the measured most INT8-sensitive layers may stay fp32: the search picks
+    # one of these per trial (compressor.measure.precision ranks the layers).
+    keep_sensitive: tuple[int, ...] = (0, 1, 2, 4)
     calibration_samples: int = 64  # training inputs for static INT8 calibration
     parity_samples: int = 128  # training inputs on which artifact and model are compared
 
@@ -343,7 +351,13 @@ class DeployConfig:
             quantization=tuple(self.quantization),
             fusion=tuple(self.fusion),
             keep_fp32=tuple(self.keep_fp32),
+            keep_sensitive=tuple(self.keep_sensitive),
         )
+        if not self.keep_sensitive or any(type(n) is not int or n < 0 for n in self.keep_sensitive):
+            raise UserInputError(
+                "deploy.keep_sensitive must list counts of layers (integers >= 0); "
+                f"got {self.keep_sensitive!r}"
+            )
         if not self.quantization:
             raise UserInputError("deploy.quantization needs at least one mode")
         for mode in self.quantization:
