@@ -11,8 +11,10 @@ demo: $(VENV)/.installed
 
 # The default suite plus the one slow test that opens the HTML report in headless Chromium
 # (a few seconds; it reuses the suite's small run, and skips when chromium is absent).
+# --durations: the slowest tests are listed, so the suite's time (kept under ~8 min) is
+# watched in every CI log.
 test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -m "not slow or browser"
+	$(VENV)/bin/python -m pytest -m "not slow or browser" --durations=15
 
 test-slow: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -m slow

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from compressor.credentials import mask
 from compressor.environment import environment_info, library_versions
 from compressor.report import markdown_table as _report_table
 from compressor.run_folder import write_json
@@ -31,8 +32,8 @@ def write_results(name: str, data: dict, markdown: str, folder: Path | None = No
     folder = Path(folder) if folder else RESULTS
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"{name}-{time.strftime('%Y-%m-%d')}"
-    write_json(stem.with_suffix(".json"), data)
-    stem.with_suffix(".md").write_text(markdown)
+    write_json(stem.with_suffix(".json"), data)  # masks passwords, as in a run's files
+    stem.with_suffix(".md").write_text(mask(markdown))
     return stem.with_suffix(".json"), stem.with_suffix(".md")
 
 
@@ -57,7 +58,7 @@ class Session:
         machine = environment_info("cpu", self.threads)
         machine["libraries"].update(library_versions(EXTRA_LIBRARIES))
         return {
-            "command": "python -m benchmarks " + " ".join(argv),
+            "command": "python -m benchmarks " + " ".join(mask(list(argv))),
             "started": self.started_at,
             "seconds": time.perf_counter() - self.started,
             "load_average_start": self.load_start,

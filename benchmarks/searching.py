@@ -81,7 +81,12 @@ def best_model(
 ) -> tuple[nn.Module, optuna.trial.FrozenTrial]:
     """The chosen trial's plan rebuilt (adaptive BN applied), as ``compress`` chooses it."""
     best, _ = pipeline.choose(study, settings)
-    model, _ = build_candidate(settings, best.user_attrs["ratios"], pipeline.removed_units_of(best))
+    model, _ = build_candidate(
+        settings,
+        best.user_attrs["ratios"],
+        pipeline.removed_units_of(best),
+        best.user_attrs.get("round_to"),
+    )
     return model, best
 
 

@@ -198,7 +198,7 @@ def _run(task: Task, config: CompressConfig, verbose: bool, existing: str) -> Co
         "task_description": task.description,
         **environment_info(config.measure.device, threads),
     }
-    widths = stored_kernel_widths(threads)  # shown when measured; never measured here
+    widths = stored_kernel_widths()  # shown when measured; never measured here
     if widths is not None:
         environment["kernel_widths"] = widths.multiples
     # The study is seeded and published before this process times anything, so workers

@@ -21,6 +21,7 @@ from typing import Any
 from compressor.actions.importance import IMPORTANCES
 from compressor.actions.quantize import QUANTIZATIONS
 from compressor.config import AUGMENTATIONS, DEVICES, CompressConfig, load_config_file
+from compressor.credentials import mask
 from compressor.errors import CompressorError, UserInputError
 from compressor.registry import Registry
 from compressor.reward import REWARDS
@@ -68,6 +69,18 @@ OVERRIDES = (
     ("storage", ("search", "storage")),
     ("study", ("search", "study")),
 )
+
+
+def _round_to(value: str) -> int | str:
+    """``--round-to``: a positive integer or ``auto`` (checked by the config)."""
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or auto; got {value!r}"
+        ) from None
 
 
 def _choices(registry: Registry, text: str) -> dict[str, Any]:
@@ -162,8 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--round-to",
         dest="round_to",
-        type=int,
-        help="round kept channel counts to this multiple (1 = no rounding)",
+        type=_round_to,
+        metavar="N|auto",
+        help="round kept channel counts to this multiple (1 = no rounding; default 8); "
+        "auto: the multiple this machine's kernels favour for each candidate's quantization "
+        "mode (measured once, ~10 s, cached)",
     )
     parser.add_argument(
         "--ignore-layers",
@@ -419,14 +435,15 @@ def _run_inspect(argv: Sequence[str]) -> int:
 
 
 def _guarded(prog: str, action: Callable[[], int]) -> int:
-    """Run ``action``; what it raises becomes one line on stderr and the exit code."""
+    """Run ``action``; what it raises becomes one line on stderr (passwords masked) and the
+    exit code."""
     try:
         return action()
     except UserInputError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(mask(f"{prog}: error: {exc}"), file=sys.stderr)
         return 2
     except CompressorError as exc:
-        print(f"{prog}: failed: {exc}", file=sys.stderr)
+        print(mask(f"{prog}: failed: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -17,6 +17,7 @@ import yaml
 
 from compressor.actions.importance import IMPORTANCES
 from compressor.actions.quantize import QUANTIZATIONS
+from compressor.credentials import StorageUrl
 from compressor.errors import UserInputError
 from compressor.reward import REWARDS
 from compressor.search.samplers import SAMPLERS
@@ -145,6 +146,7 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
 
 
 DEVICES = ("cpu", "cuda")
+AUTO = "auto"  # prune.round_to: the multiple measured for each candidate's quantization mode
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,9 @@ class PruneConfig:
     """How candidates are pruned (torch-pruning, one ratio per coupled channel group)."""
 
     importance: str = "magnitude"
-    round_to: int | None = 8  # channel counts rounded to multiples the kernels like
+    # Channel counts rounded to multiples the kernels like; "auto": per candidate, the
+    # multiple measured for its artifact's quantization mode (compressor.measure.kernel_widths).
+    round_to: int | str | None = 8
     max_ratio: float = 0.8  # never remove more than this share of a group's channels
     ratio_step: float = 0.05  # granularity of the searched per-group preferences
     ignore_layers: tuple[str, ...] = ()  # module names whose output channels stay intact
@@ -173,9 +177,11 @@ class PruneConfig:
             raise UserInputError(
                 f"prune.depth_units must be a glob such as 'layer*.*'; got {self.depth_units!r}"
             )
-        if self.round_to is not None and (not isinstance(self.round_to, int) or self.round_to < 1):
+        if self.round_to not in (None, AUTO) and (
+            type(self.round_to) is not int or self.round_to < 1  # not bool, not float
+        ):
             raise UserInputError(
-                f"prune.round_to must be a positive integer; got {self.round_to!r}"
+                f"prune.round_to must be a positive integer or auto; got {self.round_to!r}"
             )
         _check_range("prune.max_ratio", self.max_ratio, 0.05, 0.99)
         _check_range("prune.ratio_step", self.ratio_step, 0.01, 0.5)
@@ -210,7 +216,8 @@ class SearchConfig:
     max_consecutive_failures: int = 5  # the run stops (with a summary) after this many
     # Issue 9: where the study lives. None = SQLite in the output folder; any Optuna RDB URL
     # (postgresql://user@host/db) lets `compress worker` processes join the same study.
-    storage: str | None = None
+    # Given as a string; held as a StorageUrl, which records itself with the password masked.
+    storage: StorageUrl | None = None
     study: str = "compress"
     # Issue 14: the unpruned model's fp32 / fused / INT8 pipelines are seeded trials too.
     references: bool = True
@@ -225,9 +232,9 @@ class SearchConfig:
             raise UserInputError(
                 f"search.references must be true or false; got {self.references!r}"
             )
-        if self.storage is not None and not (
-            isinstance(self.storage, str) and _STORAGE_RE.match(self.storage)
-        ):
+        if isinstance(self.storage, str) and _STORAGE_RE.match(self.storage):
+            _set(self, storage=StorageUrl(self.storage))
+        elif self.storage is not None and not isinstance(self.storage, StorageUrl):
             raise UserInputError(
                 "search.storage must be a database URL such as sqlite:///runs/x/study.db or "
                 f"postgresql://user@host/db; got {self.storage!r}"
@@ -332,6 +339,9 @@ class DeployConfig:
     quantization: tuple[str, ...] = field(default_factory=lambda: QUANTIZATIONS.names())
     fusion: tuple[bool, ...] = (False, True)  # layer fusion off / on, chosen by the search
     keep_fp32: tuple[str, ...] = ()  # module names never quantized (first conv, classifier)
+    # How many of the measured most INT8-sensitive layers may stay fp32: the search picks
+    # one of these per trial (compressor.measure.precision ranks the layers).
+    keep_sensitive: tuple[int, ...] = (0, 1, 2, 4)
     calibration_samples: int = 64  # training inputs for static INT8 calibration
     parity_samples: int = 128  # training inputs on which artifact and model are compared
 
@@ -341,7 +351,13 @@ class DeployConfig:
             quantization=tuple(self.quantization),
             fusion=tuple(self.fusion),
             keep_fp32=tuple(self.keep_fp32),
+            keep_sensitive=tuple(self.keep_sensitive),
         )
+        if not self.keep_sensitive or any(type(n) is not int or n < 0 for n in self.keep_sensitive):
+            raise UserInputError(
+                "deploy.keep_sensitive must list counts of layers (integers >= 0); "
+                f"got {self.keep_sensitive!r}"
+            )
         if not self.quantization:
             raise UserInputError("deploy.quantization needs at least one mode")
         for mode in self.quantization:
@@ -536,7 +552,10 @@ class CompressConfig:
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data, suitable for YAML / JSON; round-trips through :meth:`from_dict`."""
+        """Plain data, suitable for YAML / JSON; round-trips through :meth:`from_dict`.
+
+        It is what a run records: a password in ``search.storage`` is masked (``***``).
+        """
         data = dataclasses.asdict(self)
         data["target_flops"] = (
             None
@@ -546,6 +565,8 @@ class CompressConfig:
             else f"{self.target_flops.value:g}"
         )
         data["output"] = str(self.output) if self.output is not None else None
+        storage = self.search.storage
+        data["search"]["storage"] = storage.recorded if storage is not None else None
         for key in ("data", "weights"):
             data[key] = str(getattr(self, key)) if getattr(self, key) is not None else None
         data["prune"]["ignore_layers"] = list(self.prune.ignore_layers)

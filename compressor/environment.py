@@ -8,6 +8,8 @@ import shlex
 import sys
 from importlib import metadata
 
+from compressor.credentials import mask
+
 LIBRARIES = (
     "torch",
     "torch-pruning",
@@ -67,7 +69,8 @@ def environment_info(device: str, threads: int) -> dict:
         "threads": threads,
         "device": device,
         "libraries": library_versions(),
-        "command": shlex.join(sys.argv),  # the process that ran it (compress ..., or a script)
+        # The process that ran it (compress ..., or a script), its passwords masked.
+        "command": shlex.join(mask(sys.argv)),
     }
     if device == "cuda":
         import torch

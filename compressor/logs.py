@@ -15,6 +15,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from compressor.credentials import mask
+
 LOGGER = logging.getLogger("compressor")
 
 
@@ -24,7 +26,7 @@ class ConsoleHandler(logging.Handler):
     live_console: Any = None  # a rich Console, set while a live progress display runs
 
     def emit(self, record: logging.LogRecord) -> None:
-        line = self.format(record)
+        line = mask(self.format(record))  # a URL a message carries, its password hidden
         console = ConsoleHandler.live_console
         if console is not None:
             console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -215,7 +215,9 @@ def recover(
     """Rebuild ``trial``'s plan (adaptive BN applied) and recover it as configured (a plan
     that removed whole blocks is distilled under ``recovery.method: auto``)."""
     removed = removed_units_of(trial)
-    model, kept = build_candidate(settings, trial.user_attrs["ratios"], removed)
+    model, kept = build_candidate(
+        settings, trial.user_attrs["ratios"], removed, trial.user_attrs.get("round_to")
+    )
     before = checked_metric(task.evaluate_test(model))
     model = recover_model(
         task, model, settings.config.recovery, progress=progress, depth_pruned=bool(removed)
@@ -326,7 +328,8 @@ def chosen_record(
             channels_before={group.name: group.channels for group in settings.groups},
             excluded_groups=excluded_records(settings),
             importance=config.prune.importance,
-            round_to=config.prune.round_to,
+            round_to=trial.user_attrs.get("round_to", config.prune.round_to),
+            round_to_measured=settings.kernel_widths is not None,
             removed_units=removed_units_of(trial),
             depth_units=tuple(unit.name for unit in settings.depth_units),
         ),

@@ -123,11 +123,14 @@ class ArtifactInfo(Record):
     fp32_nodes: tuple[str, ...] = ()
     parity: Parity | None = None
     keep_ends: bool = False  # the first and last weighted layers kept fp32 (searched)
+    keep_sensitive: int = 0  # how many measured most sensitive layers stay fp32 (searched)
+    sensitive_fp32: tuple[str, ...] = ()  # those layers (module names)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ArtifactInfo:
         data = dict(data)
         data["fp32_nodes"] = tuple(data.get("fp32_nodes", ()))
+        data["sensitive_fp32"] = tuple(data.get("sensitive_fp32", ()))
         if data.get("parity") is not None:
             data["parity"] = Parity.from_json(data["parity"])
         return super().from_json(data)
@@ -160,6 +163,7 @@ class TrialMetrics(Record):
     latency_rounds: int | None = None
     artifact: ArtifactInfo | None = None
     removed_units: tuple[str, ...] = ()  # depth: whole blocks / layers removed (issue 14)
+    round_to: int | None = None  # the multiple its kept counts were rounded to
     # Multi-fidelity (search/fidelity.py): 0 = adaptive BN only, 1 = after a short
     # distillation; ``accuracy`` and ``reward`` are the highest fidelity's, the cheap ones
     # are kept beside them.
@@ -202,6 +206,7 @@ class TrialRecord(Record):
     retry_of: int | None = None  # the trial it re-runs after its process died
     removed_units: tuple[str, ...] = ()  # depth: whole blocks / layers removed
     reference: str | None = None  # the unpruned pipeline a reference trial scores
+    round_to: int | None = None  # the multiple its kept counts were rounded to
 
     @property
     def finished(self) -> bool:
@@ -224,7 +229,8 @@ class Plan(Record):
     channels: dict[str, int]
     channels_before: dict[str, int]
     importance: str
-    round_to: int | None = keep()
+    round_to: int | None = keep()  # the multiple kept counts were rounded to
+    round_to_measured: bool = False  # prune.round_to auto: measured for the artifact's mode
     # Groups left whole because pruning them breaks the forward: name, layer, error.
     excluded_groups: tuple[dict[str, str], ...] = ()
     removed_units: tuple[str, ...] = ()  # depth: blocks / layers removed (unpruned numbering)

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from compressor.config import CompressConfig
+from compressor.credentials import mask
 from compressor.errors import UserInputError
 
 CONFIG_FILE = "config.yaml"
@@ -141,9 +142,10 @@ def _umask() -> int:
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    """Atomically write ``data`` as indented JSON."""
+    """Atomically write ``data`` as indented JSON, any password in it masked."""
+    text = json.dumps(mask(data), indent=2, sort_keys=False, default=_json_default)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(text + "\n")
 
 
 def _json_default(value: Any) -> Any:

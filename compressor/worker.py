@@ -17,6 +17,7 @@ import optuna
 
 from compressor import pipeline
 from compressor.config import CompressConfig
+from compressor.credentials import StorageUrl
 from compressor.errors import UserInputError
 from compressor.logs import LOGGER, console_output
 from compressor.search.context import measuring, search_settings
@@ -46,7 +47,9 @@ def run_worker(
     this worker scored.
 
     Args:
-        storage: the study's Optuna RDB URL (``postgresql://user@host/db``, ``sqlite:///...``).
+        storage: the study's Optuna RDB URL (``postgresql://user@host/db``, ``sqlite:///...``);
+            the password, if not in the URL, comes from ``PGPASSWORD`` or ``~/.pgpass`` (the
+            study records none).
         study: the study's name (``--study`` of the ``compress`` run that started it).
         task: the task, for a study started from Python with a model of your own (built-in
             tasks are rebuilt from the study's record).
@@ -55,9 +58,10 @@ def run_worker(
         wait: seconds to wait for the study to be created and ready.
         verbose: print a line per trial.
     """
+    url = StorageUrl(storage)  # connects with what it was given, never with a masked ***
     with console_output(verbose):
-        manifest = wait_for_study(storage, study, wait)
-        config = _worker_config(manifest, storage, threads)
+        manifest = wait_for_study(url.connect, study, wait)
+        config = _worker_config(manifest, url, threads)
         task = task or _rebuild_task(manifest, config, verbose)
         _check_same_model(task, manifest)
         baseline = manifest["baseline"]
@@ -67,7 +71,7 @@ def run_worker(
         search = config.search
         shared = optuna.load_study(
             study_name=study,
-            storage=open_storage(storage),
+            storage=open_storage(url.connect),
             # The study's seed: each trial's sampler is seeded from (seed, trial number), and
             # trial numbers are unique across workers, so workers do not draw the same plans.
             sampler=make_sampler(search.sampler, search.seed, search.trials),
@@ -79,7 +83,7 @@ def run_worker(
             return pipeline.search(shared, settings, resources, progress=verbose)
 
 
-def _worker_config(manifest: dict, storage: str, threads: int | None) -> CompressConfig:
+def _worker_config(manifest: dict, storage: StorageUrl, threads: int | None) -> CompressConfig:
     config = CompressConfig.from_dict(manifest["config"])
     measure = config.measure
     if threads is not None:

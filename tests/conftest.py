@@ -1,8 +1,10 @@
-"""Shared fixtures: the trained default task (trained once, cached) and small models."""
+"""Shared fixtures: the trained default task (trained once, cached), small models and the
+PostgreSQL server of the scale-out tests."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,41 @@ def random_digits_net():
 
     torch.manual_seed(0)
     return DigitsResNet().eval()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The URL of a PostgreSQL server: COMPRESSOR_TEST_POSTGRES (.ci/run starts one), else a
+    throwaway cluster on loopback (tests/pg_server.py); skips where PostgreSQL is missing."""
+    import pg_server
+
+    url = os.environ.get("COMPRESSOR_TEST_POSTGRES")
+    if url:
+        yield url
+        return
+    if pg_server.binaries() is None:
+        pytest.skip(
+            "PostgreSQL is not installed here (no initdb on PATH or in /usr/lib/postgresql/*/bin);"
+            " install Debian's postgresql package (.ci/run does) to run the scale-out tests"
+        )
+    root, url = pg_server.start()
+    try:
+        yield url
+    finally:
+        pg_server.stop(root)
+
+
+@pytest.fixture
+def database(postgres_server):
+    """A fresh database on the server, dropped afterwards; yields its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"compressor_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

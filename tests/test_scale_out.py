@@ -1,98 +1,19 @@
 """Scale-out: `compress` and `compress worker` processes share one study on a real PostgreSQL.
 
 The server is a throwaway cluster on loopback (tests/pg_server.py), or the one .ci/run
-started (COMPRESSOR_TEST_POSTGRES). Each test gets a database of its own. The processes run
-the embedded digits task with the cheapest settings (one deploy mode, no recovery epochs,
-short latency comparisons): these tests are about who runs which trial, not about accuracy.
+started (COMPRESSOR_TEST_POSTGRES); each test gets a database of its own (the ``database``
+fixture of conftest.py). The processes are those of tests/scale_out_helpers.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-import uuid
 
 import optuna
-import pg_server
-import pytest
-import yaml
 from optuna.trial import TrialState
-
-STUDY = "digits-shared"
-CHEAP = {
-    "search": {"references": False},  # the budget counted here is the searched trials
-    "recovery": {"epochs": 0},
-    "deploy": {"quantization": ["none"], "fusion": [False]},
-    "measure": {"rounds": 2, "runs_per_round": 5, "threads": 1},
-}
-
-
-@pytest.fixture(scope="module")
-def postgres_server():
-    url = os.environ.get("COMPRESSOR_TEST_POSTGRES")
-    if url:
-        yield url
-        return
-    if pg_server.binaries() is None:
-        pytest.skip(
-            "PostgreSQL is not installed here (no initdb on PATH or in /usr/lib/postgresql/*/bin);"
-            " install Debian's postgresql package (.ci/run does) to run the scale-out tests"
-        )
-    root, url = pg_server.start()
-    try:
-        yield url
-    finally:
-        pg_server.stop(root)
-
-
-@pytest.fixture
-def database(postgres_server):
-    """A fresh database on the server, dropped afterwards; yields its URL."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"compressor_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def _compress(tmp_path, storage, trials):
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(CHEAP))
-    command = [sys.executable, "-m", "compressor.cli", "--config", str(config)]
-    command += ["--storage", storage, "--study", STUDY, "--trials", str(trials), "--seed", "1"]
-    command += ["--output", str(tmp_path / "run"), "--quiet"]
-    return _start(command, tmp_path / "compress.log")
-
-
-def _worker(tmp_path, storage):
-    command = [sys.executable, "-m", "compressor.cli", "worker", "--storage", storage]
-    command += ["--study", STUDY, "--wait", "300"]
-    return _start(command, tmp_path / "worker.log")
-
-
-def _start(command, log_path):
-    log = open(log_path, "w")  # noqa: SIM115 -- the process writes to it until it ends
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _finish(process, log_path, timeout=900):
-    code = process.wait(timeout=timeout)
-    assert code == 0, log_path.read_text()[-3000:]
-
-
-def _name(process) -> str:
-    return f"{socket.gethostname()}:{process.pid}"
+from scale_out_helpers import STUDY, finish, process_name, start_compress, start_worker
 
 
 def _study(storage):
@@ -101,10 +22,10 @@ def _study(storage):
 
 def test_two_processes_spend_one_budget_and_the_best_materialises(database, tmp_path):
     budget = 8
-    worker = _worker(tmp_path, database)  # first: it waits for the study to be started
-    compress = _compress(tmp_path, database, budget)
-    _finish(compress, tmp_path / "compress.log")
-    _finish(worker, tmp_path / "worker.log")
+    worker = start_worker(tmp_path, database)  # first: it waits for the study to be started
+    compress = start_compress(tmp_path, database, budget)
+    finish(compress, tmp_path / "compress.log")
+    finish(worker, tmp_path / "worker.log")
 
     trials = _study(database).trials
     finished = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -112,10 +33,10 @@ def test_two_processes_spend_one_budget_and_the_best_materialises(database, tmp_
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     plans = [tuple(sorted(t.params.items())) for t in finished]
     assert len(set(plans)) == budget  # no plan was scored twice
-    by_worker = {name: 0 for name in (_name(compress), _name(worker))}
+    by_worker = {name: 0 for name in (process_name(compress), process_name(worker))}
     for trial in finished:
         by_worker[trial.user_attrs["worker"]] += 1  # KeyError: a trial without its worker
-    assert set(by_worker) == {_name(compress), _name(worker)}
+    assert set(by_worker) == {process_name(compress), process_name(worker)}
     assert all(count >= 1 for count in by_worker.values()), by_worker
 
     # The process that started the study rebuilt the best stored plan, whoever scored it.
@@ -150,18 +71,18 @@ def _running_trial_of(storage, name):
 
 def test_a_killed_workers_trial_fails_and_is_run_again(database, tmp_path):
     budget = 8
-    worker = _worker(tmp_path, database)
-    compress = _compress(tmp_path, database, budget)
+    worker = start_worker(tmp_path, database)
+    compress = start_compress(tmp_path, database, budget)
     deadline = time.time() + 600
     victim = None
     while victim is None:
         assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
         assert time.time() < deadline, "the worker never ran a trial"
-        victim = _running_trial_of(database, _name(worker))
+        victim = _running_trial_of(database, process_name(worker))
         time.sleep(0.2)
     worker.send_signal(signal.SIGKILL)  # mid-trial: no chance to tell the study
     assert worker.wait(timeout=60) == -signal.SIGKILL
-    _finish(compress, tmp_path / "compress.log")
+    finish(compress, tmp_path / "compress.log")
 
     trials = _study(database).trials
     killed = next(t for t in trials if t.number == victim.number)
@@ -170,11 +91,11 @@ def test_a_killed_workers_trial_fails_and_is_run_again(database, tmp_path):
     assert len(retries) == 1
     retry = retries[0]
     assert retry.state == TrialState.COMPLETE and retry.params == killed.params
-    assert retry.user_attrs["worker"] == _name(compress)
+    assert retry.user_attrs["worker"] == process_name(compress)
     finished = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(finished) == budget  # the killed trial's share was spent again, no more
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     listed = {t["number"]: t for t in result["trials"]}
     assert listed[killed.number]["state"] == "FAIL"
-    assert listed[killed.number]["worker"] == _name(worker)
+    assert listed[killed.number]["worker"] == process_name(worker)
     assert listed[retry.number]["retry_of"] == killed.number

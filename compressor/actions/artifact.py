@@ -39,6 +39,9 @@ class DeploySpec:
     # Issue 14, per-layer precision: the first and last weighted layers (stem, classifier:
     # the usual most quantization-sensitive ones) stay fp32; searched per trial, measured.
     keep_ends: bool = False
+    # ... and the N layers a sensitivity pass measured to lose the most to INT8
+    # (compressor.measure.precision); the search picks N.
+    keep_sensitive: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Artifact:
     int8_ops: dict[str, int]
     fused_ops: dict[str, int]
     fp32_nodes: tuple[str, ...]
+    sensitive_fp32: tuple[str, ...] = ()  # the measured most sensitive modules kept fp32
 
     def describe(self) -> dict:
         """Plain data for trials and ``result.json``."""
@@ -62,6 +66,8 @@ class Artifact:
             "int8_ops": self.int8_ops,
             "fused_ops": self.fused_ops,
             "fp32_nodes": list(self.fp32_nodes),
+            "keep_sensitive": self.spec.keep_sensitive,
+            "sensitive_fp32": list(self.sensitive_fp32),
         }
 
 
@@ -73,6 +79,7 @@ def build_artifact(
     *,
     calibration: Sequence[dict[str, np.ndarray]] = (),
     keep_fp32: Sequence[str] = (),
+    sensitive: Sequence[str] = (),
 ) -> Artifact:
     """Write ``model``'s artifact for ``spec`` to ``path``.
 
@@ -83,13 +90,20 @@ def build_artifact(
         path: the final ``.onnx`` file; intermediate graphs go beside it and are removed.
         calibration: input feeds for static quantization (see :func:`calibration_feeds`).
         keep_fp32: module names whose nodes stay in floating point.
+        sensitive: module names, most quantization-sensitive first; the first
+            ``spec.keep_sensitive`` of those still in ``model`` stay in floating point too
+            (a pruned candidate keeps its modules' names; a removed block has none).
     """
     path = Path(path)
     stage = export_onnx(model, example_inputs, path.with_suffix(".export.onnx"))
     if spec.fusion:
         stage = _replace(stage, fuse_onnx(stage, path.with_suffix(".fused.onnx")))
-    keep = tuple(keep_fp32) + (end_layers(model) if spec.keep_ends else ())
-    fp32_nodes = tuple(nodes_of_modules(stage, keep)) if spec.quantization != "none" else ()
+    quantized = spec.quantization != "none"
+    present = set(dict(model.named_modules()))
+    kept_sensitive = tuple(m for m in sensitive if m in present)[: spec.keep_sensitive]
+    kept_sensitive = kept_sensitive if quantized else ()
+    keep = tuple(keep_fp32) + (end_layers(model) if spec.keep_ends else ()) + kept_sensitive
+    fp32_nodes = tuple(nodes_of_modules(stage, keep)) if quantized else ()
     quantize_onnx(stage, path, QuantizeSpec(spec.quantization, tuple(calibration), fp32_nodes))
     stage.unlink(missing_ok=True)
     counts = op_counts(path)
@@ -100,6 +114,7 @@ def build_artifact(
         int8_ops={op: n for op, n in counts.items() if op in INT8_OPS},
         fused_ops=fused_counts(path),
         fp32_nodes=fp32_nodes,
+        sensitive_fp32=kept_sensitive,
     )
 
 

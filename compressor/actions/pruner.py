@@ -48,10 +48,13 @@ class ChannelPruner:
         importance: str = "magnitude",
         round_to: int | None = None,
         ignored_layers: Sequence[str] = (),
+        whole_if_narrow: bool = False,
     ) -> None:
         self.model, self.example_inputs = model, tuple(example_inputs)
         self.importance, self.round_to = importance, round_to
         self.ignored_layers = tuple(ignored_layers)
+        # A measured multiple: groups no wider than it stay whole (see kept_channels).
+        self.whole_if_narrow = whole_if_narrow
 
     @classmethod
     def from_config(
@@ -65,19 +68,38 @@ class ChannelPruner:
             model,
             example_inputs,
             importance=config.importance,
-            round_to=config.round_to,
+            # Under "auto" each candidate gets its multiple (aligned_to); none until then.
+            round_to=config.round_to if isinstance(config.round_to, int) else None,
             ignored_layers=ignored_layers,
         )
 
     def groups(self) -> list[ChannelGroup]:
         return channel_groups(self.model, self.example_inputs, self.ignored_layers)
 
+    def aligned_to(self, round_to: int) -> ChannelPruner:
+        """The same pruner rounding kept counts to the measured multiple ``round_to``, groups
+        no wider than it kept whole (the search gives each candidate the multiple its
+        quantization mode's kernels favour)."""
+        if round_to == self.round_to and self.whole_if_narrow:
+            return self
+        return ChannelPruner(
+            self.model,
+            self.example_inputs,
+            importance=self.importance,
+            round_to=round_to,
+            ignored_layers=self.ignored_layers,
+            whole_if_narrow=True,
+        )
+
     def kept_counts(
         self, groups: Sequence[ChannelGroup], ratios: Mapping[str, float]
     ) -> tuple[int, ...]:
         """Channels each group keeps under ``ratios``, without pruning anything."""
         return tuple(
-            kept_channels(g.channels, float(ratios.get(g.name, 0.0)), self.round_to) for g in groups
+            kept_channels(
+                g.channels, float(ratios.get(g.name, 0.0)), self.round_to, self.whole_if_narrow
+            )
+            for g in groups
         )
 
     def prune(
@@ -90,6 +112,7 @@ class ChannelPruner:
             importance=self.importance,
             round_to=self.round_to,
             ignored_layers=self.ignored_layers,
+            whole_if_narrow=self.whole_if_narrow,
         )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from compressor.credentials import mask
 from compressor.report.figures import report_figures
 from compressor.report.run_data import STUDY_FILE, RunData, load_run
 from compressor.report.summary import (
@@ -88,7 +89,7 @@ def render_html(run: RunData) -> str:
         trial_columns=TRIAL_COLUMNS,
         trial_rows=[_trial_row(run, t) for t in run.trials],
         environment_lines=environment_lines(run),
-        config_text=config_file.read_text() if config_file.is_file() else "",
+        config_text=mask(config_file.read_text()) if config_file.is_file() else "",
         dashboard_command=dashboard_command(run.run_dir),
     )
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from compressor.credentials import mask
 from compressor.errors import UserInputError
 from compressor.records import (
     ArtifactFile,
@@ -35,8 +36,9 @@ PREFERRED_STUDY = "compress"  # compressor.search.loop.STUDY_NAME, without impor
 
 
 def save_run_info(study, **info: Any) -> None:
-    """Store ``info`` (plain JSON data) on the study, for reports of unfinished runs."""
-    study.set_user_attr(RUN_INFO_ATTR, info)
+    """Store ``info`` (plain JSON data) on the study, for reports of unfinished runs; the
+    study is shared with every worker, so passwords (in the command line) are masked."""
+    study.set_user_attr(RUN_INFO_ATTR, mask(info))
 
 
 @dataclass
@@ -129,8 +131,9 @@ def load_run(run_dir: str | Path) -> RunData:
         artifacts={
             name: ArtifactFile.from_json(row) for name, row in result.get("artifacts", {}).items()
         },
-        environment=result.get("environment", info.get("environment", {})),
-        config=_read_yaml(run_dir / "config.yaml"),
+        # Masked again: a folder written before issue 19 holds them in clear.
+        environment=mask(result.get("environment", info.get("environment", {}))),
+        config=mask(_read_yaml(run_dir / "config.yaml")),
         channels_before=(best.plan.channels_before if best else None)
         or info.get("channels_before", {}),
         excluded_groups=list(best.plan.excluded_groups if best else ())

@@ -225,14 +225,26 @@ def deploy_lines(run: RunData) -> list[tuple[str, str]]:
         parity = artifact.parity
         quantization, fusion = artifact.quantization, artifact.fusion
     else:
-        return [("artifact", "none: the search scored the PyTorch model (--no-export)")]
+        return [
+            ("artifact", "none: the search scored the PyTorch model (--no-export)"),
+            *multiple_lines(run),
+        ]
     lines = [
+        *multiple_lines(run),
         ("quantization", quantization),
         ("fusion", "on (ONNX Runtime optimizer)" if fusion else "off"),
         ("INT8 operators", _op_counts(artifact.int8_ops if artifact else None)),
         ("fused operators", _op_counts(artifact.fused_ops if artifact else None)),
         ("layers kept fp32", ", ".join(artifact.fp32_nodes if artifact else ()) or "none"),
     ]
+    if artifact and artifact.keep_sensitive:
+        lines.append(
+            (
+                "most INT8-sensitive kept fp32",
+                f"{', '.join(artifact.sensitive_fp32) or 'none left'} (the top "
+                f"{artifact.keep_sensitive} measured, ONNX Runtime qdq_loss_debug)",
+            )
+        )
     if parity:
         lines.append(
             (
@@ -242,6 +254,25 @@ def deploy_lines(run: RunData) -> list[tuple[str, str]]:
             )
         )
     return lines
+
+
+def multiple_lines(run: RunData) -> list[tuple[str, str]]:
+    """The multiple the chosen plan's kept counts were rounded to, and why."""
+    trial = run.chosen_trial
+    if run.best is not None:
+        multiple, measured = run.best.plan.round_to, run.best.plan.round_to_measured
+    elif trial is not None:
+        multiple, measured = trial.round_to, False
+    else:
+        return []
+    if multiple is None:
+        return [("channel counts", "not rounded")]
+    why = (
+        " (measured: what this machine's kernels favour for this quantization mode)"
+        if measured
+        else ""
+    )
+    return [("channel counts", f"multiples of {multiple}{why}")]
 
 
 def search_lines(run: RunData) -> list[tuple[str, str]]:

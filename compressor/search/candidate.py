@@ -20,6 +20,7 @@ from torch import nn
 from compressor.actions.artifact import Artifact, DeploySpec, build_artifact, calibration_feeds
 from compressor.actions.artifact import model_inputs as real_inputs
 from compressor.actions.depth import remove_units
+from compressor.actions.pruner import Pruner
 from compressor.config import LatencyTarget
 from compressor.errors import CompressorError
 from compressor.measure.flops import count_flops, count_params
@@ -30,13 +31,38 @@ from compressor.records import ArtifactInfo, Parity, TrialMetrics
 from compressor.recover import recalibrate_batchnorm
 from compressor.reward import Term, reward
 from compressor.search.context import Resources, SearchSettings
+from compressor.search.precision import sensitive_layers
 from compressor.search.space import DepthChoice, fit_to_budget, units_to_remove
 
 
+def round_to_for(settings: SearchSettings, deploy: DeploySpec | None) -> int | None:
+    """The channel multiple a candidate's widths keep: ``prune.round_to``, or under ``auto``
+    the multiple this machine's kernels favour for the quantization mode of the candidate's
+    artifact (the fp32 kernels' when it has none). A pruner that cannot be re-aligned (a
+    task's own, e.g. attention heads) keeps its own rounding."""
+    widths = settings.kernel_widths
+    if widths is None or not hasattr(settings.pruner, "aligned_to"):
+        return getattr(settings.pruner, "round_to", None)
+    return widths.round_to(deploy.quantization if deploy is not None else "none")
+
+
+def pruner_for(settings: SearchSettings, multiple: int | None) -> Pruner:
+    """The settings' pruner rounding to the measured ``multiple`` (as configured without
+    ``prune.round_to: auto``, or with ``multiple`` None)."""
+    pruner = settings.pruner
+    if multiple is None or settings.kernel_widths is None or not hasattr(pruner, "aligned_to"):
+        return pruner
+    return pruner.aligned_to(multiple)
+
+
 def prune_plan(
-    settings: SearchSettings, ratios: Mapping[str, float], removed: Sequence[str] = ()
+    settings: SearchSettings,
+    ratios: Mapping[str, float],
+    removed: Sequence[str] = (),
+    multiple: int | None = None,
 ) -> tuple[nn.Module, dict[str, int]]:
-    """The pruned copy for ``ratios`` less the ``removed`` units (no BatchNorm work).
+    """The pruned copy for ``ratios`` less the ``removed`` units (no BatchNorm work), kept
+    counts rounded to ``multiple`` (None: the pruner's own rounding).
 
     Widths first: group names (and the units) are paths in the unpruned numbering, which
     removing units would shift. A depth-only plan skips the pruner (no dependency graph).
@@ -44,40 +70,51 @@ def prune_plan(
     if not any(ratio > 0 for ratio in ratios.values()):
         kept = {group.name: group.channels for group in settings.groups}
         return remove_units(settings.model, removed), kept
-    model, kept = settings.pruner.prune(settings.model, ratios)
+    model, kept = pruner_for(settings, multiple).prune(settings.model, ratios)
     return remove_units(model, removed, inplace=True), kept
 
 
 def build_candidate(
-    settings: SearchSettings, ratios: Mapping[str, float], removed: Sequence[str] = ()
+    settings: SearchSettings,
+    ratios: Mapping[str, float],
+    removed: Sequence[str] = (),
+    multiple: int | None = None,
 ) -> tuple[nn.Module, dict[str, int]]:
-    """The pruned copy for ``ratios`` (less the ``removed`` units) with BatchNorm statistics
-    re-estimated (adaptive BN)."""
-    model, kept = prune_plan(settings, ratios, removed)
+    """The pruned copy for ``ratios`` (less the ``removed`` units, counts rounded to
+    ``multiple``) with BatchNorm statistics re-estimated (adaptive BN)."""
+    model, kept = prune_plan(settings, ratios, removed, multiple)
     recalibrate_batchnorm(model, settings.calibration, settings.config.search.calibration_samples)
     return model, kept
 
 
 def flops_of_plan(
-    settings: SearchSettings, ratios: Mapping[str, float], removed: Sequence[str] = ()
+    settings: SearchSettings,
+    ratios: Mapping[str, float],
+    removed: Sequence[str] = (),
+    multiple: int | None = None,
 ) -> int:
-    """FLOPs of the model pruned by ``ratios`` less the ``removed`` units (no BatchNorm
-    work; used to fit the budget), memoised by the plan's shape (see :func:`plan_shape`)."""
-    key = (plan_shape(settings, ratios), tuple(sorted(removed)))
+    """FLOPs of the model pruned by ``ratios`` less the ``removed`` units, counts rounded to
+    ``multiple`` (no BatchNorm work; used to fit the budget), memoised by the plan's shape
+    (see :func:`plan_shape`)."""
+    pruner = pruner_for(settings, multiple)
+    key = (getattr(pruner, "round_to", None), plan_shape(settings, ratios, pruner))
+    key += (tuple(sorted(removed)),)
     if key not in settings.flops_cache:
-        pruned, _ = prune_plan(settings, ratios, removed)
+        pruned, _ = prune_plan(settings, ratios, removed, multiple)
         settings.flops_cache[key] = count_flops(pruned, settings.example_inputs)
     return settings.flops_cache[key]
 
 
-def plan_shape(settings: SearchSettings, ratios: Mapping[str, float]) -> Hashable:
+def plan_shape(
+    settings: SearchSettings, ratios: Mapping[str, float], pruner: Pruner | None = None
+) -> Hashable:
     """What the FLOPs of a plan depend on.
 
     A pruner that can say how many units each group keeps (torch-pruning's channel groups:
     ``kept_counts``) makes plans with the same counts share one count: FLOPs depend only on
     how many channels are kept, not on which. Any other pruner is keyed by its ratios.
     """
-    kept_counts = getattr(settings.pruner, "kept_counts", None)
+    kept_counts = getattr(pruner or settings.pruner, "kept_counts", None)
     if kept_counts is not None:
         return kept_counts(settings.groups, ratios)
     return tuple(sorted(ratios.items()))
@@ -88,12 +125,13 @@ def plan_for(
     preferences: Mapping[str, float],
     flops_budget: int | None = None,
     removed: Sequence[str] = (),
+    multiple: int | None = None,
 ) -> tuple[dict[str, float], bool]:
-    """Per-group ratios along ``preferences`` that, with the ``removed`` units gone, just
-    fit the FLOPs budget."""
+    """Per-group ratios along ``preferences`` that, with the ``removed`` units gone and
+    counts rounded to ``multiple``, just fit the FLOPs budget."""
     return fit_to_budget(
         preferences,
-        lambda ratios: flops_of_plan(settings, ratios, removed),
+        lambda ratios: flops_of_plan(settings, ratios, removed, multiple),
         settings.flops_budget if flops_budget is None else flops_budget,
         settings.config.prune.max_ratio,
     )
@@ -132,8 +170,9 @@ def score_candidate(
     started = time.perf_counter()
     budget = settings.flops_budget if flops_budget is None else flops_budget
     removed = removed_units(settings, depth, budget)
-    ratios, _ = plan_for(settings, preferences, budget, removed)
-    model, kept = build_candidate(settings, ratios, removed)
+    multiple = round_to_for(settings, deploy)  # the widths its artifact's kernels favour
+    ratios, _ = plan_for(settings, preferences, budget, removed, multiple)
+    model, kept = build_candidate(settings, ratios, removed, multiple)
     flops = count_flops(model, settings.example_inputs)
     artifact = None
     if deploy is not None:
@@ -166,6 +205,7 @@ def score_candidate(
         latency_rounds=latency.rounds if latency else None,
         artifact=artifact,
         removed_units=removed,
+        round_to=multiple,
     )
 
 
@@ -221,8 +261,17 @@ def make_artifact(
         if spec.quantization.startswith("static")
         else []
     )
+    sensitive = ()
+    if spec.keep_sensitive and spec.quantization != "none":
+        sensitive = tuple(layer.module for layer in sensitive_layers(settings))
     return build_artifact(
-        model, settings.example_inputs, spec, path, calibration=feeds, keep_fp32=deploy.keep_fp32
+        model,
+        settings.example_inputs,
+        spec,
+        path,
+        calibration=feeds,
+        keep_fp32=deploy.keep_fp32,
+        sensitive=sensitive,
     )
 
 
@@ -248,6 +297,8 @@ def artifact_info(artifact: Artifact, parity: Parity | None = None) -> ArtifactI
         fp32_nodes=artifact.fp32_nodes,
         parity=parity,
         keep_ends=artifact.spec.keep_ends,
+        keep_sensitive=artifact.spec.keep_sensitive,
+        sensitive_fp32=artifact.sensitive_fp32,
     )
 
 

@@ -79,7 +79,8 @@ def choose_retimed(
 
 def _candidate(settings: SearchSettings, trial: FrozenTrial, folder: Path):
     removed = tuple(trial.user_attrs.get("removed_units") or ())  # depth (issue 14)
-    model, _ = build_candidate(settings, trial.user_attrs["ratios"], removed)
+    multiple = trial.user_attrs.get("round_to")  # the widths its artifact's kernels favour
+    model, _ = build_candidate(settings, trial.user_attrs["ratios"], removed, multiple)
     if QUANTIZATION_PARAM not in trial.params:  # scored as the PyTorch model
         return model
     spec = spec_from_params(trial.params)

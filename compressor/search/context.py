@@ -20,8 +20,10 @@ from compressor.actions.depth import DepthUnit, declared_units, find_units
 from compressor.actions.export import export_onnx
 from compressor.actions.prune import ChannelGroup
 from compressor.actions.pruner import ChannelPruner, ExcludedGroup, Pruner, usable_groups
-from compressor.config import CompressConfig
+from compressor.actions.quantize import preferred_mode
+from compressor.config import AUTO, CompressConfig
 from compressor.errors import UserInputError
+from compressor.measure.kernel_widths import KernelWidths, cached_kernel_widths
 from compressor.measure.latency import LatencyMeter
 from compressor.recover import first_batches
 from compressor.tasks import Task
@@ -57,6 +59,10 @@ class SearchSettings:
     # short distillation, and the task's own recovery when it has one (sentence encoders).
     distill_batches: tuple = ()
     recover: Callable | None = None
+    # prune.round_to auto: this machine's measured favoured multiples (None: a fixed one).
+    kernel_widths: KernelWidths | None = None
+    # The measured INT8 sensitivity ranking (search/precision.py), filled on first use.
+    precision_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,11 @@ def search_settings(
     pruner = task.pruner or ChannelPruner.from_config(
         model, task.example_inputs, config.prune, ignored
     )
+    widths = cached_kernel_widths() if config.prune.round_to == AUTO else None
+    if widths is not None and hasattr(pruner, "aligned_to"):
+        # Plans built without a deployment (sensitivity, the budget check) round as the
+        # seeded plans' artifacts do; each candidate is re-aligned to its own mode.
+        pruner = pruner.aligned_to(widths.round_to(seeded_mode(config)))
     groups, excluded = usable_groups(
         pruner, model, task.example_inputs, pruner.groups(), config.prune.strict_groups
     )
@@ -117,7 +128,13 @@ def search_settings(
             else ()
         ),
         recover=task.recover,
+        kernel_widths=widths,
     )
+
+
+def seeded_mode(config: CompressConfig) -> str:
+    """The quantization mode of the seeded plans' artifacts (``none`` without export)."""
+    return preferred_mode(config.deploy.quantization) if config.deploy.export else "none"
 
 
 def excluded_records(settings: SearchSettings) -> tuple[dict[str, str], ...]:

@@ -134,7 +134,7 @@ def distilled_metrics(
     """``metrics`` with the accuracy (and reward) of the plan after a short distillation,
     scored as its artifact when ``deploy`` is given, with the latency already measured."""
     started = time.perf_counter()
-    model, _ = build_candidate(settings, metrics.ratios, metrics.removed_units)
+    model, _ = build_candidate(settings, metrics.ratios, metrics.removed_units, metrics.round_to)
     student = short_distillation(settings, model)
     if deploy is None:
         accuracy = checked_metric(settings.evaluate(student))

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import optuna
 from optuna.trial import TrialState
 
+from compressor.credentials import mask
 from compressor.errors import CompressorError
 from compressor.search.budget import DISCARDED, claiming_before, is_discarded, may_start, spent
 from compressor.search.candidate import score_candidate
@@ -73,7 +74,7 @@ class Objective:
                     config.search.promote_fraction,
                 )
         except Exception as exc:  # the trial fails with its reason; the study goes on
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            trial.set_user_attr("error", mask(f"{type(exc).__name__}: {exc}"))
             raise
         for key, value in metrics.attrs().items():
             trial.set_user_attr(key, value)

@@ -109,31 +109,39 @@ FUSION_PARAM = "deploy.fusion"
 
 
 KEEP_ENDS_PARAM = "deploy.keep_ends_fp32"
+KEEP_SENSITIVE_PARAM = "deploy.keep_sensitive"
 
 
 def suggest_deploy(trial: optuna.Trial, config: DeployConfig) -> DeploySpec:
-    """Ask the sampler for the artifact's quantization mode, fusion and whether the first
-    and last weighted layers stay fp32 (per-layer precision), in the same study."""
+    """Ask the sampler for the artifact's quantization mode, fusion, whether the first
+    and last weighted layers stay fp32 and how many of the measured most INT8-sensitive
+    layers do (per-layer precision), in the same study."""
     return DeploySpec(
         quantization=trial.suggest_categorical(QUANTIZATION_PARAM, list(config.quantization)),
         fusion=trial.suggest_categorical(FUSION_PARAM, list(config.fusion)),
         keep_ends=trial.suggest_categorical(KEEP_ENDS_PARAM, [False, True]),
+        keep_sensitive=trial.suggest_categorical(KEEP_SENSITIVE_PARAM, list(config.keep_sensitive)),
     )
 
 
-def deploy_params(spec: DeploySpec) -> dict[str, str | bool]:
+def deploy_params(spec: DeploySpec) -> dict[str, str | bool | int]:
     """The study parameters that make a trial choose ``spec`` (for seeded trials)."""
     return {
         QUANTIZATION_PARAM: spec.quantization,
         FUSION_PARAM: spec.fusion,
         KEEP_ENDS_PARAM: spec.keep_ends,
+        KEEP_SENSITIVE_PARAM: spec.keep_sensitive,
     }
 
 
 def spec_from_params(params: Mapping) -> DeploySpec:
-    """The deployment a finished trial chose (trials of older studies: ends quantized)."""
+    """The deployment a finished trial chose (trials of older studies: every layer that the
+    user did not keep quantized)."""
     return DeploySpec(
-        params[QUANTIZATION_PARAM], params[FUSION_PARAM], params.get(KEEP_ENDS_PARAM, False)
+        params[QUANTIZATION_PARAM],
+        params[FUSION_PARAM],
+        params.get(KEEP_ENDS_PARAM, False),
+        params.get(KEEP_SENSITIVE_PARAM, 0),
     )
 
 

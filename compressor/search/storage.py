@@ -34,6 +34,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 from compressor.config import CompressConfig, MeasureConfig
+from compressor.credentials import mask
 from compressor.environment import cpu_model
 from compressor.errors import UserInputError, one_line
 from compressor.logs import LOGGER
@@ -56,20 +57,11 @@ def worker_id() -> str:
 
 
 def storage_url(config: CompressConfig, output_dir: Path) -> str:
-    """``search.storage``, or SQLite in the output folder (the default)."""
+    """The URL to connect to: ``search.storage``, or SQLite in the output folder (the
+    default)."""
     if config.search.storage:
-        return config.search.storage
+        return config.search.storage.connect
     return f"sqlite:///{(Path(output_dir) / 'study.db').resolve()}"
-
-
-def masked(url: str) -> str:
-    """The URL with its password hidden, for messages."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # unparsable: say so without echoing it
-        return url.split("://", 1)[0] + "://..."
 
 
 class StorageUnavailable(UserInputError):
@@ -83,12 +75,12 @@ def _opening(url: str) -> Iterator[None]:
         yield
     except ModuleNotFoundError as exc:
         raise UserInputError(
-            f"storage {masked(url)}: its database driver is not installed ({exc}); for "
+            f"storage {mask(url)}: its database driver is not installed ({exc}); for "
             "PostgreSQL install the postgres extra: pip install 'compressor[postgres]'"
         ) from None
     except Exception as exc:  # SQLAlchemy: bad URL, unreachable server, wrong password
-        reason = one_line(exc)
-        raise StorageUnavailable(f"storage {masked(url)} cannot be opened: {reason}") from None
+        # SQLAlchemy's messages may quote the URL (e.g. one it cannot parse): masked too.
+        raise StorageUnavailable(mask(f"storage {url} cannot be opened: {one_line(exc)}")) from None
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -161,9 +153,10 @@ def check_study(config: CompressConfig, existing: str) -> None:
     The default storage lives in the output folder, where ``check_output_dir`` already made
     that decision. ``resume`` continues with the new config, ``overwrite`` starts over.
     """
-    if config.search.storage is None or existing != "auto":
+    storage = config.search.storage
+    if storage is None or existing != "auto":
         return
-    study = existing_study(config.search.storage, config.search.study)
+    study = existing_study(storage.connect, config.search.study)
     manifest = read_manifest(study) if study is not None else None
     if manifest is None:
         return
@@ -171,7 +164,7 @@ def check_study(config: CompressConfig, existing: str) -> None:
     difference = config_difference(saved, shared_config(config))
     if difference:
         raise UserInputError(
-            f"study {config.search.study!r} in {masked(config.search.storage)} was started "
+            f"study {config.search.study!r} in {storage} was started "
             f"with a different config ({difference}); pass --resume to continue it with the "
             "new settings, --overwrite to start over, or choose another --study"
         )
@@ -180,10 +173,9 @@ def check_study(config: CompressConfig, existing: str) -> None:
 def discard_study(config: CompressConfig) -> None:
     """``--overwrite`` with a shared storage: delete the study there (SQLite in the output
     folder goes with the folder's files)."""
-    if config.search.storage is not None and existing_study(
-        config.search.storage, config.search.study
-    ):
-        optuna.delete_study(study_name=config.search.study, storage=config.search.storage)
+    storage = config.search.storage
+    if storage is not None and existing_study(storage.connect, config.search.study):
+        optuna.delete_study(study_name=config.search.study, storage=storage.connect)
 
 
 def shared_config(config: CompressConfig) -> CompressConfig:
@@ -220,8 +212,12 @@ def make_manifest(task_name: str, config: CompressConfig, baseline: Baseline, mo
 
 
 def publish_manifest(study: optuna.Study, manifest: dict) -> None:
-    """Record the manifest; workers waiting for the study start once it is there."""
-    study.set_user_attr(MANIFEST_KEY, manifest)
+    """Record the manifest; workers waiting for the study start once it is there.
+
+    It holds no storage URL (see :func:`shared_config`), and is masked all the same: a
+    worker takes the password from its own ``--storage`` or ``PGPASSWORD``, never from here.
+    """
+    study.set_user_attr(MANIFEST_KEY, mask(manifest))
 
 
 def read_manifest(study: optuna.Study) -> dict | None:
@@ -248,11 +244,11 @@ def wait_for_study(url: str, name: str, timeout: float) -> dict:
             reason = str(exc)
         if time.monotonic() >= deadline:
             raise UserInputError(
-                f"study {name!r} in {masked(url)} was not ready within {timeout:g} s ({reason});"
+                f"study {name!r} in {mask(url)} was not ready within {timeout:g} s ({reason});"
                 " start it with `compress --storage URL --study NAME ...`"
             )
         if not said:
-            LOGGER.info(f"waiting for study {name!r} in {masked(url)}: {reason}")
+            LOGGER.info(f"waiting for study {name!r} in {mask(url)}: {reason}")
             said = True
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
