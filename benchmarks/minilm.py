@@ -102,7 +102,7 @@ def our_search(task, config, trials: int, work: Path, log) -> tuple:
         study, seconds = run_search(
             settings, resources, trials=trials, sampler="tpe", seeds=seeds, progress=True
         )
-    model, best = best_model(settings, study)
+        model, best = best_model(settings, study, resources)  # the top trials re-timed
     spec = spec_from_params(best.params)
     facts = {
         "trials": trials,

@@ -114,7 +114,7 @@ def full_search(settings, resources, trials: int, seeds, log) -> tuple:
     pipelines (the unpruned model fp32 / fused / each INT8 mode) are extra trials on top of
     ``trials`` (``pipeline.search``), so every search samples the same number of plans."""
     study, seconds = run_search(settings, resources, trials=trials, sampler="tpe", seeds=seeds)
-    model, best = best_model(settings, study)
+    model, best = best_model(settings, study, resources)
     facts = {
         **_search_facts(best, seconds, trials),
         "reference_trials": len(reference_params(settings)),

@@ -77,10 +77,12 @@ def run_search(
 
 
 def best_model(
-    settings: SearchSettings, study: optuna.Study
+    settings: SearchSettings, study: optuna.Study, resources: Resources | None = None
 ) -> tuple[nn.Module, optuna.trial.FrozenTrial]:
-    """The chosen trial's plan rebuilt (adaptive BN applied), as ``compress`` chooses it."""
-    best, _ = pipeline.choose(study, settings)
+    """The chosen trial's plan rebuilt (adaptive BN applied), as ``compress`` chooses it:
+    with ``resources`` (a search that timed its artifacts) the top trials are re-timed
+    together first and the choice uses those figures (``pipeline.choose``)."""
+    best, _ = pipeline.choose(study, settings, resources)
     model, _ = build_candidate(
         settings,
         best.user_attrs["ratios"],
