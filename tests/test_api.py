@@ -38,6 +38,8 @@ def test_compress_from_python(digits_task, tmp_path):
     assert digits_task.model.fc.in_features == 64
 
 
+# A whole run (or several): in `make test-slow`, to keep the default suite under ~8 min.
+@pytest.mark.slow
 def test_same_seed_gives_the_same_trial_parameters(digits_task, tmp_path):
     def plans(folder):
         result = compress(

@@ -79,6 +79,8 @@ def test_first_trials_are_the_seeded_plans(cli_run):
     assert len(trials[2]["removed_units"]) >= len(trials[3]["removed_units"]) >= 1
 
 
+# A whole run (or several): in `make test-slow`, to keep the default suite under ~8 min.
+@pytest.mark.slow
 def test_cli_as_a_subprocess_with_a_config_file(tmp_path):
     output = tmp_path / "run"
     completed = subprocess.run(

@@ -186,6 +186,8 @@ def test_trial_time_limit_fails_the_trial_with_its_reason(digits_task, tmp_path,
         )
 
 
+# A whole run (or several): in `make test-slow`, to keep the default suite under ~8 min.
+@pytest.mark.slow
 def test_different_config_on_an_existing_run_is_refused_unless_told(tmp_path, capsys, digits_task):
     output = tmp_path / "run"
     assert main(["--trials", "2", "--epochs", "0", "--output", str(output), "--quiet", *PLAIN]) == 0
@@ -259,6 +261,8 @@ def _trial_params(result):
     return [(t.number, t.params) for t in result.trials if t.finished]
 
 
+# A whole run (or several): in `make test-slow`, to keep the default suite under ~8 min.
+@pytest.mark.slow
 def test_a_resumed_search_draws_the_same_trials_as_an_uninterrupted_one(digits_task, tmp_path):
     # The AMC reward has no latency term, so every trial's value is reproducible and the
     # sampler sees the same history in both runs; with a latency term the measured latency

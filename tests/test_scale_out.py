@@ -12,6 +12,7 @@ import signal
 import time
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 from scale_out_helpers import STUDY, finish, process_name, start_compress, start_worker
 
@@ -69,6 +70,8 @@ def _running_trial_of(storage, name):
     return None
 
 
+# A whole run (or several): in `make test-slow`, to keep the default suite under ~8 min.
+@pytest.mark.slow
 def test_a_killed_workers_trial_fails_and_is_run_again(database, tmp_path):
     budget = 8
     worker = start_worker(tmp_path, database)

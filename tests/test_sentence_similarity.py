@@ -88,6 +88,8 @@ def test_spearman_metric_is_one_when_cosine_follows_the_gold_score(tmp_path, mon
     assert spearman_metric(None, pairs)(None) == pytest.approx(1.0)
 
 
+# A whole run (or several): in `make test-slow`, to keep the default suite under ~8 min.
+@pytest.mark.slow
 def test_compress_sentence_similarity_end_to_end(tmp_path, capsys):
     folder = save_tiny_bert_folder(tmp_path / "model")
     data = write_pairs(tmp_path / "pairs.tsv", count=40)

@@ -43,6 +43,8 @@ def test_task_scores_the_unpruned_model_at_100_percent(kind, pairs, tmp_path):
     assert len(task.pruner.groups()) == 4  # heads and FFN of each of the 2 layers
 
 
+# A whole run (or several): in `make test-slow`, to keep the default suite under ~8 min.
+@pytest.mark.slow
 def test_compress_text_classifier_end_to_end(bert, tmp_path, capsys):
     folder, data = bert
     out = tmp_path / "run"
