@@ -96,9 +96,9 @@ def flops_of_plan(
     """FLOPs of the model pruned by ``ratios`` less the ``removed`` units, counts rounded to
     ``multiple`` (no BatchNorm work; used to fit the budget), memoised by the plan's shape
     (see :func:`plan_shape`)."""
-    pruner = pruner_for(settings, multiple)
-    key = (getattr(pruner, "round_to", None), plan_shape(settings, ratios, pruner))
-    key += (tuple(sorted(removed)),)
+    # The kept counts already reflect the multiple: plans keeping the same counts under
+    # different multiples have the same FLOPs and share one entry.
+    key = (plan_shape(settings, ratios, pruner_for(settings, multiple)), tuple(sorted(removed)))
     if key not in settings.flops_cache:
         pruned, _ = prune_plan(settings, ratios, removed, multiple)
         settings.flops_cache[key] = count_flops(pruned, settings.example_inputs)
