@@ -18,7 +18,7 @@ from compressor.config import CompressConfig
 from compressor.errors import UserInputError
 from compressor.measure.flops import count_flops
 from compressor.measure.onnx_runtime import OnnxModule
-from compressor.measure.precision import most_sensitive, quantization_sensitivity
+from compressor.measure.precision import quantization_sensitivity, ranked_modules
 from compressor.records import ArtifactInfo
 from compressor.search.candidate import score_candidate
 from compressor.search.context import Resources, SearchSettings
@@ -57,7 +57,7 @@ def _ranking(model, feeds, folder):
 def test_the_pass_ranks_the_layer_with_an_outlier_first(model, feeds, tmp_path):
     ranked = _ranking(model, feeds, tmp_path)
     assert {layer.module for layer in ranked} == {"conv1", "conv2", "fc"}
-    assert most_sensitive(ranked, 1) == ("conv2",)
+    assert ranked_modules(ranked)[:1] == ("conv2",)
     clean = {layer.module: layer for layer in _ranking(tiny_resnet(), feeds, tmp_path)}
     assert ranked[0].added_noise > 10 * clean["conv2"].added_noise  # the outlier, measured
     assert ranked[0].added_noise > 10 * max(layer.added_noise for layer in ranked[1:])
@@ -80,7 +80,7 @@ def _relative_error(model, path) -> float:
 
 
 def test_keeping_the_most_sensitive_layer_fp32_brings_the_output_closer(model, feeds, tmp_path):
-    sensitive = tuple(layer.module for layer in _ranking(model, feeds, tmp_path))
+    sensitive = ranked_modules(_ranking(model, feeds, tmp_path))
     built = {}
     for keep in (0, 1):
         spec = DeploySpec("static_ort", True, keep_sensitive=keep)

@@ -98,6 +98,7 @@ def _nsr(sqnr_db: float) -> float:
     return 0.0 if math.isinf(sqnr_db) else 10.0 ** (-sqnr_db / 10.0)
 
 
-def most_sensitive(layers: Sequence[LayerSensitivity], count: int) -> tuple[str, ...]:
-    """The modules of the ``count`` layers that add the most noise (each module once)."""
-    return tuple(dict.fromkeys(layer.module for layer in layers))[:count]
+def ranked_modules(layers: Sequence[LayerSensitivity]) -> tuple[str, ...]:
+    """The modules of ``layers`` (ranked, most noise first), each once: a module exported as
+    several weighted nodes is kept or quantized as one."""
+    return tuple(dict.fromkeys(layer.module for layer in layers))

@@ -27,6 +27,7 @@ from compressor.measure.flops import count_flops, count_params
 from compressor.measure.latency import LatencyComparison, LatencyStats
 from compressor.measure.onnx_runtime import OnnxModule
 from compressor.measure.parity import measure_parity
+from compressor.measure.precision import ranked_modules
 from compressor.records import ArtifactInfo, Parity, TrialMetrics
 from compressor.recover import recalibrate_batchnorm
 from compressor.reward import Term, reward
@@ -263,7 +264,7 @@ def make_artifact(
     )
     sensitive = ()
     if spec.keep_sensitive and spec.quantization != "none":
-        sensitive = tuple(layer.module for layer in sensitive_layers(settings))
+        sensitive = ranked_modules(sensitive_layers(settings))
     return build_artifact(
         model,
         settings.example_inputs,
