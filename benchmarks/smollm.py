@@ -159,6 +159,7 @@ def torch_pruning_mlp(model, ratio: float, round_to: int = 32):
             pruning_ratio=ratio,
             ignored_layers=ignored,
             round_to=round_to,
+            output_transform=lambda output: output.logits,  # not the KV cache, if any
         ).step()
     model.config.intermediate_size = model.model.layers[0].mlp.gate_proj.out_features
     return model.eval()

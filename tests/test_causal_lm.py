@@ -178,6 +178,18 @@ def test_exported_cache_graph_decodes_like_torch(exported, windows):
     )
 
 
+def test_export_leaves_the_model_scoring_whole_windows(exported, windows):
+    # The exporter switches the KV cache on for the graph and must switch it back: B5's
+    # torch-pruning row traced the exported model and failed on the cache in its outputs.
+    from benchmarks.smollm import torch_pruning_mlp
+
+    model, _ = exported
+    assert model.config.use_cache is False
+    uniform = torch_pruning_mlp(model, 0.5)
+    assert all(layer.mlp.gate_proj.out_features == 32 for layer in uniform.model.layers)
+    assert logits(uniform, windows[0]).shape == logits(model, windows[0]).shape
+
+
 def test_layer_precisions_become_int8_and_int4_nodes(exported, windows, tmp_path):
     pruned, graph = exported
     linears = 7 * (LAYERS - 1)

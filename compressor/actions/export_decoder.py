@@ -33,9 +33,17 @@ def export_decoder(model: nn.Module, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    model.config.use_cache = True
-    with _quiet():
-        onnx_export_from_model(model, folder, task="text-generation-with-past", do_validation=False)
+    use_cache = model.config.use_cache
+    model.config.use_cache = True  # the graph takes and returns the KV cache
+    try:
+        with _quiet():
+            onnx_export_from_model(
+                model, folder, task="text-generation-with-past", do_validation=False
+            )
+    finally:
+        # The caller's model goes on scoring whole windows: with the cache switched on its
+        # outputs would carry one (torch-pruning's tracer then fails on them).
+        model.config.use_cache = use_cache
     path = folder / GRAPH_NAME
     onnx.checker.check_model(str(path))
     return path
