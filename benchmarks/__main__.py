@@ -61,6 +61,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "of the baseline's validation accuracy, against the unpruned fp32 / INT8 rows only",
     )
     parser.add_argument(
+        "--round-to",
+        type=_round_to,
+        default=None,
+        help="resnet56: prune.round_to of every search (a multiple, or auto: the one this "
+        "CPU's kernels favour per quantization mode); default the task's",
+    )
+    parser.add_argument(
         "--samplers", nargs="+", default=None, help="search-efficiency: samplers (default all)"
     )
     parser.add_argument("--runs", type=int, default=None, help="stability: demo runs (3)")
@@ -69,6 +76,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--plans", type=int, default=None, help="proxy: plans per task (16)")
     return parser.parse_args(argv)
+
+
+def _round_to(value: str) -> int | str:
+    """``--round-to``: ``auto`` or a positive multiple."""
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {value!r}")
+    return int(value)
 
 
 def main(argv: list[str] | None = None) -> tuple[Path, Path]:
@@ -95,6 +111,8 @@ def main(argv: list[str] | None = None) -> tuple[Path, Path]:
     task = f"-{args.task.replace(',', '+')}" if args.task else ""
     drop = getattr(args, "max_accuracy_drop", None)
     task += f"-drop{drop:g}" if drop is not None else ""
+    round_to = getattr(args, "round_to", None)
+    task += f"-round{round_to}" if round_to is not None else ""
     name = args.benchmark + task + ("-quick" if args.quick else "")
     paths = write_results(name, data, markdown, args.results)
     print(markdown)

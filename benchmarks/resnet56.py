@@ -127,7 +127,8 @@ def full_search(settings, resources, trials: int, seeds, log) -> tuple:
 
 def _trial_row(trial) -> dict:
     attrs = trial.user_attrs
-    keys = ("reference", "removed_units", "accuracy", "flops_ratio", "latency_ratio", "feasible")
+    keys = ("reference", "removed_units", "round_to", "accuracy", "flops_ratio", "latency_ratio")
+    keys += ("feasible",)
     return {
         "number": trial.number,
         "reward": trial.value,
@@ -145,6 +146,7 @@ def _search_facts(best, seconds: float, trials: int) -> dict:
         "reward": best.value,
         "val_before_recovery": best.user_attrs["accuracy"],
         "removed_units": list(best.user_attrs.get("removed_units") or []),
+        "round_to": best.user_attrs.get("round_to"),  # the channel multiple its widths kept
         "seconds": seconds,
     }
 
@@ -160,6 +162,10 @@ def run(args, session) -> tuple[dict, str]:
     if getattr(args, "max_accuracy_drop", None) is not None:  # B1b: no FLOPs target
         config = dataclasses.replace(
             config, target_flops=None, max_accuracy_drop=args.max_accuracy_drop
+        )
+    if getattr(args, "round_to", None) is not None:  # e.g. auto: kernel-aligned widths
+        config = dataclasses.replace(
+            config, prune=dataclasses.replace(config.prune, round_to=args.round_to)
         )
     if args.quick:
         config = dataclasses.replace(
@@ -226,6 +232,7 @@ def run(args, session) -> tuple[dict, str]:
         "baseline_flops": settings.baseline_flops,
         "trials": trials,
         "recovery": dataclasses.asdict(config.recovery),
+        "prune_round_to": config.prune.round_to,
         "eager_unpruned": eager["baseline"],
         "rows": rows,
         "quick": args.quick,
@@ -320,7 +327,9 @@ def markdown(data: dict, batches) -> str:
     text = (
         f"# B1: {data['task']} at FLOPs <= {data['flops_budget'] / data['baseline_flops']:.2f}x\n\n"
         f"{data['description']}. Same budget for every method: {data['trials']} search trials, "
-        f"recovery {_recovery_text(data['recovery'])} (the unpruned model too). Accuracy: top-1 "
+        f"recovery {_recovery_text(data['recovery'])} (the unpruned model too); the searches "
+        f"keep channel counts on multiples of {data.get('prune_round_to')} (`prune.round_to`; "
+        "auto: the multiple this CPU's kernels favour per quantization mode). Accuracy: top-1 "
         "% on the test images of each row's ONNX artifact. Latency: ONNX Runtime, ms p50 / p90; "
         "speed-ups use p50 (vs fp32 ORT: median of interleaved per-round ratios).\n\n"
         + markdown_table(
