@@ -22,6 +22,8 @@ import os
 import sys
 from pathlib import Path
 
+from compressor.cli import round_to_arg
+
 BENCHMARKS = {
     "resnet56": "benchmarks.resnet56",
     "minilm": "benchmarks.minilm",
@@ -62,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--round-to",
-        type=_round_to,
+        type=round_to_arg,  # the CLI's; PruneConfig rejects values below 1
         default=None,
         help="resnet56: prune.round_to of every search (a multiple, or auto: the one this "
         "CPU's kernels favour per quantization mode); default the task's",
@@ -76,15 +78,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--plans", type=int, default=None, help="proxy: plans per task (16)")
     return parser.parse_args(argv)
-
-
-def _round_to(value: str) -> int | str:
-    """``--round-to``: ``auto`` or a positive multiple."""
-    if value == "auto":
-        return value
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {value!r}")
-    return int(value)
 
 
 def main(argv: list[str] | None = None) -> tuple[Path, Path]:

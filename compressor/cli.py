@@ -71,8 +71,8 @@ OVERRIDES = (
 )
 
 
-def _round_to(value: str) -> int | str:
-    """``--round-to``: a positive integer or ``auto`` (checked by the config)."""
+def round_to_arg(value: str) -> int | str:
+    """``--round-to``: a positive integer or ``auto`` (the range is checked by ``PruneConfig``)."""
     if value == "auto":
         return value
     try:
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--round-to",
         dest="round_to",
-        type=_round_to,
+        type=round_to_arg,
         metavar="N|auto",
         help="round kept channel counts to this multiple (1 = no rounding; default 8); "
         "auto: the multiple this machine's kernels favour for each candidate's quantization "

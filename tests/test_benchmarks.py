@@ -132,17 +132,23 @@ def test_minilm_benchmark_quick(tmp_path):
     assert data["lengths"][1] == 128 and 4 <= data["lengths"][0] <= 64
 
 
-def test_round_to_option_takes_auto_or_a_positive_multiple(capsys):
+def test_round_to_option_takes_auto_or_a_positive_multiple(capsys, tmp_path):
     from benchmarks.__main__ import parse_args
 
     assert parse_args(["resnet56", "--round-to", "auto"]).round_to == "auto"
     assert parse_args(["resnet56", "--round-to", "16"]).round_to == 16
     assert parse_args(["resnet56"]).round_to is None  # the task's own rounding
-    for bad in ("0", "-8", "x", "1.5"):
+    for bad in ("x", "1.5"):  # not a number: argparse's usage error
         with pytest.raises(SystemExit) as exited:
             parse_args(["resnet56", "--round-to", bad])
         assert exited.value.code == 2
         assert "--round-to" in capsys.readouterr().err
+    for bad in ("0", "-8"):  # a number out of range: PruneConfig's one line, nothing written
+        with pytest.raises(SystemExit) as exited:
+            main(["resnet56", "--task", "digits", "--round-to", bad, "--results", str(tmp_path)])
+        assert exited.value.code == 2
+        assert "prune.round_to must be a positive integer or auto" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
 
 
 def test_b5_speedups_come_from_the_interleaved_ratios_not_the_p50s():
