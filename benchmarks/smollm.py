@@ -168,12 +168,11 @@ def torch_pruning_mlp(model, ratio: float, round_to: int = 32):
 def measure_rows(task, artifacts: dict[str, Path], timing: MeasureConfig) -> dict:
     windows, prompt = task.windows, task.example_inputs[0]
     rows = {}
-    with DecoderLatencyMeter(timing, prompt) as meter:
+    # The meter reloads the baseline for every row (fresh_baseline, its default): in the
+    # 2026-11-30 run one long-lived session drifted 38 -> 56 ms per token over the table.
+    with DecoderLatencyMeter(timing, prompt, fresh_baseline=True) as meter:
+        meter.set_baseline(artifacts[ORT])
         for name, graph in artifacts.items():
-            # A fresh baseline session for every row: in the 2026-11-30 run one session
-            # loaded at the start timed 38 -> 56 ms per token over the table while each
-            # fresh candidate session did not drift, and fp32 against itself gave 0.92.
-            meter.set_baseline(artifacts[ORT])
             latency = meter.compare(graph)
             sizes = weight_bytes(graph)
             rows[name] = {

@@ -41,6 +41,7 @@ from compressor.measure.decoder import (
 )
 from compressor.measure.decoder_latency import DecoderLatencyMeter
 from compressor.measure.flops import count_flops
+from compressor.reward import Term
 from compressor.search.decoder import (
     MB,
     DecoderCandidate,
@@ -59,6 +60,7 @@ from compressor.search.decoder_sensitivity import (
     precision_sensitivity,
     removal_order,
 )
+from compressor.search.loop import best_feasible_trial
 from compressor.tasks.causal_lm import CausalLMTask
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,7 @@ class DecoderResult:
     torch_test_perplexity: float
     parity: dict
     final: DecoderScore
+    targets: tuple[Term, ...]  # the user's budgets, judged on the final artifact
     artifact: Path
     trials: int
     seconds: float
@@ -113,6 +116,7 @@ class DecoderResult:
             "torch_test_perplexity": self.torch_test_perplexity,
             "parity": self.parity,
             "final": self.final.as_dict(),
+            "targets": [{**dataclasses.asdict(term), "met": term.within} for term in self.targets],
             "artifact": str(self.artifact),
             "trials": self.trials,
             "seconds": self.seconds,
@@ -155,6 +159,20 @@ def search(
             study.objective(settings.space, prior), n_trials=remaining, catch=(RuntimeError,)
         )
     return optuna_study
+
+
+def choose(optuna_study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The best-R trial within every budget, as for every other task; when none is within,
+    the best-R trial, and the report says the targets were missed."""
+    best = best_feasible_trial(optuna_study)
+    if best is None:  # (Study.best_trial would raise: it too reads the trials' constraints)
+        finished = optuna_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+        best = max(finished, key=lambda trial: trial.value)
+        log.warning(
+            "no trial met every target; the best-R trial #%d ships (see the report's targets)",
+            best.number,
+        )
+    return best
 
 
 def recover(task: CausalLMTask, candidate: DecoderCandidate, settings: DecoderSettings):
@@ -209,11 +227,13 @@ def compress_decoder(
             threads=threads,
         )
         optuna_study = search(study, settings, prior, f"sqlite:///{out_dir / 'study.db'}")
-        best = optuna_study.best_trial
+        best = choose(optuna_study)
         candidate = candidate_from_params(best.params, prior)
         model = recover(task, candidate, settings)
         artifact = deploy(study, model, candidate, out_dir, study.kept_artifact(best.number))
         final = study.score(candidate, artifact)
+        flops = final.flops_per_token
+        targets = tuple(t for t in study.terms(final.latency, final.size_mb, flops) if t.budget)
     test = onnx_likelihood(DecoderSession(artifact, threads=threads), windows.test)
     torch_test = torch_likelihood(model, windows.test)
     parity = logits_parity(model, DecoderSession(artifact, threads=threads), windows.test[0])
@@ -227,6 +247,7 @@ def compress_decoder(
         torch_test_perplexity=torch_test.perplexity,
         parity=parity,
         final=final,
+        targets=targets,
         artifact=artifact,
         trials=len(optuna_study.trials),
         seconds=time.perf_counter() - started,
@@ -348,7 +369,22 @@ def summary(result: DecoderResult) -> str:
         + f"\n\nchosen: {moves}\nparity (PyTorch vs artifact): logits cosine >= "
         f"{result.parity['cosine_min']:.4f}, perplexity difference "
         f"{result.parity['perplexity_difference']:+.3f}\n"
+        f"{targets_line(result.targets)}\n"
         f"{result.trials} trials, {result.seconds / 60:.1f} min; artifact {result.artifact}"
+    )
+
+
+TARGET_NAMES = {"latency": "decode latency", "flops": "FLOPs / token", "size": "weights MB"}
+
+
+def targets_line(targets: tuple[Term, ...]) -> str:
+    """Each budget the user set, measured on the shipped artifact: met or not, plainly."""
+    if not targets:
+        return "targets: none (the best R)"
+    return "targets: " + "; ".join(
+        f"{TARGET_NAMES.get(t.name, t.name)} {t.value:.4g} <= {t.target:.4g}: "
+        + ("met" if t.within else "NOT met")
+        for t in targets
     )
 
 

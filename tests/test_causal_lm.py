@@ -228,6 +228,53 @@ def test_decoder_latency_has_two_phases(exported):
         assert 0.2 < phase.ratio < 5  # the same graph against itself
 
 
+def test_decoder_meter_times_every_candidate_against_a_fresh_baseline(exported, monkeypatch):
+    _, graph = exported
+    config = MeasureConfig(threads=1, rounds=1, runs_per_round=2, max_seconds=0.5)
+    for fresh, expected in ((True, 2 + 2 * 2), (False, 2)):  # set_baseline, then 2 compares
+        with DecoderLatencyMeter(config, torch.arange(1, 9), fresh_baseline=fresh) as meter:
+            loaded = []
+            monkeypatch.setattr(meter, "_load_phase", _recording(meter._load_phase, loaded))
+            meter.set_baseline(graph)
+            for _ in range(2):
+                assert meter.compare(graph).decode.ratio > 0
+        assert sum(key.startswith("baseline-") for key in loaded) == expected
+
+
+def _recording(load, loaded: list):
+    def record(key, *args):
+        loaded.append(key)
+        return load(key, *args)
+
+    return record
+
+
+def test_the_chosen_decoder_trial_is_within_the_budgets_when_one_is():
+    import optuna
+
+    from compressor.decoder_pipeline import choose, targets_line
+    from compressor.reward import Term
+
+    def study(*trials):
+        made = optuna.create_study(direction="maximize")
+        for value, feasible in trials:  # constraints as Trial.set_constraint stores them
+            made.add_trial(
+                optuna.trial.create_trial(
+                    value=value,
+                    user_attrs={"feasible": feasible},
+                    system_attrs={"constraints:budgets": -0.1 if feasible else 0.2},
+                )
+            )
+        return made
+
+    # The soft reward ranks a slightly-over-budget trial first; the user's target wins.
+    assert choose(study((0.09, False), (0.06, True), (0.05, True))).number == 1
+    assert choose(study((0.09, False), (0.06, False))).number == 0  # none within: best R
+    line = targets_line((Term("latency", 0.71, 0.5), Term("size", 200.0, 250.0)))
+    assert line == "targets: decode latency 0.71 <= 0.5: NOT met; weights MB 200 <= 250: met"
+    assert targets_line(()) == "targets: none (the best R)"
+
+
 def test_logit_distillation_brings_a_pruned_model_back_toward_the_teacher(llama, windows):
     student = prune_decoder(llama, DecoderPlan(mlp_ratio=0.5, head_ratio=1 / 3))
 
@@ -323,6 +370,14 @@ def test_one_study_searches_the_decoder_moves_and_writes_an_artifact(tmp_path):
     assert not (tmp_path / "work").exists()
     report = (tmp_path / "report.md").read_text()
     assert "test perplexity" in report and report.count("\n| ") >= 3 + 5  # 3 trials
+    # Each budget is judged on the shipped artifact's own measurement, and said plainly.
+    targets = {t["name"]: t for t in saved["targets"]}
+    assert set(targets) == {"latency", "size"}
+    assert targets["latency"]["value"] == pytest.approx(result.final.latency.decode.ratio)
+    assert targets["size"]["met"] == (result.final.size_mb <= 0.3)
+    assert "targets: decode latency" in report and ("NOT met" in report) != all(
+        t["met"] for t in targets.values()
+    )
 
 
 def test_cli_bad_causal_lm_inputs_exit_2(capsys):

@@ -42,12 +42,21 @@ class DecoderLatencyMeter(LatencyMeter):
             latency = meter.compare(candidate_graph)
     """
 
-    def __init__(self, config: MeasureConfig, prompt: torch.Tensor) -> None:
+    def __init__(
+        self, config: MeasureConfig, prompt: torch.Tensor, fresh_baseline: bool = True
+    ) -> None:
         super().__init__(dataclasses.replace(config, batch_size=1), (prompt.reshape(1, -1),))
         self.prompt_length = int(prompt.numel())
+        # A baseline session kept alive for a whole search slowed down by itself here (fp32
+        # SmolLM2 decode 38 -> 56 ms per token over ~10 min, while fresh sessions did not;
+        # fp32 against itself read 0.92), which flatters every later candidate. So each
+        # comparison reloads the baseline unless told not to: ~1 s per phase.
+        self.fresh_baseline = fresh_baseline
+        self._baseline_path: Path | None = None
 
     def set_baseline(self, model: Path) -> None:
         self._baseline_format = "onnx"
+        self._baseline_path = Path(model)
         for phase in PHASES:
             self._load_phase(f"baseline-{phase}", model, phase)
 
@@ -56,6 +65,9 @@ class DecoderLatencyMeter(LatencyMeter):
         rounds = rounds or self.config.rounds
         results = {}
         for phase in PHASES:
+            if self.fresh_baseline and self._baseline_path is not None:
+                self._request({"op": "unload", "key": f"baseline-{phase}"})
+                self._load_phase(f"baseline-{phase}", self._baseline_path, phase)
             key = f"candidate-{phase}"
             self._load_phase(key, model, phase)
             try:

@@ -90,6 +90,7 @@ class DecoderScore:
     flops_ratio: float
     reward: float
     feasible: bool
+    budget_excess: float  # max over the budgets of (value / target - 1); <= 0 when within
 
     def as_dict(self) -> dict:
         return {
@@ -108,6 +109,7 @@ class DecoderScore:
             "flops_ratio": self.flops_ratio,
             "reward": self.reward,
             "feasible": self.feasible,
+            "budget_excess": self.budget_excess,
         }
 
 
@@ -242,6 +244,7 @@ class DecoderStudy:
             flops_ratio=flops / self.baseline_flops_per_token,
             reward=value,
             feasible=all(term.within for term in terms if term.budget),
+            budget_excess=max((term.ratio - 1.0 for term in terms if term.budget), default=-1.0),
         )
 
     def terms(self, latency: DecoderLatency, size_mb: float, flops: float) -> list[Term]:
@@ -291,6 +294,8 @@ class DecoderStudy:
             for key, value in score.as_dict().items():
                 trial.set_user_attr(key, value)
             trial.set_user_attr("seconds", time.perf_counter() - started)
+            # TPE reads this to tell feasible candidates apart: <= 0 means within every budget.
+            trial.set_constraint("budgets", score.budget_excess)
             log.info(
                 "trial %d: ppl %.2f, decode %.2fx of fp32, %.0f MB, R %.4f",
                 trial.number,
