@@ -4,7 +4,7 @@
     python -m benchmarks minilm              [--quick] [--data DIR]   # B2
     python -m benchmarks search-efficiency   [--quick] [--data DIR]   # B3
     python -m benchmarks peak                [--quick]                # B4
-    python -m benchmarks proxy               [--quick] [--data DIR] [--plans N]   # B5
+    python -m benchmarks proxy               [--quick] [--data DIR] [--plans N]   # proxies
     python -m benchmarks stability           [--runs N]               # `make demo` x N
     python -m benchmarks smollm              [--quick] [--trials N]   # B5
 
@@ -77,6 +77,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--plan-range", default=None, help="proxy: score plans FIRST:LAST only (split runs)"
     )
     parser.add_argument("--plans", type=int, default=None, help="proxy: plans per task (16)")
+    parser.add_argument(
+        "--recovery-steps",
+        type=int,
+        default=None,
+        help="proxy: the recovery budget every plan is ranked after (default the task's)",
+    )
     return parser.parse_args(argv)
 
 
@@ -106,6 +112,8 @@ def main(argv: list[str] | None = None) -> tuple[Path, Path]:
     task += f"-drop{drop:g}" if drop is not None else ""
     round_to = getattr(args, "round_to", None)
     task += f"-round{round_to}" if round_to is not None else ""
+    steps = getattr(args, "recovery_steps", None)
+    task += f"-rec{steps}" if steps is not None else ""
     name = args.benchmark + task + ("-quick" if args.quick else "")
     paths = write_results(name, data, markdown, args.results)
     print(markdown)

@@ -1,4 +1,4 @@
-"""B5, proxies: which cheap score ranks compressed candidates as recovery will?
+"""Proxies: which cheap score ranks compressed candidates as recovery will?
 
 The search scores thousands of candidates it never fine-tunes, so it optimises a *proxy*;
 the variant it ships is judged after recovery. For N plans at the benchmark's FLOPs budget
@@ -46,6 +46,7 @@ from benchmarks.searching import settings_for
 from benchmarks.tasks import cifar_task, minilm_task, task_config
 from compressor.actions.artifact import DeploySpec
 from compressor.distill import distill, embedding_kd_loss, logits_kd_loss
+from compressor.errors import UserInputError
 from compressor.recover import recalibrate_batchnorm, recover_model
 from compressor.search.candidate import (
     build_candidate,
@@ -298,6 +299,11 @@ def correlations(rows: list[dict], proxies: tuple[str, ...]) -> dict:
 
 def study_task(name: str, args, log) -> dict:
     bench = SETUPS[name]
+    steps = getattr(args, "recovery_steps", None)
+    if steps is not None:  # rank against a longer (or shorter) recovery than the default
+        if steps < 1:
+            raise UserInputError(f"--recovery-steps must be a positive step count, not {steps}")
+        bench = dataclasses.replace(bench, recovery_steps=steps)
     task = bench.load(args)
     config = task_config(name, measure={"threads": args.threads})
     settings = settings_for(task, config)
@@ -370,7 +376,7 @@ def goals(results: list[dict]) -> dict:
 
 
 def markdown(results: list[dict]) -> str:
-    parts = ["# B5: proxies, rank correlation with accuracy after recovery\n"]
+    parts = ["# Proxies: rank correlation with accuracy after recovery\n"]
     for result in results:
         corr, proxies = result["correlations"], result["proxies"]
         parts.append(

@@ -151,6 +151,16 @@ def test_round_to_option_takes_auto_or_a_positive_multiple(capsys, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_proxy_recovery_steps_name_the_result_and_must_be_positive(capsys, tmp_path):
+    argv = ["proxy", "--task", "digits", "--results", str(tmp_path), "--recovery-steps"]
+    for bad in ("0", "-5"):  # one line, exit 2, before any model is loaded; nothing written
+        with pytest.raises(SystemExit) as exited:
+            main([*argv, bad])
+        assert exited.value.code == 2
+        assert capsys.readouterr().err.strip().endswith(f"positive step count, not {bad}")
+    assert not list(tmp_path.iterdir())
+
+
 def test_b5_speedups_come_from_the_interleaved_ratios_not_the_p50s():
     from benchmarks import smollm
 
