@@ -62,8 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="resnet56 (B1b) and minilm (B2b): no FLOPs target; our search takes the fastest "
         "variant within this many points of the baseline's validation metric (resnet56: "
-        "against the unpruned fp32 / INT8 rows only; minilm: every row, Olive with the same "
-        "floor); results named <name>-drop<PTS>-<date>",
+        "against the unpruned fp32 / INT8 rows only; minilm: every row); results named "
+        "<name>-drop<PTS>-<date>",
     )
     parser.add_argument(
         "--round-to",
