@@ -313,7 +313,7 @@ def markdown(data: dict) -> str:
     title = (
         f"# B2b: all-MiniLM-L6-v2 on STS-B test, fastest within {drop:g} pt\n\n"
         "No FLOPs target: our search takes the fastest measured variant whose dev Spearman "
-        f"is within {drop:g} points of the baseline's (`--max-accuracy-drop {drop:g}`).\n\n"
+        f"is within {drop:g} pt of the baseline's (`--max-accuracy-drop {drop:g}`).\n\n"
         if drop is not None
         else "# B2: all-MiniLM-L6-v2 on STS-B test\n\n"
     )
