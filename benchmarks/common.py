@@ -19,7 +19,7 @@ from compressor.tasks.common import default_data_root
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Libraries the benchmarks compare against, beyond what compressor/environment.py records.
-EXTRA_LIBRARIES = ("transformers", "nncf", "optimum", "optimum-onnx", "scipy")
+EXTRA_LIBRARIES = ("transformers", "nncf", "optimum", "optimum-onnx", "olive-ai", "scipy")
 
 
 def data_root(path: str | None) -> Path:

@@ -6,6 +6,7 @@ digits runs need no data; the MiniLM one needs ../shared/data and is skipped wit
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -194,3 +195,191 @@ def test_b5_memory_bandwidth_is_plausible():
     from benchmarks.smollm import memory_bandwidth
 
     assert 0.5 < memory_bandwidth(threads=1, megabytes=32, runs=2) < 1000  # GB/s
+
+
+def test_max_accuracy_drop_option_refuses_bad_values(capsys, tmp_path):
+    """B1b / B2b: a drop outside [0, 100) points is one line and exit 2, before any data is
+    read (minilm needs none to refuse it), and nothing is written."""
+    with pytest.raises(SystemExit) as exited:  # not a number: argparse's usage error
+        main(["minilm", "--max-accuracy-drop", "x", "--results", str(tmp_path)])
+    assert exited.value.code == 2
+    assert "--max-accuracy-drop" in capsys.readouterr().err
+    runs = [["minilm"], ["resnet56", "--task", "digits"]]
+    for run, bad in ((run, bad) for run in runs for bad in ("-1", "100", "nan")):
+        with pytest.raises(SystemExit) as exited:
+            main([*run, "--max-accuracy-drop", bad, "--results", str(tmp_path)])
+        assert exited.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "max accuracy drop must be a number of points" in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_minilm_drop_mode_has_no_flops_target_and_the_same_recovery():
+    import argparse
+
+    from benchmarks.minilm import configure
+
+    b2 = configure(argparse.Namespace(quick=False, max_accuracy_drop=None))
+    b2b = configure(argparse.Namespace(quick=False, max_accuracy_drop=1.0))
+    assert b2.target_flops is not None and b2.max_accuracy_drop is None
+    assert b2b.target_flops is None and b2b.max_accuracy_drop == 1.0
+    assert b2b.recovery == b2.recovery and b2b.search == b2.search and b2b.prune == b2.prune
+    assert b2b.recovery.steps == 150  # B2's stated recovery budget
+    # --threads: the search times its candidates at the rows' thread count
+    assert b2.measure.threads is None
+    one = configure(argparse.Namespace(quick=True, max_accuracy_drop=0.5, threads=1))
+    assert one.measure.threads == 1 and one.max_accuracy_drop == 0.5
+
+
+def _b2_data(ours_spearman: float, ours_ratio: tuple[float, float], olive: dict | None = None):
+    """A B2 result as ``minilm.run`` shapes it, with chosen numbers (ms at 12 / 128 tokens)."""
+    from benchmarks import minilm
+
+    ratios = {  # interleaved ratio to fp32 ORT per length; p50 = ratio x fp32 ORT's p50
+        minilm.ORT: (1.0, 1.0),
+        minilm.FUSED: (0.9, 0.95),
+        minilm.INT8: (0.7, 0.5),
+        minilm.FUSED_INT8: (0.6, 0.45),
+        minilm.NNCF: (6.0, 1.5),
+        minilm.OURS: ours_ratio,
+    }
+    if olive is not None and "spearman" in olive:  # Olive ran: timed like every row
+        ratios[minilm.OLIVE] = (0.55, 0.44)
+    ort_ms = {12: 2.0, 128: 14.0}
+    latency = {}
+    for index, length in enumerate((12, 128)):
+        table = {
+            name: {
+                "p50_ms": ort_ms[length] * r[index] * 1.1,  # p50s taken apart disagree a bit
+                "p90_ms": ort_ms[length] * r[index] * 1.5,
+                "ratio_to_baseline": r[index],
+            }
+            for name, r in ratios.items()
+        }
+        table[minilm.EAGER] = {"p50_ms": 6.0 if length == 12 else 18.0, "p90_ms": 20.0}
+        table[minilm.OURS_EAGER] = {"p50_ms": 4.0, "p90_ms": 10.0}
+        latency[length] = table
+    rows = {minilm.EAGER: {"spearman": 0.8203, "size_bytes": 90e6}}
+    rows.update({name: {"spearman": 0.82, "size_bytes": 23e6} for name in ratios})
+    rows[minilm.OURS] = {
+        "spearman": ours_spearman,
+        "size_bytes": 17e6,
+        "deploy": {"quantization": "dynamic", "fusion": True, "keep_ends_fp32": False},
+        "flops_ratio": 0.83,
+        "test_spearman_before_recovery_fp32": 0.815,
+        "test_spearman_after_recovery_fp32": ours_spearman,
+        "removed_units": ["transformer.encoder.layer.4"],
+    }
+    if olive is not None:
+        rows[minilm.OLIVE] = {**rows.get(minilm.OLIVE, {}), **olive}
+    data = {
+        "description": "synthetic",
+        "lengths": (12, 128),
+        "trials": 10,
+        "max_accuracy_drop": 1.0,
+        "recovery": {"steps": 150, "epochs": 1, "lr": 1e-4},
+        "rows": rows,
+        "latency": latency,
+        "flops": {n: {"unpruned": 1e9, "ours": 8e8} for n in (12, 128)},
+    }
+    data["goals"] = minilm.goals(data, 1.0)
+    data["peak_points"] = minilm.peak_points(data)
+    return data
+
+
+def test_b2b_goals_use_the_drop_budget_and_the_interleaved_ratios():
+    data = _b2_data(ours_spearman=0.8110, ours_ratio=(0.36, 0.30))
+    goals = data["goals"]
+    assert goals["spearman"]["value"] == pytest.approx(81.10)
+    assert goals["spearman"]["target"] == ">= 81.03" and goals["spearman"]["met"]
+    # the fastest Optimum-style pipeline by ratio is fusion + INT8 at both lengths: 0.6 / 0.36
+    best12 = goals["speedup_vs_best_optimum_style_12tok (ORT fusion + dynamic INT8)"]
+    best128 = goals["speedup_vs_best_optimum_style_128tok (ORT fusion + dynamic INT8)"]
+    assert best12["value"] == pytest.approx(0.6 / 0.36) and best12["met"]
+    assert best128["value"] == pytest.approx(0.45 / 0.30) and best128["met"]
+    # eager was timed in its own worker: p50 over p50
+    eager12 = goals["speedup_vs_eager_12tok"]
+    assert eager12["value"] == pytest.approx(6.0 / (2.0 * 0.36 * 1.1)) and eager12["met"]
+    worse = _b2_data(ours_spearman=0.8100, ours_ratio=(0.5, 0.30))["goals"]
+    assert not worse["spearman"]["met"]  # 81.00 < 82.03 - 1
+    assert not worse["speedup_vs_best_optimum_style_12tok (ORT fusion + dynamic INT8)"]["met"]
+
+
+def test_olive_row_is_skipped_with_the_reason_when_olive_is_absent(monkeypatch, tmp_path):
+    import sys
+
+    from benchmarks import minilm
+    from benchmarks.olive_row import OliveSearch, run_olive
+
+    monkeypatch.setitem(sys.modules, "olive", None)  # `import olive` raises ImportError
+
+    search = OliveSearch(threads=1)
+    outcome = run_olive(tmp_path / "fp32.onnx", tmp_path, search)
+    assert outcome.path is None
+    assert "olive-ai is not installed" in outcome.facts["skipped"]
+    assert "16 dynamic-INT8 settings" in outcome.facts["budget"]
+    data = _b2_data(0.8110, (0.36, 0.30), olive=outcome.facts)
+    assert minilm.OLIVE not in {p["name"] for p in data["peak_points"]}
+    md = minilm.markdown(data)
+    (line,) = [row for row in md.splitlines() if row.startswith(f"| {minilm.OLIVE}")]
+    assert "not run: olive-ai is not installed" in line
+    assert "Olive (olive-ai; search: Olive's whole default space" in md
+    assert md.startswith("# B2b: all-MiniLM-L6-v2 on STS-B test, fastest within 1 pt")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("olive") is None, reason="olive-ai not installed ('.[olive]')"
+)
+def test_olive_scores_its_whole_space_on_a_tiny_bert_and_returns_the_fastest(tmp_path):
+    """Olive's own search (fusion, then dynamic INT8 settings; latency only) on a tiny BERT:
+    every setting scored, its fastest candidate returned, close to the fp32 export."""
+    import onnx
+    import torch
+
+    from benchmarks.olive_row import OliveSearch, run_olive
+    from compressor.actions.export import export_onnx
+    from compressor.measure.onnx_runtime import OnnxModule
+    from tests._tiny_transformers import tiny_bert
+
+    class Hidden(torch.nn.Module):  # one output: the hidden states
+        def __init__(self):
+            super().__init__()
+            self.bert = tiny_bert()
+
+        def forward(self, ids, mask):
+            return self.bert(ids, mask).last_hidden_state
+
+    ids = torch.randint(1, 20, (4, 16), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    fp32 = export_onnx(Hidden().eval(), (ids[:1], mask[:1]), tmp_path / "fp32.onnx")
+    reference = OnnxModule(fp32)(ids, mask)
+
+    def fidelity(path):
+        out = OnnxModule(path)(ids, mask)
+        return (
+            100
+            * torch.nn.functional.cosine_similarity(out.flatten(1), reference.flatten(1))
+            .min()
+            .item()
+        )
+
+    search = OliveSearch(
+        threads=1,
+        tokens=16,  # the tiny BERT has 64 positions
+        fusion={"model_type": "bert", "num_heads": 4, "hidden_size": 32},
+    )
+    outcome = run_olive(fp32, tmp_path, search)
+    assert outcome.path is not None, outcome.facts
+    # Olive's pick: its fastest candidate (on a tiny BERT the fused fp32 model can win)
+    candidates = outcome.facts["candidates"]
+    assert len(candidates) == 17  # the fused model + 16 INT8 settings, pass by pass
+    chosen = outcome.facts["chosen"]
+    fastest = min(c["metrics"]["latency-p50"]["value"] for c in candidates)
+    assert chosen["metrics"]["latency-p50"]["value"] == fastest
+    assert chosen["passes"][0]["type"].lower() == "orttransformersoptimization"
+    quantized = [c for c in candidates if len(c["passes"]) == 2]
+    assert {c["passes"][1]["precision"] for c in quantized} == {"int8", "uint8"}
+    ops = {node.op_type for node in onnx.load(str(outcome.path)).graph.node}
+    assert ops & {"Attention", "QAttention"}, ops  # Olive's fusion ran
+    assert fidelity(outcome.path) >= 90.0  # cosine x100 of the hidden states vs fp32
