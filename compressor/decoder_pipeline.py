@@ -232,8 +232,6 @@ def compress_decoder(
         model = recover(task, candidate, settings)
         artifact = deploy(study, model, candidate, out_dir, study.kept_artifact(best.number))
         final = study.score(candidate, artifact)
-        flops = final.flops_per_token
-        targets = tuple(t for t in study.terms(final.latency, final.size_mb, flops) if t.budget)
     test = onnx_likelihood(DecoderSession(artifact, threads=threads), windows.test)
     torch_test = torch_likelihood(model, windows.test)
     parity = logits_parity(model, DecoderSession(artifact, threads=threads), windows.test[0])
@@ -247,7 +245,7 @@ def compress_decoder(
         torch_test_perplexity=torch_test.perplexity,
         parity=parity,
         final=final,
-        targets=targets,
+        targets=tuple(term for term in final.terms if term.budget),
         artifact=artifact,
         trials=len(optuna_study.trials),
         seconds=time.perf_counter() - started,

@@ -89,8 +89,16 @@ class DecoderScore:
     flops_per_token: float
     flops_ratio: float
     reward: float
-    feasible: bool
-    budget_excess: float  # max over the budgets of (value / target - 1); <= 0 when within
+    terms: tuple[Term, ...]  # what R was computed from; the budgets among them decide feasibility
+
+    @property
+    def budget_excess(self) -> float:
+        """Max over the budgets of (value / target - 1): <= 0 when within every one."""
+        return max((term.ratio - 1.0 for term in self.terms if term.budget), default=-1.0)
+
+    @property
+    def feasible(self) -> bool:
+        return self.budget_excess <= 0.0
 
     def as_dict(self) -> dict:
         return {
@@ -243,8 +251,7 @@ class DecoderStudy:
             flops_per_token=flops,
             flops_ratio=flops / self.baseline_flops_per_token,
             reward=value,
-            feasible=all(term.within for term in terms if term.budget),
-            budget_excess=max((term.ratio - 1.0 for term in terms if term.budget), default=-1.0),
+            terms=tuple(terms),
         )
 
     def terms(self, latency: DecoderLatency, size_mb: float, flops: float) -> list[Term]:
