@@ -171,6 +171,12 @@ class TrialMetrics(Record):
     accuracy_cheap: float | None = None
     reward_cheap: float | None = None
 
+    @property
+    def within_budgets(self) -> bool:
+        """Within the FLOPs / latency budgets, whatever its accuracy (``feasible`` also
+        holds it to the ``--max-accuracy-drop`` floor)."""
+        return self.budget_excess <= 0
+
     def attrs(self) -> dict[str, Any]:
         """The trial's user attributes (plain JSON data)."""
         return to_json(self)

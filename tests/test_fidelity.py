@@ -31,7 +31,9 @@ def distilled_reward(number: int) -> float:
     return 0.9 - 0.01 * number  # earlier plans distil better: a different order
 
 
-def metrics(accuracy: float, reward: float, feasible: bool = True) -> TrialMetrics:
+def metrics(
+    accuracy: float, reward: float, feasible: bool = True, budget_excess: float = -0.1
+) -> TrialMetrics:
     return TrialMetrics(
         flops=1,
         flops_ratio=0.5,
@@ -41,7 +43,7 @@ def metrics(accuracy: float, reward: float, feasible: bool = True) -> TrialMetri
         accuracy=accuracy,
         reward=reward,
         feasible=feasible,
-        budget_excess=-0.1,
+        budget_excess=budget_excess,
         seconds=1.0,
     )
 
@@ -108,8 +110,21 @@ def test_only_the_top_fraction_is_promoted_and_the_value_is_the_highest_fidelity
 def test_plans_over_the_budget_are_never_promoted():
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
-    scored = score_with_fidelity(trial, metrics(0.9, 0.9, feasible=False), pytest.fail, 1.0)
+    over = metrics(0.9, 0.9, feasible=False, budget_excess=0.2)
+    scored = score_with_fidelity(trial, over, pytest.fail, 1.0)
     assert scored.fidelity == CHEAP and scored.reward == 0.9
+
+
+def test_a_plan_under_the_accuracy_floor_is_promoted_and_judged_after_distillation():
+    # --max-accuracy-drop: a removed block scores below the floor before any training (infeasible
+    # on the cheap score, yet within the FLOPs budget); its short distillation decides.
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    under_floor = metrics(0.62, 0.6, feasible=False, budget_excess=-0.3)
+    lifted = metrics(0.87, 0.85, feasible=True, budget_excess=-0.3)
+    scored = score_with_fidelity(trial, under_floor, lambda: lifted, 1.0)
+    assert scored.fidelity == DISTILLED and scored.feasible
+    assert (scored.accuracy, scored.accuracy_cheap) == (0.87, 0.62)
 
 
 def test_a_resumed_study_promotes_as_an_uninterrupted_one(tmp_path):

@@ -78,15 +78,19 @@ def score_with_fidelity(
     """``metrics`` (the cheap score) raised to the distilled fidelity when promoted.
 
     ``rescore()`` returns the distilled score's metrics; the cheap accuracy and reward stay
-    beside them (``accuracy_cheap``, ``reward_cheap``). Only plans within every budget are
-    promoted: the others can never be chosen.
+    beside them (``accuracy_cheap``, ``reward_cheap``). Only plans within the FLOPs and
+    latency budgets are promoted: distillation changes weights, not cost, so the others
+    can never be chosen. A plan under the ``--max-accuracy-drop`` floor may be: a short
+    distillation is exactly what can lift it above the floor (a removed layer or block
+    scores far below it before any training), and the floor then judges the distilled
+    accuracy.
     """
     trial.report(metrics.reward, CHEAP)
     metrics = dataclasses.replace(
         metrics, fidelity=CHEAP, accuracy_cheap=metrics.accuracy, reward_cheap=metrics.reward
     )
     others = cheap_rewards(trial.study.get_trials(deepcopy=False), trial.number)
-    if not metrics.feasible or not promoted(metrics.reward, others, fraction):
+    if not metrics.within_budgets or not promoted(metrics.reward, others, fraction):
         return metrics
     better = rescore()
     trial.report(better.reward, DISTILLED)
