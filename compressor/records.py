@@ -170,6 +170,9 @@ class TrialMetrics(Record):
     fidelity: int = 0
     accuracy_cheap: float | None = None
     reward_cheap: float | None = None
+    # --max-accuracy-drop: the lowest feasible accuracy at this trial's fidelity (the
+    # baseline's accuracy at the same fidelity, less the drop).
+    accuracy_floor: float | None = None
 
     @property
     def within_budgets(self) -> bool:
@@ -205,6 +208,7 @@ class TrialRecord(Record):
     error: str | None = None
     fidelity: int | None = None  # the highest fidelity reached (search/fidelity.py)
     accuracy_cheap: float | None = None
+    accuracy_floor: float | None = None  # --max-accuracy-drop floor at its fidelity
     artifact: ArtifactInfo | None = None
     channels: dict[str, int] | None = None
     worker: str | None = None  # hostname:pid of the process that scored and timed it

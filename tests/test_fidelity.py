@@ -140,3 +140,35 @@ def test_a_resumed_study_promotes_as_an_uninterrupted_one(tmp_path):
     assert second  # promotions happened after the resume too
     fidelities = [t.user_attrs["fidelity"] for t in resumed.trials]
     assert fidelities.count(DISTILLED) == len(first) + len(second)
+
+
+def test_the_distilled_floor_is_the_baseline_after_the_same_distillation(monkeypatch):
+    # Short distillation trains on the task's data: it lifts the unpruned model too (a
+    # pretrained ResNet-56 gains ~4 pt on CIFAR-10 JPEGs), so a distilled score is held to the
+    # baseline distilled alike, less the drop; the baseline is distilled once per process.
+    from types import SimpleNamespace
+
+    from compressor.search import fidelity
+    from compressor.search.candidate import within_floor
+
+    untrained, distilled = object(), object()
+    calls = []
+
+    def fake_distillation(settings, model):
+        calls.append(model)
+        return distilled
+
+    monkeypatch.setattr(fidelity, "short_distillation", fake_distillation)
+    settings = SimpleNamespace(
+        model=untrained,
+        accuracy_floor=0.866,  # the untrained baseline's 0.876, less one point
+        fidelity_cache={},
+        config=SimpleNamespace(max_accuracy_drop=1.0),
+        evaluate=lambda model: {untrained: 0.876, distilled: 0.914}[model],
+    )
+    floor = fidelity.distilled_floor(settings)
+    assert floor == pytest.approx(0.904)
+    assert fidelity.distilled_floor(settings) == floor and calls == [untrained]
+    assert within_floor(settings.accuracy_floor, 0.893)  # passes the untrained floor ...
+    assert not within_floor(floor, 0.893)  # ... not the distilled one
+    assert fidelity.distilled_floor(SimpleNamespace(accuracy_floor=None)) is None

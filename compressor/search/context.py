@@ -63,6 +63,8 @@ class SearchSettings:
     kernel_widths: KernelWidths | None = None
     # The measured INT8 sensitivity ranking (search/precision.py), filled on first use.
     precision_cache: dict = field(default_factory=dict, compare=False, repr=False)
+    # The unpruned model's accuracy after a short distillation (search/fidelity.py).
+    fidelity_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

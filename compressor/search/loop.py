@@ -80,8 +80,8 @@ class Objective:
             trial.set_user_attr(key, value)
         # TPE reads this to tell feasible plans apart: <= 0 means within every budget.
         trial.set_constraint("budgets", metrics.budget_excess)
-        if settings.accuracy_floor is not None:  # TPE learns where the accuracy floor lies too
-            trial.set_constraint("accuracy", settings.accuracy_floor - metrics.accuracy)
+        if metrics.accuracy_floor is not None:  # TPE learns where the accuracy floor lies too
+            trial.set_constraint("accuracy", metrics.accuracy_floor - metrics.accuracy)
         return metrics.reward
 
 
