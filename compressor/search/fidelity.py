@@ -42,7 +42,7 @@ from compressor.search.candidate import (
     runnable,
     within_floor,
 )
-from compressor.search.context import Resources, SearchSettings
+from compressor.search.context import Resources, SearchSettings, accuracy_floor
 
 CHEAP, DISTILLED = 0, 1
 FLOOR_KEY = "distilled accuracy floor"  # in SearchSettings.fidelity_cache
@@ -176,6 +176,7 @@ def distilled_floor(settings: SearchSettings) -> float | None:
     cache = settings.fidelity_cache
     if FLOOR_KEY not in cache:
         baseline = short_distillation(settings, settings.model)
-        drop = settings.config.max_accuracy_drop / 100.0
-        cache[FLOOR_KEY] = checked_metric(settings.evaluate(baseline)) - drop
+        cache[FLOOR_KEY] = accuracy_floor(
+            settings.config, checked_metric(settings.evaluate(baseline))
+        )
     return cache[FLOOR_KEY]
