@@ -3,11 +3,13 @@
 Rows: fp32 PyTorch; fp32 ONNX Runtime with KV cache (optimum-onnx export, the baseline
 every row is timed against); ORT dynamic INT8 with the most sensitive linear family kept
 fp32 (measured, not named); ORT INT4 block-wise (``MatMulNBits``, block 32) with RTN and
-with HQQ scales, ``lm_head`` fp32; torch-pruning uniform width 0.5x (half of every MLP:
-``MetaPruner``, group L2 magnitude, ``round_to=32``, embeddings and attention ignored, as
-STACK.md found works) + the same INT8, distilled with the same recovery budget as ours;
-ours: one study over depth, MLP, heads, per-family precision and fusion, decode-latency
-target 1/3 of fp32 (hard reward), then distillation.
+with HQQ scales, ``lm_head`` fp32; ORT GenAI's model builder at INT4 (its own fused graph:
+GroupQueryAttention, packed qkv; every MatMul INT4 with INT8 compute, ``lm_head`` too: the
+one-call pipeline for decoders on ONNX Runtime); torch-pruning uniform width 0.5x (half of
+every MLP: ``MetaPruner``, group L2 magnitude, ``round_to=32``, embeddings and attention
+ignored, as STACK.md found works) + the same INT8, distilled with the same recovery budget
+as ours; ours: one study over depth, MLP, heads, per-family precision and fusion, decode-
+latency target 1/3 of fp32 (hard reward), then distillation.
 
 Columns: held-out perplexity (test windows of ``pydoc_data.topics``), prefill ms at a
 128-token prompt, decode ms per token with that prompt as context, weight MB, speed-ups
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import fmt, markdown_table
+from compressor.actions.build_decoder import build_decoder
 from compressor.actions.export_decoder import export_decoder
 from compressor.actions.quantize_decoder import quantize_decoder, weight_bytes
 from compressor.config import MeasureConfig, RecoveryConfig, parse_latency_target
@@ -46,7 +49,8 @@ from compressor.tasks.causal_lm import (
 TORCH, ORT = "fp32 PyTorch", "fp32 ORT + KV cache"
 INT8, RTN, HQQ = "ORT INT8 dynamic (sensitive fp32)", "ORT INT4 RTN b32", "ORT INT4 HQQ b32"
 UNIFORM, OURS = "torch-pruning MLP 0.5x + INT8 + distill", "ours: search + distill"
-SINGLE_TOOL = (INT8, RTN, HQQ, UNIFORM)
+GENAI = "ORT GenAI builder INT4 b32 (lm_head too)"
+SINGLE_TOOL = (INT8, RTN, HQQ, GENAI, UNIFORM)
 INT4_CAVEAT = (
     "SmolLM2's weights come from a 4-bit GGUF (Q4_1) unpacked to fp32, so INT4 rows lose "
     "less here than they would on an original fp16 model."
@@ -64,7 +68,11 @@ def run(args, session) -> tuple[dict, str]:
     folder, gguf = smollm2_location()
     model, tokenizer = load_causal_lm(folder, gguf)
     task = causal_lm_task(
-        model, tokenize(tokenizer, default_text()), counts, f"{gguf} on pydoc_data.topics"
+        model,
+        tokenize(tokenizer, default_text()),
+        counts,
+        f"{gguf} on pydoc_data.topics",
+        tokenizer,  # the fused graphs' builder saves it beside them
     )
     recovery_steps = 4 if quick else 30
     timing = MeasureConfig(
@@ -111,6 +119,14 @@ def build_rows(task, work: Path, recovery_steps: int, quick: bool, trials, timin
             baseline, work / "hqq.onnx", precision_plan("int4", "fp32", "hqq", ())
         ),
     }
+    artifacts[GENAI] = build_decoder(
+        task.model,
+        task.tokenizer,
+        work / "genai-int4",
+        precision="int4",
+        int4_accuracy_level=4,
+        int4_block_size=32,
+    )
     uniform = torch_pruning_mlp(task.model, 0.5)
     recovery = RecoveryConfig(epochs=1, steps=recovery_steps, lr=5e-5, method="distill")
     uniform = task.recover(uniform, task.model, recovery, True)
@@ -283,7 +299,7 @@ def goals(data: dict) -> dict:
 
 def markdown(data: dict) -> str:
     rows, best = data["rows"], data["best_single_tool"]
-    order = [TORCH, ORT, INT8, RTN, HQQ, UNIFORM, OURS]
+    order = [TORCH, ORT, INT8, RTN, HQQ, GENAI, UNIFORM, OURS]
     table = markdown_table(
         [
             "pipeline",

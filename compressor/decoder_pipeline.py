@@ -29,6 +29,7 @@ from pathlib import Path
 import optuna
 import torch
 
+from compressor.actions.build_decoder import build_decoder
 from compressor.actions.export_decoder import export_decoder
 from compressor.actions.prune_decoder import prune_decoder
 from compressor.actions.quantize_decoder import quantize_decoder, weight_bytes
@@ -51,7 +52,7 @@ from compressor.search.decoder import (
     DecoderStudy,
     DecoderTargets,
     candidate_from_params,
-    fuse_decoder,
+    fusion_unsupported,
     seed_params,
 )
 from compressor.search.decoder_sensitivity import (
@@ -186,6 +187,16 @@ def recover(task: CausalLMTask, candidate: DecoderCandidate, settings: DecoderSe
     return task.recover(student, task.model, config, settings.progress)
 
 
+def without_unsupported_fusion(settings: DecoderSettings, task: CausalLMTask) -> DecoderSettings:
+    """``settings`` with fusion left out of the space when the fused graph cannot be built."""
+    reason = fusion_unsupported(task.model, task.tokenizer)
+    if reason is None or True not in settings.space.fusion:
+        return settings
+    log.warning("fused graphs are left out of the search: %s", reason)
+    space = dataclasses.replace(settings.space, fusion=(False,))
+    return dataclasses.replace(settings, space=space)
+
+
 def compress_decoder(
     task: CausalLMTask,
     out_dir: str | Path,
@@ -210,6 +221,7 @@ def compress_decoder(
     baseline_test = onnx_likelihood(DecoderSession(baseline_graph, threads=threads), windows.test)
     log.info("fp32 baseline: test perplexity %.2f", baseline_test.perplexity)
     prior = prior or measure_prior(task.model, windows.search[0])
+    settings = without_unsupported_fusion(settings, task)
     with DecoderLatencyMeter(settings.measure, prompt) as meter:
         meter.set_baseline(baseline_graph)
         study = DecoderStudy(
@@ -225,6 +237,7 @@ def compress_decoder(
             alpha=settings.alpha,
             beta=settings.beta,
             threads=threads,
+            tokenizer=task.tokenizer,
         )
         optuna_study = search(study, settings, prior, f"sqlite:///{out_dir / 'study.db'}")
         best = choose(optuna_study)
@@ -267,23 +280,22 @@ def deploy(
     An unpruned candidate needs no recovery: its artifact as scored in the search
     (``scored``) ships, or is built again from the cached graphs.
     """
-    folder = study.workdir / "final"
     if candidate.structure.is_identity:
-        folder = study.baseline_graph.parent
-        _copy_configs(folder, out_dir)
-        if scored is not None:
-            return Path(shutil.copyfile(scored, out_dir / "model.onnx"))
         graph = study.structure_graph(candidate.structure, candidate.fusion)
+        if scored is not None:
+            _copy_configs(graph.parent, out_dir)
+            return Path(shutil.copyfile(scored, out_dir / "model.onnx"))
+    elif candidate.fusion:
+        graph = build_decoder(model, study.tokenizer, study.workdir / "final")
     else:
-        graph = export_decoder(model, folder)
-        if candidate.fusion:
-            graph = fuse_decoder(graph, folder / "fused.onnx")
-    _copy_configs(folder, out_dir)
+        graph = export_decoder(model, study.workdir / "final")
+    _copy_configs(graph.parent, out_dir)
     return quantize_decoder(graph, out_dir / "model.onnx", candidate.precision)
 
 
 def _copy_configs(folder: Path, out_dir: Path) -> None:
-    for name in ("config.json", "generation_config.json"):
+    # genai_config.json (fused graphs only) lets onnxruntime-genai's generate() run the model.
+    for name in ("config.json", "generation_config.json", "genai_config.json"):
         if (folder / name).is_file():
             shutil.copyfile(folder / name, out_dir / name)
 

@@ -138,10 +138,7 @@ class ArtifactInfo(Record):
 
 @dataclass(frozen=True)
 class TrialMetrics(Record):
-    """What scoring one candidate measured (stored as the Optuna trial's user attributes).
-
-    ``feasible``: within every budget the user set (FLOPs and, when given, latency).
-    """
+    """What scoring one candidate measured (stored as the Optuna trial's user attributes)."""
 
     flops: int
     flops_ratio: float
@@ -150,8 +147,7 @@ class TrialMetrics(Record):
     channels: dict[str, int]
     accuracy: float
     reward: float
-    feasible: bool
-    budget_excess: float  # max over the budgets of (value / target - 1); <= 0 when feasible
+    budget_excess: float  # max over the budgets of (value / target - 1); <= 0 when within
     seconds: float
     latency_ms: float | None = None
     latency_p90_ms: float | None = None
@@ -180,9 +176,22 @@ class TrialMetrics(Record):
         holds it to the ``--max-accuracy-drop`` floor)."""
         return self.budget_excess <= 0
 
+    @property
+    def feasible(self) -> bool:
+        """Within every budget the user set (FLOPs, latency when targeted) and, with
+        ``--max-accuracy-drop``, at or above the accuracy floor of its fidelity."""
+        return self.within_budgets and within_floor(self.accuracy_floor, self.accuracy)
+
     def attrs(self) -> dict[str, Any]:
-        """The trial's user attributes (plain JSON data)."""
-        return to_json(self)
+        """The trial's user attributes (plain JSON data); ``feasible`` is written too, as
+        the choice of the best trial, the report and TPE's constraints read it."""
+        return to_json(self) | {"feasible": self.feasible}
+
+
+def within_floor(floor: float | None, accuracy: float) -> bool:
+    """Whether ``accuracy`` keeps to the ``--max-accuracy-drop`` ``floor`` (always, without
+    one)."""
+    return floor is None or accuracy >= floor - 1e-9
 
 
 @dataclass(frozen=True)

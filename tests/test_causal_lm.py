@@ -7,6 +7,7 @@ compares backends without near-ties.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 
@@ -15,6 +16,7 @@ import onnx
 import pytest
 import torch
 
+from compressor.actions.build_decoder import build_decoder
 from compressor.actions.export_decoder import cache_layout, export_decoder
 from compressor.actions.fuse import op_counts
 from compressor.actions.prune_decoder import (
@@ -23,6 +25,7 @@ from compressor.actions.prune_decoder import (
     prune_decoder,
 )
 from compressor.actions.quantize_decoder import (
+    PACKED,
     PrecisionPlan,
     nodes_by_precision,
     quantize_decoder,
@@ -39,13 +42,14 @@ from compressor.measure.decoder import (
     torch_likelihood,
 )
 from compressor.measure.decoder_latency import DecoderLatencyMeter
-from compressor.search.decoder import fuse_decoder
+from compressor.search.decoder import fusion_unsupported
 from compressor.tasks.causal_lm import WindowCounts, model_location, split_windows
 
 VOCAB, LAYERS = 256, 4
 
 
-def tiny_llama(seed: int = 0):
+def tiny_llama(seed: int = 0, head_dim: int = 8):
+    """``head_dim=16``: ORT's GroupQueryAttention (the fused graph) takes nothing smaller."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -56,7 +60,7 @@ def tiny_llama(seed: int = 0):
         num_hidden_layers=LAYERS,
         num_attention_heads=9,
         num_key_value_heads=3,
-        head_dim=8,
+        head_dim=head_dim,
         max_position_embeddings=256,
         tie_word_embeddings=True,
         initializer_range=0.2,
@@ -208,11 +212,50 @@ def test_layer_precisions_become_int8_and_int4_nodes(exported, windows, tmp_path
     assert abs(onnx_likelihood(session, windows).nll - fp32) < 0.15
     assert len(session.greedy([1, 2, 3], 4)) == 4  # the cache still runs
 
-    fused = fuse_decoder(graph, tmp_path / "fused.onnx")
-    assert op_counts(fused)["SkipSimplifiedLayerNormalization"] >= LAYERS - 1
-    int8 = quantize_decoder(fused, tmp_path / "int8.onnx", PrecisionPlan(default="int8"))
-    assert op_counts(int8)["MatMulInteger"] == linears
-    assert abs(onnx_likelihood(DecoderSession(int8), windows).nll - fp32) < 0.05
+
+def test_the_fused_graph_of_ort_genai_builder_decodes_like_torch(windows, tmp_path):
+    pruned = prune_decoder(
+        tiny_llama(head_dim=16), DecoderPlan(drop_layers=(1,), mlp_ratio=0.5, head_ratio=1 / 3)
+    )
+    folder = tmp_path / "fused"
+    graph = build_decoder(pruned, byte_tokenizer(), folder)
+    ops = op_counts(graph)
+    layers = LAYERS - 1
+    assert ops["GroupQueryAttention"] == layers  # attention fused in every kept layer
+    assert ops["SkipSimplifiedLayerNormalization"] == 2 * layers
+    assert ops["MatMul"] == 5 * layers + 1  # q, k, v packed: 5 per layer, + lm_head
+    session = DecoderSession(graph)
+    fp32 = onnx_likelihood(session, windows).nll
+    assert fp32 == pytest.approx(torch_likelihood(pruned, windows).nll, abs=1e-4)
+    assert session.greedy([1, 2, 3], 6) == torch_greedy(pruned, [1, 2, 3], 6)
+    assert (folder / "genai_config.json").is_file() and (folder / "config.json").is_file()
+    assert not (folder / "hf").exists()  # the checkpoint the builder read is gone
+
+    # Keeping v_proj fp32 keeps the packed projection that holds it fp32; the rest quantize
+    # block for block as on optimum's unfused graph (INT4 blocks run along the input).
+    plan = PrecisionPlan(default="int4", lm_head="int8", overrides={"v_proj": "fp32"})
+    quantized = op_counts(quantize_decoder(graph, tmp_path / "mixed.onnx", plan))
+    assert (quantized["MatMul"], quantized["MatMulNBits"]) == (layers, 4 * layers)
+    assert quantized["MatMulInteger"] == 1
+    unfused = export_decoder(pruned, tmp_path / "unfused")
+    unfused_plan = dataclasses.replace(plan, overrides=dict.fromkeys(PACKED["qkv_proj"], "fp32"))
+    reference = quantize_decoder(unfused, tmp_path / "unfused-mixed.onnx", unfused_plan)
+    mixed = onnx_likelihood(DecoderSession(tmp_path / "mixed.onnx"), windows).nll
+    assert mixed == pytest.approx(onnx_likelihood(DecoderSession(reference), windows).nll, abs=0.02)
+
+
+def test_fusion_is_left_out_where_the_builder_cannot_serve(tmp_path):
+    from compressor.decoder_pipeline import DecoderSettings, without_unsupported_fusion
+    from compressor.tasks.causal_lm import causal_lm_task
+
+    tokenizer = byte_tokenizer()
+    assert fusion_unsupported(tiny_llama(head_dim=16), tokenizer) is None
+    assert "divisible by 16, not 8" in fusion_unsupported(tiny_llama(), tokenizer)
+    assert "tokenizer" in fusion_unsupported(tiny_llama(head_dim=16), None)
+    ids = torch.randint(0, VOCAB, (1, 9 * 32), generator=torch.Generator().manual_seed(2))
+    counts = WindowCounts(length=32, search=2, calibration=1, recovery=4, test=2)
+    task = causal_lm_task(tiny_llama(), ids, counts, "tiny llama", tokenizer)
+    assert without_unsupported_fusion(DecoderSettings(), task).space.fusion == (False,)
 
 
 def test_decoder_latency_has_two_phases(exported):
@@ -394,6 +437,13 @@ def test_cli_bad_causal_lm_inputs_exit_2(capsys):
 def tiny_llama_folder(folder):
     """The tiny Llama saved with a byte-level tokenizer (one token per byte): a local
     Hugging Face folder as ``--model hf:PATH`` takes it."""
+    byte_tokenizer().save_pretrained(folder)
+    tiny_llama(head_dim=16).save_pretrained(folder)
+    return folder
+
+
+def byte_tokenizer():
+    """One token per byte, ids below VOCAB."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -401,9 +451,7 @@ def tiny_llama_folder(folder):
     vocab.update({chr(i): i for i in range(32, 127)})
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<0>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer).save_pretrained(folder)
-    tiny_llama().save_pretrained(folder)
-    return folder
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer)
 
 
 @pytest.mark.slow
@@ -432,7 +480,7 @@ def test_b5_quick_writes_every_row_and_the_goals(tmp_path):
     json_path, _ = main(["smollm", "--quick", "--trials", "2", "--results", str(tmp_path)])
     data = json.loads(json_path.read_text())
     rows = data["rows"]
-    assert len(rows) == 7
+    assert len(rows) == 8
     assert rows["fp32 ORT + KV cache"]["perplexity"] == pytest.approx(
         rows["fp32 PyTorch"]["perplexity"], rel=1e-3
     )

@@ -32,7 +32,7 @@ def distilled_reward(number: int) -> float:
 
 
 def metrics(
-    accuracy: float, reward: float, feasible: bool = True, budget_excess: float = -0.1
+    accuracy: float, reward: float, floor: float | None = None, budget_excess: float = -0.1
 ) -> TrialMetrics:
     return TrialMetrics(
         flops=1,
@@ -42,9 +42,9 @@ def metrics(
         channels={},
         accuracy=accuracy,
         reward=reward,
-        feasible=feasible,
         budget_excess=budget_excess,
         seconds=1.0,
+        accuracy_floor=floor,
     )
 
 
@@ -110,7 +110,8 @@ def test_only_the_top_fraction_is_promoted_and_the_value_is_the_highest_fidelity
 def test_plans_over_the_budget_are_never_promoted():
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
-    over = metrics(0.9, 0.9, feasible=False, budget_excess=0.2)
+    over = metrics(0.9, 0.9, budget_excess=0.2)
+    assert not over.feasible
     scored = score_with_fidelity(trial, over, pytest.fail, 1.0)
     assert scored.fidelity == CHEAP and scored.reward == 0.9
 
@@ -120,8 +121,9 @@ def test_a_plan_under_the_accuracy_floor_is_promoted_and_judged_after_distillati
     # on the cheap score, yet within the FLOPs budget); its short distillation decides.
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
-    under_floor = metrics(0.62, 0.6, feasible=False, budget_excess=-0.3)
-    lifted = metrics(0.87, 0.85, feasible=True, budget_excess=-0.3)
+    under_floor = metrics(0.62, 0.6, floor=0.85, budget_excess=-0.3)
+    lifted = metrics(0.87, 0.85, floor=0.86, budget_excess=-0.3)
+    assert not under_floor.feasible and under_floor.attrs()["feasible"] is False
     scored = score_with_fidelity(trial, under_floor, lambda: lifted, 1.0)
     assert scored.fidelity == DISTILLED and scored.feasible
     assert (scored.accuracy, scored.accuracy_cheap) == (0.87, 0.62)
@@ -148,8 +150,8 @@ def test_the_distilled_floor_is_the_baseline_after_the_same_distillation(monkeyp
     # baseline distilled alike, less the drop; the baseline is distilled once per process.
     from types import SimpleNamespace
 
+    from compressor.records import within_floor
     from compressor.search import fidelity
-    from compressor.search.candidate import within_floor
 
     untrained, distilled = object(), object()
     calls = []

@@ -147,12 +147,6 @@ def removed_units(
     return units_to_remove(settings.depth_units, depth, settings.baseline_flops - flops_budget)
 
 
-def within_floor(floor: float | None, accuracy: float) -> bool:
-    """Whether ``accuracy`` keeps to the ``--max-accuracy-drop`` ``floor`` (always, without
-    one)."""
-    return floor is None or accuracy >= floor - 1e-9
-
-
 def score_candidate(
     settings: SearchSettings,
     resources: Resources,
@@ -191,10 +185,6 @@ def score_candidate(
         channels=kept,
         accuracy=accuracy,
         reward=reward_of(settings, accuracy, terms),
-        # Within every budget the user set: FLOPs, latency when a target was given, and the
-        # accuracy floor of --max-accuracy-drop.
-        feasible=all(term.within for term in terms if term.budget)
-        and within_floor(settings.accuracy_floor, accuracy),
         budget_excess=max(term.ratio - 1.0 for term in terms if term.budget),
         seconds=time.perf_counter() - started,
         latency_ms=latency.candidate.p50_ms if latency else None,

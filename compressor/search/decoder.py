@@ -23,9 +23,9 @@ import optuna
 import torch
 from torch import nn
 
+from compressor.actions.build_decoder import build_decoder
 from compressor.actions.export_decoder import export_decoder
-from compressor.actions.fuse import fuse_onnx
-from compressor.actions.prune_decoder import DecoderPlan, prune_decoder
+from compressor.actions.prune_decoder import DecoderPlan, head_dim_of, prune_decoder
 from compressor.actions.quantize_decoder import PrecisionPlan, quantize_decoder, weight_bytes
 from compressor.config import FlopsTarget, LatencyTarget
 from compressor.measure.decoder import DecoderSession, onnx_likelihood
@@ -202,6 +202,7 @@ class DecoderStudy:
     alpha: float = -0.07
     beta: float = -0.07
     threads: int | None = None
+    tokenizer: object | None = None  # the fused graphs' builder saves it beside them
     _graphs: dict[tuple, Path] = field(default_factory=dict)
     _flops: dict[DecoderPlan, float] = field(default_factory=dict)
     # The best trial's artifact is kept (the others deleted): an unpruned winner needs no
@@ -209,23 +210,29 @@ class DecoderStudy:
     best: tuple[float, int, Path] | None = None
 
     def structure_graph(self, structure: DecoderPlan, fusion: bool) -> Path:
-        """The fp32 graph of ``structure`` (fused or not), exported once per structure."""
-        plain_key, key = (structure, False), (structure, fusion)
-        folder = self.workdir / f"structure-{len(self._graphs)}"
-        if plain_key not in self._graphs:
-            self._graphs[plain_key] = (
-                self.baseline_graph
-                if structure.is_identity
-                else export_decoder(self._pruned(structure), folder)
-            )
+        """The fp32 graph of ``structure``, built once per (structure, fusion).
+
+        Unfused: optimum's export. Fused: ORT GenAI's model builder (attention, rotary
+        embedding and norms fused; :mod:`compressor.actions.build_decoder`).
+        """
+        key = (structure, fusion)
         if key not in self._graphs:
-            folder.mkdir(parents=True, exist_ok=True)
-            self._graphs[key] = fuse_decoder(self._graphs[plain_key], folder / "fused.onnx")
+            folder = self.workdir / f"structure-{len(self._graphs)}"
+            if structure.is_identity and not fusion:
+                self._graphs[key] = self.baseline_graph
+            else:
+                model = self.model if structure.is_identity else self._pruned(structure)
+                self._graphs[key] = (
+                    build_decoder(model, self.tokenizer, folder)
+                    if fusion
+                    else export_decoder(model, folder)
+                )
         return self._graphs[key]
 
     def _pruned(self, structure: DecoderPlan) -> nn.Module:
         pruned = prune_decoder(self.model, structure)
-        self._flops[structure] = count_flops(pruned, (self.prompt,)) / self.prompt.shape[-1]
+        if structure not in self._flops:
+            self._flops[structure] = count_flops(pruned, (self.prompt,)) / self.prompt.shape[-1]
         return pruned
 
     def build(self, candidate: DecoderCandidate, path: Path) -> Path:
@@ -336,10 +343,19 @@ def candidate_from_params(params: dict, prior: DecoderPrior) -> DecoderCandidate
     )
 
 
-def fuse_decoder(src: Path, dst: Path) -> Path:
-    """ORT's transformer optimizer on a decoder graph (on SmolLM2 it fuses the RMS norms
-    with the residual adds: SkipSimplifiedLayerNormalization; attention does not fuse)."""
-    return fuse_onnx(src, dst, model_type="gpt2")
+def fusion_unsupported(model: nn.Module, tokenizer) -> str | None:
+    """Why the fused graph cannot be built for ``model``, or None when it can."""
+    try:
+        import onnxruntime_genai  # noqa: F401
+    except ImportError:
+        return "onnxruntime-genai is not installed (pip install 'compressor[llm]')"
+    if tokenizer is None:
+        return "the model has no tokenizer, which ORT GenAI's builder saves beside the graph"
+    head_dim = head_dim_of(model.config)
+    if head_dim % 16:
+        # ORT's CPU GroupQueryAttention kernel rejects other sizes at run time.
+        return f"ORT's GroupQueryAttention needs a head size divisible by 16, not {head_dim}"
+    return None
 
 
 __all__ = [
@@ -351,6 +367,7 @@ __all__ = [
     "DecoderStudy",
     "DecoderTargets",
     "candidate_from_params",
+    "fusion_unsupported",
     "precision_plan",
     "seed_params",
     "suggest_candidate",

@@ -40,7 +40,6 @@ from compressor.search.candidate import (
     measured_latency,
     reward_of,
     runnable,
-    within_floor,
 )
 from compressor.search.context import Resources, SearchSettings, accuracy_floor
 
@@ -153,8 +152,6 @@ def distilled_metrics(
         metrics,
         accuracy=accuracy,
         reward=reward_of(settings, accuracy, terms),
-        feasible=all(term.within for term in terms if term.budget)
-        and within_floor(floor, accuracy),
         seconds=time.perf_counter() - started,
         accuracy_floor=floor,
     )
