@@ -189,7 +189,8 @@ def recover(task: CausalLMTask, candidate: DecoderCandidate, settings: DecoderSe
 
 def without_unsupported_fusion(settings: DecoderSettings, task: CausalLMTask) -> DecoderSettings:
     """``settings`` with fusion left out of the space when the fused graph cannot be built."""
-    reason = fusion_unsupported(task.model, task.tokenizer)
+    longest = max(window.shape[-1] for window in task.windows.search + task.windows.test)
+    reason = fusion_unsupported(task.model, task.tokenizer, longest)
     if reason is None or True not in settings.space.fusion:
         return settings
     log.warning("fused graphs are left out of the search: %s", reason)

@@ -61,7 +61,7 @@ def tiny_llama(seed: int = 0, head_dim: int = 8):
         num_attention_heads=9,
         num_key_value_heads=3,
         head_dim=head_dim,
-        max_position_embeddings=256,
+        max_position_embeddings=1024,  # the CLI's 512-token windows fit
         tie_word_embeddings=True,
         initializer_range=0.2,
         use_cache=False,
@@ -251,7 +251,9 @@ def test_fusion_is_left_out_where_the_builder_cannot_serve(tmp_path):
     tokenizer = byte_tokenizer()
     assert fusion_unsupported(tiny_llama(head_dim=16), tokenizer) is None
     assert "divisible by 16, not 8" in fusion_unsupported(tiny_llama(), tokenizer)
-    assert "tokenizer" in fusion_unsupported(tiny_llama(head_dim=16), None)
+    assert "tokenizer" in fusion_unsupported(tiny_llama(head_dim=16), tokenizer=None)
+    too_long = fusion_unsupported(tiny_llama(head_dim=16), tokenizer, tokens=2048)
+    assert "2048 tokens" in too_long and "max_position_embeddings (1024)" in too_long
     ids = torch.randint(0, VOCAB, (1, 9 * 32), generator=torch.Generator().manual_seed(2))
     counts = WindowCounts(length=32, search=2, calibration=1, recovery=4, test=2)
     task = causal_lm_task(tiny_llama(), ids, counts, "tiny llama", tokenizer)
@@ -470,6 +472,19 @@ def test_compress_task_causal_lm_end_to_end(tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["trials"] == 2 and result["test_perplexity"] > 1
     assert (out / "model.onnx").is_file() and (out / "tokenizer.json").is_file()
+    assert result["candidate"]["fusion"]  # both seeded plans are fused (builder graphs)
+    # The fused artifact runs in onnxruntime-genai's own generation loop as well.
+    import onnxruntime_genai as og
+
+    model = og.Model(str(out))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=12, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens([[1, 2, 3]])
+    while not generator.is_done():
+        generator.generate_next_token()
+    ours = DecoderSession(out / "model.onnx").greedy([1, 2, 3], 9)
+    assert list(generator.get_sequence(0)) == [1, 2, 3, *ours]
 
 
 @pytest.mark.slow

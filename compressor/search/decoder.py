@@ -343,8 +343,9 @@ def candidate_from_params(params: dict, prior: DecoderPrior) -> DecoderCandidate
     )
 
 
-def fusion_unsupported(model: nn.Module, tokenizer) -> str | None:
-    """Why the fused graph cannot be built for ``model``, or None when it can."""
+def fusion_unsupported(model: nn.Module, tokenizer, tokens: int = 0) -> str | None:
+    """Why the fused graph cannot be built for ``model`` and run on ``tokens``-long
+    sequences, or None when it can."""
     try:
         import onnxruntime_genai  # noqa: F401
     except ImportError:
@@ -355,6 +356,13 @@ def fusion_unsupported(model: nn.Module, tokenizer) -> str | None:
     if head_dim % 16:
         # ORT's CPU GroupQueryAttention kernel rejects other sizes at run time.
         return f"ORT's GroupQueryAttention needs a head size divisible by 16, not {head_dim}"
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and tokens > positions:
+        # The builder stores the rotary cos / sin tables for that many positions only.
+        return (
+            f"the windows ({tokens} tokens) are longer than the model's "
+            f"max_position_embeddings ({positions})"
+        )
     return None
 
 
