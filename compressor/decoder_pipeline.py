@@ -373,7 +373,11 @@ def summary(result: DecoderResult) -> str:
         f"query heads -{structure.head_ratio:.0%}; weights {precision.default} "
         f"(kept {dict(precision.overrides)}), lm_head {precision.lm_head}"
         + (f", INT4 {precision.int4_method}" if "int4" in _precisions(precision) else "")
-        + f"; fusion {'on' if result.candidate.fusion else 'off'}"
+        + (
+            "; fused (ORT GenAI builder graph)"
+            if result.candidate.fusion
+            else "; unfused (optimum export)"
+        )
     )
     return (
         markdown_table(["", "fp32 ORT", "compressed"], rows)
