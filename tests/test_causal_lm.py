@@ -505,3 +505,19 @@ def test_b5_quick_writes_every_row_and_the_goals(tmp_path):
         "decode_speedup_vs_best_single_tool",
         "perplexity_ratio",
     }
+
+
+def test_the_study_starts_from_the_one_call_pipelines():
+    from compressor.search.decoder import (
+        DecoderPrior,
+        DecoderSpace,
+        candidate_from_params,
+        seed_params,
+    )
+
+    prior = DecoderPrior(removal_order=(2, 1, 3, 0), sensitive={"int8": ("down_proj",)})
+    int8, int4 = (candidate_from_params(p, prior) for p in seed_params(DecoderSpace()))
+    assert int8.precision == PrecisionPlan(default="int8", overrides={"down_proj": "fp32"})
+    # ORT GenAI's builder at -p int4: every linear INT4 RTN, lm_head too, its fused graph.
+    assert int4.precision == PrecisionPlan(default="int4", lm_head="int4", int4_method="rtn")
+    assert int4.fusion and int4.structure.is_identity
