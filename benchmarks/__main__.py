@@ -8,6 +8,7 @@
     python -m benchmarks proxy               [--quick] [--data DIR] [--plans N]   # proxies
     python -m benchmarks stability           [--runs N]               # `make demo` x N
     python -m benchmarks smollm              [--quick] [--trials N]   # B5
+    python -m benchmarks recovery            [--quick] [--data DIR]   # fine-tune vs distill
 
 Each writes ``benchmarks/results/<name>-<date>.json`` and ``.md`` (``--results DIR``
 elsewhere), with the machine, thread count, library versions, duration and load average.
@@ -33,6 +34,7 @@ BENCHMARKS = {
     "proxy": "benchmarks.proxy",
     "stability": "benchmarks.stability",
     "smollm": "benchmarks.smollm",
+    "recovery": "benchmarks.recovery_methods",
 }
 
 

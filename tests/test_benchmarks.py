@@ -32,6 +32,18 @@ def test_peak_quick_measures_both_precisions(tmp_path):
     assert "GFLOP/s" in md
 
 
+def test_recovery_methods_quick_compares_both_on_a_digits_depth_plan(tmp_path):
+    data, md = _load(main(["recovery", "--quick", "--results", str(tmp_path)]))
+    (row,) = data["rows"].values()
+    assert row["teacher"] > 95 and row["fine_tune"] > 90 and row["distill"] > 90
+    assert row["auto_regret_pt"] == pytest.approx(
+        max(row["fine_tune"], row["distill"]) - row["distill"]
+    )
+    goal = data["goals"]["auto_regret_pt"]
+    assert goal["met"] == (goal["value"] <= goal["target"])
+    assert "auto's regret" in md
+
+
 def test_search_efficiency_quick_on_digits(tmp_path):
     data, md = _load(
         main(
