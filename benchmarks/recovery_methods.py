@@ -21,8 +21,7 @@ import torch
 from benchmarks.common import markdown_table
 from benchmarks.tasks import cifar_task, task_config
 from compressor.actions.depth import remove_units
-from compressor.config import CompressConfig
-from compressor.recover import recover_model
+from compressor.recover import recover_model, resolved_method
 from compressor.tasks import get_task
 
 METHODS = ("fine_tune", "distill")
@@ -60,10 +59,8 @@ def run(args, session) -> tuple[dict, str]:
 
 def compare(task_name: str, blocks: tuple[str, ...], data_root) -> dict:
     """Test accuracy (%) of the teacher and of the plan after each method."""
-    if task_name == "digits":
-        task, recovery = get_task("digits", verbose=False), CompressConfig().recovery
-    else:
-        task, recovery = cifar_task(data_root), task_config(task_name).recovery
+    task = get_task(task_name, verbose=False) if task_name == "digits" else cifar_task(data_root)
+    recovery = task_config(task_name).recovery
     row = {"teacher": 100 * task.evaluate_test(task.model)}
     for method in METHODS:
         student = remove_units(task.model, blocks)
@@ -72,8 +69,7 @@ def compare(task_name: str, blocks: tuple[str, ...], data_root) -> dict:
         recovered = recover_model(task, student, config, progress=False)
         row[method] = 100 * task.evaluate_test(recovered)
         row[f"{method}_seconds"] = time.perf_counter() - started
-    # What recovery.method: auto does with a depth plan (compressor.recover.recover_model).
-    row["auto"] = "distill"
+    row["auto"] = resolved_method("auto", depth_pruned=True)
     row["auto_regret_pt"] = max(row[m] for m in METHODS) - row[row["auto"]]
     return row
 

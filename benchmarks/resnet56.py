@@ -38,7 +38,7 @@ from compressor.actions.artifact import DeploySpec
 from compressor.actions.export import export_onnx
 from compressor.measure.flops import count_flops, count_params
 from compressor.measure.onnx_runtime import OnnxModule
-from compressor.recover import recover_model
+from compressor.recover import recover_model, resolved_method
 from compressor.search.candidate import make_artifact
 from compressor.search.context import measuring
 from compressor.search.seeds import reference_params
@@ -194,9 +194,7 @@ def run(args, session) -> tuple[dict, str]:
                 **facts.get(method, {}),
             }
             depth_pruned = bool(facts.get(method, {}).get("removed_units"))
-            rows[method]["recovery_method"] = (
-                "distill" if depth_pruned and config.recovery.method == "auto" else "fine_tune"
-            )
+            rows[method]["recovery_method"] = resolved_method(config.recovery.method, depth_pruned)
             log(f"{method}: recovering ({config.recovery.epochs} epoch(s)) ...")
             models[method] = recover_model(
                 task, model, config.recovery, progress=False, depth_pruned=depth_pruned

@@ -50,7 +50,6 @@ TORCH, ORT = "fp32 PyTorch", "fp32 ORT + KV cache"
 INT8, RTN, HQQ = "ORT INT8 dynamic (sensitive fp32)", "ORT INT4 RTN b32", "ORT INT4 HQQ b32"
 UNIFORM, OURS = "torch-pruning MLP 0.5x + INT8 + distill", "ours: search + distill"
 GENAI = "ORT GenAI builder INT4 b32 (lm_head too)"
-SINGLE_TOOL = (INT8, RTN, HQQ, GENAI, UNIFORM)
 INT4_CAVEAT = (
     "SmolLM2's weights come from a 4-bit GGUF (Q4_1) unpacked to fp32, so INT4 rows lose "
     "less here than they would on an original fp16 model."

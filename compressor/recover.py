@@ -125,10 +125,15 @@ def recover_model(
     test with plain fine-tuning, below a width plan's 86.7 %)."""
     if task.recover is not None:
         return task.recover(student, task.model, config, progress)
-    method = config.method
-    if method == "auto":
-        method = "distill" if depth_pruned else "fine_tune"
+    method = resolved_method(config.method, depth_pruned)
     return RECOVERIES.get(method)(task, student, config, progress)
+
+
+def resolved_method(method: str, depth_pruned: bool) -> str:
+    """The recovery ``method`` names, with ``auto`` resolved for the plan at hand."""
+    if method != "auto":
+        return method
+    return "distill" if depth_pruned else "fine_tune"
 
 
 @RECOVERIES.register(
