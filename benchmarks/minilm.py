@@ -141,7 +141,7 @@ def our_search(task, config, trials: int, work: Path, log) -> tuple:
         "test_spearman_before_recovery_fp32": task.evaluate_test(model),
     }
     log(f"recovering the best plan (#{best.number}, {spec}) ...")
-    model = recover_model(task, model, config.recovery, progress=False)
+    model = recover_model(task, model, config.recovery, progress=False).model
     facts["test_spearman_after_recovery_fp32"] = task.evaluate_test(model)
     artifact = make_artifact(settings, model, spec, work / "ours.onnx").path
     return model, artifact, facts

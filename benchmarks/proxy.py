@@ -253,7 +253,7 @@ def score_plan(task, settings, bench: BenchSetup, plan: dict, scorer: Scorer, da
     )
     clock = time.perf_counter()
     torch.manual_seed(0)
-    recovered = recover_model(data["recovery_task"], model, data["recovery"], progress=False)
+    recovered = recover_model(data["recovery_task"], model, data["recovery"], progress=False).model
     row["seconds_recovery"] = time.perf_counter() - clock
     row["after_recovery"] = scorer.metric(recovered, mode, task.evaluate_test)
     return row

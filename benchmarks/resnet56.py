@@ -38,7 +38,7 @@ from compressor.actions.artifact import DeploySpec
 from compressor.actions.export import export_onnx
 from compressor.measure.flops import count_flops, count_params
 from compressor.measure.onnx_runtime import OnnxModule
-from compressor.recover import recover_model, resolved_method
+from compressor.recover import recover_model
 from compressor.search.candidate import make_artifact
 from compressor.search.context import measuring
 from compressor.search.seeds import reference_params
@@ -194,11 +194,13 @@ def run(args, session) -> tuple[dict, str]:
                 **facts.get(method, {}),
             }
             depth_pruned = bool(facts.get(method, {}).get("removed_units"))
-            rows[method]["recovery_method"] = resolved_method(config.recovery.method, depth_pruned)
             log(f"{method}: recovering ({config.recovery.epochs} epoch(s)) ...")
-            models[method] = recover_model(
+            outcome = recover_model(
                 task, model, config.recovery, progress=False, depth_pruned=depth_pruned
             )
+            models[method] = outcome.model
+            rows[method]["recovery_method"] = outcome.method
+            rows[method]["recovery_raced_val"] = dict(outcome.val_metric)
         artifacts = {}
         for method, model in models.items():
             artifacts[method] = export_onnx(model, example, work / f"{_slug(method)}.onnx")

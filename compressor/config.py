@@ -305,10 +305,11 @@ class RecoveryConfig:
     """Recovery of the chosen variant. The batches are the task's (their size is the task's).
 
     ``method``: a registered recovery (``fine_tune``; ``distill`` learns from the
-    uncompressed model, logits KL + labels; ``auto``, the default, distils a plan that
-    removed whole blocks and fine-tunes the others); tasks with their own recovery (sentence
-    encoders: embedding distillation) ignore it. ``steps``, when set, replaces ``epochs`` as
-    the budget, for every method.
+    uncompressed model, logits KL + labels; ``auto``, the default, fine-tunes, and on a plan
+    that removed whole blocks runs both and keeps the better on validation: neither wins on
+    every depth plan, and the race costs a second recovery on those plans only); tasks with
+    their own recovery (sentence encoders: embedding distillation) ignore it. ``steps``, when
+    set, replaces ``epochs`` as the budget, for every method.
     """
 
     epochs: int = 3

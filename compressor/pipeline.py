@@ -15,7 +15,7 @@ import dataclasses
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -207,22 +207,25 @@ class Recovered:
     model: nn.Module
     kept: dict[str, int]  # channels (heads, neurons) each group kept
     accuracy_before: float  # test metric of the rebuilt plan before recovery
+    method: str = ""  # the recovery method whose weights the model has
+    raced: Mapping[str, float] = field(default_factory=dict)  # method -> validation metric
 
 
 def recover(
     task: Task, settings: SearchSettings, trial: optuna.trial.FrozenTrial, *, progress: bool = True
 ) -> Recovered:
-    """Rebuild ``trial``'s plan (adaptive BN applied) and recover it as configured (a plan
-    that removed whole blocks is distilled under ``recovery.method: auto``)."""
+    """Rebuild ``trial``'s plan (adaptive BN applied) and recover it as configured (under
+    ``recovery.method: auto`` a plan that removed whole blocks is fine-tuned and distilled,
+    and the better on validation kept)."""
     removed = removed_units_of(trial)
     model, kept = build_candidate(
         settings, trial.user_attrs["ratios"], removed, trial.user_attrs.get("round_to")
     )
     before = checked_metric(task.evaluate_test(model))
-    model = recover_model(
+    outcome = recover_model(
         task, model, settings.config.recovery, progress=progress, depth_pruned=bool(removed)
     )
-    return Recovered(model, kept, before)
+    return Recovered(outcome.model, kept, before, outcome.method, dict(outcome.val_metric))
 
 
 @dataclass(frozen=True)
@@ -333,7 +336,11 @@ def chosen_record(
             removed_units=removed_units_of(trial),
             depth_units=tuple(unit.name for unit in settings.depth_units),
         ),
-        recovery=dataclasses.asdict(config.recovery),
+        recovery={
+            **dataclasses.asdict(config.recovery),
+            "used": recovered.method,
+            "raced": dict(recovered.raced),
+        },
         **shipped,
     )
 

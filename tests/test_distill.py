@@ -8,6 +8,7 @@ import pytest
 import torch
 from _real_model_helpers import tiny_cnn
 from _tiny_transformers import tiny_bert
+from torch import nn
 
 from compressor.actions.prune_transformer import TransformerPruner
 from compressor.config import RecoveryConfig
@@ -153,3 +154,40 @@ def test_recovery_config_validates_method_and_steps():
         RecoveryConfig(method="magic")
     with pytest.raises(UserInputError, match="recovery.steps"):
         RecoveryConfig(steps=-1)
+
+
+def test_auto_races_fine_tune_and_distill_on_a_depth_plan_and_keeps_the_validation_lead():
+    teacher = tiny_cnn().eval()
+    probe = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+
+    def agreement(model):  # validation: closeness to the teacher's logits
+        with torch.no_grad():
+            return -float(nn.functional.mse_loss(model(probe), teacher(probe)))
+
+    def never(model):
+        raise AssertionError("the race must not look at the test split")
+
+    task = Task(
+        name="t",
+        model=teacher,
+        example_inputs=(torch.zeros(1, 3, 8, 8),),
+        evaluate=agreement,
+        evaluate_test=never,
+        train_data=_images(),
+    )
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():
+        student[0].weight.mul_(0.5)  # a damaged student: both methods have work to do
+    untouched = student[0].weight.clone()
+    config = RecoveryConfig(epochs=2, lr=0.01)
+
+    raced = recover_model(task, student, config, progress=False, depth_pruned=True)
+    assert set(raced.val_metric) == {"fine_tune", "distill"}
+    assert raced.val_metric["fine_tune"] != raced.val_metric["distill"]
+    assert raced.method == max(raced.val_metric, key=raced.val_metric.get)
+    assert agreement(raced.model) == pytest.approx(raced.val_metric[raced.method])
+    assert torch.equal(student[0].weight, untouched)  # each method trained its own copy
+
+    single = recover_model(task, student, config, progress=False, depth_pruned=False)
+    assert (single.method, dict(single.val_metric)) == ("fine_tune", {})
+    assert single.model is student

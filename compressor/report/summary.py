@@ -361,7 +361,15 @@ def _recovery_text(recovery: dict) -> str:
         return "settings not recorded"
     steps, epochs = recovery.get("steps"), recovery.get("epochs")
     budget = f"{steps} steps" if steps else f"{epochs} epoch{'' if epochs == 1 else 's'}"
-    return f"{recovery.get('method', 'fine_tune')}, {budget}, lr {recovery.get('lr')}"
+    method = recovery.get("method", "fine_tune")
+    used = recovery.get("used")
+    if used and used != method:
+        method = f"{method}: {used}"
+    raced = recovery.get("raced") or {}
+    if len(raced) > 1:
+        scores = ", ".join(f"{name} {format_pct(value)}" for name, value in raced.items())
+        method += f", the better on validation of {scores}"
+    return f"{method}, {budget}, lr {recovery.get('lr')}"
 
 
 def _pct_row(name: str, base: float | None, value: float | None) -> Row:
