@@ -5,6 +5,11 @@
 - **Width sensitivity**: each group's measured proxy-accuracy drop sets its preference.
 - **Depth sensitivity** (when the model has removable units): the whole FLOPs reduction by
   removing the least sensitive units, and a half-and-half mix with the width allocation.
+  Without a FLOPs target (``--max-accuracy-drop``, a latency target alone) the FLOPs level
+  is searched too, so the depth-only plan is seeded at each level of :data:`DEPTH_LADDER`:
+  how many units can go is what such a run asks, and a sampler drawing the level and every
+  unit's preference at random rarely proposes the deeper plans (B2b, 10 trials: one
+  encoder layer of six removed, never two).
 - **References** (``search.references``): the *unpruned* model exported fp32, fused, and
   quantized in each allowed mode, scored and timed like any candidate, so the chosen
   variant is never dominated by the obvious pipeline when that pipeline meets the target
@@ -35,6 +40,9 @@ from compressor.search.space import (
 )
 
 REFERENCE_ATTR = "reference"  # trial user attribute naming a reference pipeline
+# FLOPs levels of the depth-only seeds when the level is searched: on MiniLM at 128 tokens,
+# one, two and three of six encoder layers; on ResNet-56, about 5, 9 and 13 of 27 blocks.
+DEPTH_LADDER = (0.85, 0.7, 0.55)
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,11 @@ def seed_params(settings: SearchSettings, sensitivity: Sensitivity) -> list[dict
     ]
     seeds.append({**widths, **preferred, **keep_depth})
     if settings.depth_units:
-        seeds.append({**widths, **preferred, **depth_params(1.0, sensitivity.depth)})
+        depth_only = {**widths, **preferred, **depth_params(1.0, sensitivity.depth)}
+        if config.target_flops is None:
+            seeds += [{**depth_only, FLOPS_LEVEL_PARAM: level} for level in DEPTH_LADDER]
+        else:
+            seeds.append(depth_only)
         seeds.append({**widths, **preferred, **depth_params(0.5, sensitivity.depth)})
     return seeds
 
