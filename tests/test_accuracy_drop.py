@@ -51,7 +51,6 @@ def test_yaml_round_trip_keeps_the_drop():
     assert CompressConfig.from_dict(config.to_dict()).max_accuracy_drop == 2.0
 
 
-
 def test_without_a_flops_target_the_depth_only_plan_is_seeded_at_every_ladder_level(
     digits_task,
 ):
