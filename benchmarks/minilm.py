@@ -179,8 +179,9 @@ def run(args, session) -> tuple[dict, str]:
     config = configure(args)
     cut = dict(test_pairs=100, dev_pairs=100, train_sentences=320) if args.quick else {}
     task = minilm_task(args.data, **cut)
-    # 7 seeded plans (uniform per quantization mode, width and depth seeds) + TPE.
-    trials = args.trials or (8 if args.quick else 10)
+    # 7 seeded plans with a FLOPs target (uniform per quantization mode, width and depth
+    # seeds), 9 without (the depth-only seed at three FLOPs levels) + TPE.
+    trials = args.trials or (8 if args.quick else 12)
     plan = (
         TimingPlan(session.threads, rounds=3, runs_per_round=6, max_seconds=3)
         if args.quick
