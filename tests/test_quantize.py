@@ -117,3 +117,20 @@ def test_searched_keep_ends_keeps_the_first_and_last_layer_fp32(model, feeds, tm
     artifact = build_artifact(model, EXAMPLE, spec, tmp_path / "e.onnx", calibration=feeds)
     assert artifact.fp32_nodes == ("/conv1/Conv", "/fc/Gemm")
     assert artifact.describe()["keep_ends"] is True
+
+
+def test_seeded_plans_quantize_cnns_statically_and_transformers_dynamically():
+    from _tiny_transformers import tiny_bert
+
+    from compressor.config import CompressConfig, DeployConfig
+    from compressor.search.context import seeded_mode
+
+    every_mode = CompressConfig(
+        deploy=DeployConfig(quantization=("none", "dynamic", "static_ort", "static_nncf"))
+    )
+    # ORT on CPU: QDQ is the fast INT8 path for Conv, dynamic (MatMulInteger) for MatMul
+    assert seeded_mode(every_mode, tiny_resnet()) == "static_ort"
+    assert seeded_mode(every_mode, tiny_bert()) == "dynamic"
+    static_only = CompressConfig(deploy=DeployConfig(quantization=("none", "static_ort")))
+    assert seeded_mode(static_only, tiny_bert()) == "none"  # static QDQ ran slower than fp32
+    assert seeded_mode(CompressConfig(deploy=DeployConfig(export=False)), tiny_bert()) == "none"

@@ -51,11 +51,14 @@ class QuantizationMode:
         calibrated: it needs calibration inputs (static modes).
         preference: the seeded plans use the allowed mode with the highest preference
             (measured fastest on this project's CNNs); the sampler then explores the rest.
+        linear_preference: the same for models whose weights sit in linear layers
+            (transformers), where ORT's CPU kernels rank the modes differently.
     """
 
     apply: Quantizer
     calibrated: bool = False
     preference: int = 0
+    linear_preference: int = 0
 
 
 QUANTIZATIONS: Registry[QuantizationMode] = Registry("quantization mode")
@@ -82,13 +85,18 @@ class QuantizeSpec:
 
 
 def quantization_mode(
-    name: str, description: str, *, calibrated: bool = False, preference: int = 0
+    name: str,
+    description: str,
+    *,
+    calibrated: bool = False,
+    preference: int = 0,
+    linear_preference: int = 0,
 ) -> Callable[[Quantizer], Quantizer]:
     """Register the function that applies quantization mode ``name``."""
 
     def wrap(function: Quantizer) -> Quantizer:
         QUANTIZATIONS.register(name, description)(
-            QuantizationMode(function, calibrated, preference)
+            QuantizationMode(function, calibrated, preference, linear_preference)
         )
         return function
 
@@ -99,9 +107,15 @@ def needs_calibration(mode: str) -> bool:
     return QUANTIZATIONS.get(mode).calibrated
 
 
-def preferred_mode(allowed: Sequence[str]) -> str:
-    """The allowed mode the seeded plans use (highest preference; the first on a tie)."""
-    return max(allowed, key=lambda mode: QUANTIZATIONS.get(mode).preference)
+def preferred_mode(allowed: Sequence[str], linear: bool = False) -> str:
+    """The allowed mode the seeded plans use (highest preference, ``linear_preference`` for
+    a model whose weights are mostly in linear layers; the first on a tie)."""
+
+    def rank(mode: str) -> int:
+        entry = QUANTIZATIONS.get(mode)
+        return entry.linear_preference if linear else entry.preference
+
+    return max(allowed, key=rank)
 
 
 def quantize_onnx(src: str | Path, dst: str | Path, spec: QuantizeSpec) -> Path:
@@ -193,13 +207,19 @@ def _quiet():
 _EXTRA_OPTIONS = {"DefaultTensorType": onnx.TensorProto.FLOAT}
 
 
-@quantization_mode("none", "no quantization: the fp32 graph")
+# Preferences, measured on ORT's CPU provider (../shared/STACK.md, benchmarks/README.md):
+# on CNNs static QDQ runs 3.2x faster than fp32 while dynamic falls back to ConvInteger, 5x
+# slower; on MiniLM dynamic INT8 (fused) is the fastest mode (B2: 1.12 ms against 1.90 fp32
+# at 12 tokens) while static QDQ graphs ran 1.7-2.0x *slower* than fp32 and NNCF's 12.8 ms.
+@quantization_mode("none", "no quantization: the fp32 graph", linear_preference=1)
 def _copy(src: Path, dst: Path, spec: QuantizeSpec) -> None:
     shutil.copyfile(src, dst)
 
 
 @quantization_mode(
-    "dynamic", "ONNX Runtime quantize_dynamic: INT8 weights, activations at run time"
+    "dynamic",
+    "ONNX Runtime quantize_dynamic: INT8 weights, activations at run time",
+    linear_preference=2,
 )
 def _dynamic(src: Path, dst: Path, spec: QuantizeSpec) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -65,6 +65,8 @@ class SearchSettings:
     precision_cache: dict = field(default_factory=dict, compare=False, repr=False)
     # The unpruned model's accuracy after a short distillation (search/fidelity.py).
     fidelity_cache: dict = field(default_factory=dict, compare=False, repr=False)
+    # The quantization mode of the seeded plans (``seeded_mode``).
+    seed_mode: str = "none"
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def search_settings(
     if widths is not None and hasattr(pruner, "aligned_to"):
         # Plans built without a deployment (sensitivity, the budget check) round as the
         # seeded plans' artifacts do; each candidate is re-aligned to its own mode.
-        pruner = pruner.aligned_to(widths.round_to(seeded_mode(config)))
+        pruner = pruner.aligned_to(widths.round_to(seeded_mode(config, model)))
     groups, excluded = usable_groups(
         pruner, model, task.example_inputs, pruner.groups(), config.prune.strict_groups
     )
@@ -131,12 +133,28 @@ def search_settings(
         ),
         recover=task.recover,
         kernel_widths=widths,
+        seed_mode=seeded_mode(config, model),
     )
 
 
-def seeded_mode(config: CompressConfig) -> str:
-    """The quantization mode of the seeded plans' artifacts (``none`` without export)."""
-    return preferred_mode(config.deploy.quantization) if config.deploy.export else "none"
+def seeded_mode(config: CompressConfig, model: nn.Module) -> str:
+    """The quantization mode of the seeded plans' artifacts (``none`` without export): the
+    allowed mode measured fastest for ``model``'s kind of layers."""
+    if not config.deploy.export:
+        return "none"
+    return preferred_mode(config.deploy.quantization, linear=mostly_linear(model))
+
+
+def mostly_linear(model: nn.Module) -> bool:
+    """Whether most of ``model``'s layer weights are in ``nn.Linear`` layers rather than
+    convolutions (a transformer, not a CNN)."""
+    linear = conv = 0
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            linear += module.weight.numel()
+        elif isinstance(module, nn.modules.conv._ConvNd):
+            conv += module.weight.numel()
+    return linear > conv
 
 
 def excluded_records(settings: SearchSettings) -> tuple[dict[str, str], ...]:

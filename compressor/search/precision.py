@@ -2,7 +2,7 @@
 INT8 quantization hurts them, once per process, for the search's ``deploy.keep_sensitive``.
 
 The ranking is measured on the unpruned, unfused fp32 export quantized by ``static_ort``
-(the mode the seeded plans use; the other INT8 modes quantize the same layers), with the
+(the seeded mode of conv models; the other INT8 modes quantize the same layers), with the
 task's calibration inputs (:func:`compressor.measure.precision.quantization_sensitivity`).
 Pruned candidates keep their modules' names, so the same names pick their layers; a block
 a candidate removed has no layers left to keep.

@@ -73,7 +73,7 @@ def seed_params(settings: SearchSettings, sensitivity: Sensitivity) -> list[dict
     """The seeded trials' parameters, in the order they are queued (see module docstring)."""
     config = settings.config
     keep_depth = no_depth_params(settings.depth_units)
-    preferred = preferred_deploy_params(config.deploy)
+    preferred = preferred_deploy_params(config.deploy, settings.seed_mode)
     widths = {preference_param(name): value for name, value in sensitivity.widths.items()}
     seeds = [
         {**uniform_params(settings.groups), **deploy, **keep_depth}

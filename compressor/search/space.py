@@ -26,7 +26,6 @@ import optuna
 from compressor.actions.artifact import DeploySpec
 from compressor.actions.depth import DepthUnit
 from compressor.actions.prune import ChannelGroup
-from compressor.actions.quantize import preferred_mode
 from compressor.config import DeployConfig, PruneConfig
 
 PREFERENCE_PREFIX = "prune."
@@ -165,12 +164,12 @@ def seed_deploy_params(config: DeployConfig) -> list[dict[str, str | bool]]:
     return [deploy_params(DeploySpec(mode, fusion)) for mode in config.quantization]
 
 
-def preferred_deploy_params(config: DeployConfig) -> dict[str, str | bool]:
-    """The allowed quantization mode registered with the highest preference (static ORT
-    INT8, measured fastest on CNNs here), fused when allowed."""
+def preferred_deploy_params(config: DeployConfig, mode: str) -> dict[str, str | bool]:
+    """The seeded plans' deployment: quantization ``mode`` (the settings' ``seed_mode``),
+    fused when allowed."""
     if not config.export:
         return {}
-    return deploy_params(DeploySpec(preferred_mode(config.quantization), max(config.fusion)))
+    return deploy_params(DeploySpec(mode, max(config.fusion)))
 
 
 DEPTH_PREFIX = "depth."
