@@ -2,6 +2,7 @@
 fidelity's; a resumed study takes the same decisions."""
 
 import copy
+import dataclasses
 import math
 
 import optuna
@@ -215,3 +216,30 @@ def test_the_short_recovery_races_fine_tuning_and_distillation_on_depth_plans_on
         {"search": {"promote_steps": 3}, "recovery": {"method": "distill"}}
     )
     assert set(fidelity.short_recoveries(settings, student, depth_pruned=True)) == {"distill"}
+
+
+def test_under_a_drop_floor_a_plan_that_may_beat_the_fastest_feasible_one_is_promoted():
+    # The fastest feasible trial is what --max-accuracy-drop ships: a plan that may be faster
+    # is promoted whatever its reward (here the worst so far, which the fraction rule skips).
+    study = optuna.create_study(direction="maximize")
+    for reward, latency, feasible in ((0.95, 0.40, True), (0.97, 0.30, False)):
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=reward,
+                user_attrs={"reward_cheap": reward, "latency_ratio": latency, "feasible": feasible},
+            )
+        )
+
+    def plan(latency, low, floor=0.85):
+        timed = metrics(0.80, 0.5, floor=floor)
+        return dataclasses.replace(timed, latency_ratio=latency, latency_ratio_low=low)
+
+    lifted = metrics(0.87, 0.9, floor=0.85)
+    for candidate, expected in (
+        (plan(0.41, 0.38), DISTILLED),  # its interval reaches under the fastest feasible 0.40
+        (plan(0.41, 0.405), CHEAP),  # surely slower: the fraction rule alone, which skips it
+        (plan(0.35, None), DISTILLED),  # no interval: its ratio decides
+        (plan(0.35, None, floor=None), CHEAP),  # no --max-accuracy-drop: the fraction rule
+    ):
+        scored = score_with_fidelity(study.ask(), candidate, lambda: lifted, 0.25)
+        assert scored.fidelity == expected

@@ -81,6 +81,30 @@ def promoted(cheap: float, others: list[float], fraction: float) -> bool:
     return better < places
 
 
+def contender(metrics: TrialMetrics, trials: Iterable[FrozenTrial], number: int) -> bool:
+    """Under ``--max-accuracy-drop``, whether the plan may be faster than every feasible
+    finished trial (other than ``number``): the fastest feasible trial is what that mode
+    ships, so only the floor can keep such a plan out, and the short recovery is what
+    judges that. "May be": the low end of its latency interval is under their fastest
+    ratio (two plans timed apart differ by noise; B2b timed two and one removed encoder
+    layers at the same 0.41x). Reads only finished trials, like :func:`promoted`."""
+    if metrics.accuracy_floor is None or metrics.latency_ratio is None:
+        return False
+    fastest = min(
+        (
+            t.user_attrs["latency_ratio"]
+            for t in trials
+            if t.state == TrialState.COMPLETE
+            and t.number != number
+            and t.user_attrs.get("feasible")
+            and t.user_attrs.get("latency_ratio") is not None
+        ),
+        default=math.inf,
+    )
+    low = metrics.latency_ratio_low
+    return (metrics.latency_ratio if low is None else low) < fastest
+
+
 def score_with_fidelity(
     trial, metrics: TrialMetrics, rescore: Callable[[], TrialMetrics], fraction: float
 ) -> TrialMetrics:
@@ -92,14 +116,18 @@ def score_with_fidelity(
     can never be chosen. A plan under the ``--max-accuracy-drop`` floor may be: a short
     distillation is exactly what can lift it above the floor (a removed layer or block
     scores far below it before any training), and the floor then judges the distilled
-    accuracy.
+    accuracy. With that floor, a plan that may be faster than every feasible trial so far
+    is promoted too (:func:`contender`), whatever its reward.
     """
     trial.report(metrics.reward, CHEAP)
     metrics = dataclasses.replace(
         metrics, fidelity=CHEAP, accuracy_cheap=metrics.accuracy, reward_cheap=metrics.reward
     )
-    others = cheap_rewards(trial.study.get_trials(deepcopy=False), trial.number)
-    if not metrics.within_budgets or not promoted(metrics.reward, others, fraction):
+    trials = trial.study.get_trials(deepcopy=False)
+    others = cheap_rewards(trials, trial.number)
+    if not metrics.within_budgets or not (
+        promoted(metrics.reward, others, fraction) or contender(metrics, trials, trial.number)
+    ):
         return metrics
     better = rescore()
     trial.report(better.reward, DISTILLED)
