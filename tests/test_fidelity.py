@@ -1,10 +1,13 @@
 """Multi-fidelity scoring: only the top fraction is promoted; the reward is the highest
 fidelity's; a resumed study takes the same decisions."""
 
+import copy
+import dataclasses
 import math
 
 import optuna
 import pytest
+import torch
 
 from compressor.records import TrialMetrics
 from compressor.search.fidelity import CHEAP, DISTILLED, promoted, score_with_fidelity
@@ -156,11 +159,11 @@ def test_the_distilled_floor_is_the_baseline_after_the_same_distillation(monkeyp
     untrained, distilled = object(), object()
     calls = []
 
-    def fake_distillation(settings, model):
-        calls.append(model)
-        return distilled
+    def fake_recoveries(settings, model, depth_pruned):
+        calls.append((model, depth_pruned))
+        return {"fine_tune": distilled}
 
-    monkeypatch.setattr(fidelity, "short_distillation", fake_distillation)
+    monkeypatch.setattr(fidelity, "short_recoveries", fake_recoveries)
     settings = SimpleNamespace(
         model=untrained,
         accuracy_floor=0.866,  # the untrained baseline's 0.876, less one point
@@ -170,7 +173,73 @@ def test_the_distilled_floor_is_the_baseline_after_the_same_distillation(monkeyp
     )
     floor = fidelity.distilled_floor(settings)
     assert floor == pytest.approx(0.904)
-    assert fidelity.distilled_floor(settings) == floor and calls == [untrained]
+    assert fidelity.distilled_floor(settings) == floor and calls == [(untrained, False)]
     assert within_floor(settings.accuracy_floor, 0.893)  # passes the untrained floor ...
     assert not within_floor(floor, 0.893)  # ... not the distilled one
     assert fidelity.distilled_floor(SimpleNamespace(accuracy_floor=None)) is None
+
+
+def test_the_short_recovery_races_fine_tuning_and_distillation_on_depth_plans_only():
+    # As the final recovery under ``auto``: a plan that removed blocks is fine-tuned and
+    # distilled (the better scores), any other plan (and the floor's baseline) fine-tuned.
+    from types import SimpleNamespace
+
+    from _real_model_helpers import tiny_cnn
+
+    from compressor.config import CompressConfig
+    from compressor.search import fidelity
+
+    teacher = tiny_cnn().eval()
+    generator = torch.Generator().manual_seed(0)
+    batches = [
+        (
+            torch.randn(8, 3, 8, 8, generator=generator),
+            torch.randint(0, 2, (8,), generator=generator),
+        )
+        for _ in range(3)
+    ]
+    settings = SimpleNamespace(
+        model=teacher,
+        recover=None,
+        distill_batches=tuple(batches),
+        calibration=tuple(batches),
+        config=CompressConfig.from_dict({"search": {"promote_steps": 3}}),
+    )
+    student = copy.deepcopy(teacher)
+    raced = fidelity.short_recoveries(settings, student, depth_pruned=True)
+    assert set(raced) == {"fine_tune", "distill"}
+    first = lambda m: next(m.parameters())  # noqa: E731
+    assert not torch.equal(first(raced["fine_tune"]), first(raced["distill"]))
+    assert torch.equal(first(student), first(teacher))  # trained copies only
+    assert set(fidelity.short_recoveries(settings, student, depth_pruned=False)) == {"fine_tune"}
+    settings.config = CompressConfig.from_dict(
+        {"search": {"promote_steps": 3}, "recovery": {"method": "distill"}}
+    )
+    assert set(fidelity.short_recoveries(settings, student, depth_pruned=True)) == {"distill"}
+
+
+def test_under_a_drop_floor_a_plan_that_may_beat_the_fastest_feasible_one_is_promoted():
+    # The fastest feasible trial is what --max-accuracy-drop ships: a plan that may be faster
+    # is promoted whatever its reward (here the worst so far, which the fraction rule skips).
+    study = optuna.create_study(direction="maximize")
+    for reward, latency, feasible in ((0.95, 0.40, True), (0.97, 0.30, False)):
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=reward,
+                user_attrs={"reward_cheap": reward, "latency_ratio": latency, "feasible": feasible},
+            )
+        )
+
+    def plan(latency, low, floor=0.85):
+        timed = metrics(0.80, 0.5, floor=floor)
+        return dataclasses.replace(timed, latency_ratio=latency, latency_ratio_low=low)
+
+    lifted = metrics(0.87, 0.9, floor=0.85)
+    for candidate, expected in (
+        (plan(0.41, 0.38), DISTILLED),  # its interval reaches under the fastest feasible 0.40
+        (plan(0.41, 0.405), CHEAP),  # surely slower: the fraction rule alone, which skips it
+        (plan(0.35, None), DISTILLED),  # no interval: its ratio decides
+        (plan(0.35, None, floor=None), CHEAP),  # no --max-accuracy-drop: the fraction rule
+    ):
+        scored = score_with_fidelity(study.ask(), candidate, lambda: lifted, 0.25)
+        assert scored.fidelity == expected
