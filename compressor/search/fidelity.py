@@ -3,13 +3,12 @@
 The cheap score (fidelity 0) is the artifact's metric after adaptive BatchNorm; it ranks
 plans only loosely against their accuracy after recovery (benchmarks/results/proxy-*). A
 short version of the final recovery (fidelity 1, ``search.promote_steps`` steps at a
-constant learning rate on fixed batches, BatchNorm re-estimated after) ranks them better but
-costs far more. It trains as the final recovery would: under ``recovery.method: auto`` a
-plan that removed blocks is both fine-tuned (labels) and distilled (logits + labels) and
-scores the better, the others are fine-tuned (``compressor.recover.raced_methods``).
-Scoring depth plans by distillation alone while the final recovery fine-tuned them held
-them ~1 pt too low (B1b, 2026-12-01: a 4-block plan missed the floor; 3 blocks fine-tuned
-end 0.2 pt under the unpruned model, distilled 2.8 pt). It costs far
+constant learning rate on fixed batches, BatchNorm re-estimated after) ranks them better.
+It trains as the final recovery would: under ``recovery.method: auto`` a plan that removed
+blocks is both fine-tuned (labels) and distilled (logits + labels) and scores the better,
+the others are fine-tuned (``compressor.recover.raced_methods``): which method recovers a
+depth plan best differs by plan (ResNet-56, 1 epoch, 3 blocks removed: fine-tuned 0.2 pt
+under the unpruned model, distilled 2.8 pt; `python -m benchmarks recovery`). It costs far
 more, so only a trial whose cheap reward is among the top ``search.promote_fraction`` of
 the study's cheap rewards so far (itself included) is promoted, as in successive halving.
 The decision reads only the study's finished trials, so a resumed study or a second worker
@@ -18,7 +17,7 @@ takes the same decision for the same history, and the trial budget stays the stu
 Each fidelity's reward is reported to Optuna as the trial's intermediate value at that step
 (``trial.report``: the dashboard plots them); the trial's value is the reward at the
 highest fidelity it reached, and its ``fidelity`` attribute says which. The latency is not
-timed again: distillation changes weights, not the artifact's shape.
+timed again: training changes weights, not the artifact's shape.
 """
 
 from __future__ import annotations
@@ -114,10 +113,10 @@ def score_with_fidelity(
     beside them (``accuracy_cheap``, ``reward_cheap``). Only plans within the FLOPs and
     latency budgets are promoted: distillation changes weights, not cost, so the others
     can never be chosen. A plan under the ``--max-accuracy-drop`` floor may be: a short
-    distillation is exactly what can lift it above the floor (a removed layer or block
-    scores far below it before any training), and the floor then judges the distilled
-    accuracy. With that floor, a plan that may be faster than every feasible trial so far
-    is promoted too (:func:`contender`), whatever its reward.
+    recovery is exactly what can lift it above the floor (a removed layer or block scores
+    far below it before any training), and the floor then judges the recovered accuracy.
+    With that floor, a plan that may be faster than every feasible trial so far is promoted
+    too (:func:`contender`), whatever its reward.
     """
     trial.report(metrics.reward, CHEAP)
     metrics = dataclasses.replace(
