@@ -99,10 +99,11 @@ def search_settings(
         model, task.example_inputs, config.prune, ignored
     )
     widths = cached_kernel_widths() if config.prune.round_to == AUTO else None
+    seed_mode = seeded_mode(config, model)
     if widths is not None and hasattr(pruner, "aligned_to"):
         # Plans built without a deployment (sensitivity, the budget check) round as the
         # seeded plans' artifacts do; each candidate is re-aligned to its own mode.
-        pruner = pruner.aligned_to(widths.round_to(seeded_mode(config, model)))
+        pruner = pruner.aligned_to(widths.round_to(seed_mode))
     groups, excluded = usable_groups(
         pruner, model, task.example_inputs, pruner.groups(), config.prune.strict_groups
     )
@@ -133,7 +134,7 @@ def search_settings(
         ),
         recover=task.recover,
         kernel_widths=widths,
-        seed_mode=seeded_mode(config, model),
+        seed_mode=seed_mode,
     )
 
 
