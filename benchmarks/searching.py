@@ -169,13 +169,19 @@ def torch_pruning_at_budget(
 
 
 def reward_curve(study: optuna.Study) -> list[float | None]:
-    """Best feasible reward after each trial (None until the first feasible one)."""
+    """Best feasible reward after each finished trial (None until the first feasible one);
+    seeded plans still queued when the budget ran out are not trials."""
     best, curve = None, []
-    for trial in sorted(study.trials, key=lambda t: t.number):
+    for trial in sorted(finished_trials(study), key=lambda t: t.number):
         if trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs.get("feasible"):
             best = trial.value if best is None else max(best, trial.value)
         curve.append(best)
     return curve
+
+
+def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials that ran (complete, pruned or failed), not those still queued."""
+    return [t for t in study.trials if t.state.is_finished()]
 
 
 def _in_memory_copy(study: optuna.Study) -> optuna.Study:

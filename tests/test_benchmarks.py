@@ -32,6 +32,25 @@ def test_peak_quick_measures_both_precisions(tmp_path):
     assert "GFLOP/s" in md
 
 
+def test_equal_wall_clock_keeps_each_search_to_the_trials_finished_in_time():
+    import optuna
+
+    from benchmarks.search_efficiency import best_within, first_trials
+
+    study = optuna.create_study(direction="maximize")
+    for value, feasible in ((0.5, True), (0.9, False), (0.7, True), (0.8, True)):
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"feasible": feasible}))
+    # One more plan still queued when the budget ran out: not a trial.
+    study.enqueue_trial({})
+    finished = [10.0, 20.0, 30.0, 40.0]
+    assert best_within(study, finished, 35.0).value == 0.7  # 0.9 infeasible, 0.8 too late
+    assert best_within(study, finished, 45.0).value == 0.8
+    assert best_within(study, finished, 5.0) is None
+    curve = {"curve": [0.5, 0.5, 0.7, 0.8], "seconds_curve": finished, "seconds": 40.0}
+    cut = first_trials(curve, 2)
+    assert cut["curve"] == [0.5, 0.5] and cut["seconds"] == 20.0
+
+
 def test_recovery_methods_quick_compares_both_on_a_digits_depth_plan(tmp_path):
     data, md = _load(main(["recovery", "--quick", "--results", str(tmp_path)]))
     (row,) = data["rows"].values()
@@ -60,6 +79,7 @@ def test_search_efficiency_quick_on_digits(tmp_path):
                 "tpe",
                 "nsga2",
                 "random",
+                "compress",
                 "--results",
                 str(tmp_path),
             ]
@@ -67,15 +87,21 @@ def test_search_efficiency_quick_on_digits(tmp_path):
     )
     (result,) = data["tasks"]
     (run,) = result["runs"]
-    for sampler in ("tpe", "nsga2", "random"):
+    for sampler in ("tpe", "nsga2", "random", "compress"):
         curve = [v for v in run[sampler]["curve"] if v is not None]
         assert len(run[sampler]["curve"]) == 3
         assert curve == sorted(curve)  # best-so-far never decreases
         assert all(0 < v <= 1 for v in curve)
     assert (tmp_path / result["plot"]).read_text().startswith("<svg")
     assert 0 < result["summary"]["random"]["median_fraction"] <= 1.0  # random reaches its own best
+    # The default search as `compress` runs it pays for its sensitivity pass on its clock.
+    seeded = run["compress"]
+    assert seeded["sensitivity_seconds"] > 0
+    assert seeded["seconds_curve"][0] > seeded["sensitivity_seconds"]
+    goal = data["goals"]["digits_default_reaches_random_best_time"]
+    assert goal["search"] == "compress" and goal["met"] == (goal["value"] <= 0.5)
     assert result["best_sampler"] in ("tpe", "nsga2")
-    assert set(data["goals"]) == {"digits_default_reaches_random_best"}
+    assert set(data["goals"]) == {"digits_default_reaches_random_best_time"}
     assert "fraction of trials to reach random's best" in md
 
 
