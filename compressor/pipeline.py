@@ -55,6 +55,7 @@ from compressor.search.candidate import (
 from compressor.search.choose import choose_retimed
 from compressor.search.context import Resources, SearchSettings, excluded_records, search_settings
 from compressor.search.loop import run_study
+from compressor.search.samplers import SEEDED_ATTR
 from compressor.search.seeds import (
     REFERENCE_ATTR,
     Sensitivity,
@@ -155,14 +156,15 @@ def seed_study(
                     **uniform_params(settings.groups),
                     **params,
                     **no_depth_params(settings.depth_units),
-                }
+                },
+                user_attrs={SEEDED_ATTR: True},
             )
         return
     measured = sensitivity() if callable(sensitivity) else sensitivity
     for params in seed_params(settings, measured):
-        study.enqueue_trial(params)
+        study.enqueue_trial(params, user_attrs={SEEDED_ATTR: True})
     for name, params in reference_params(settings):
-        study.enqueue_trial(params, user_attrs={REFERENCE_ATTR: name})
+        study.enqueue_trial(params, user_attrs={REFERENCE_ATTR: name, SEEDED_ATTR: True})
 
 
 def search(

@@ -3,7 +3,7 @@
 import optuna
 import pytest
 
-from compressor.search.samplers import SAMPLERS, make_sampler
+from compressor.search.samplers import SAMPLERS, SEEDED_ATTR, make_sampler, seeded_trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -33,3 +33,23 @@ def test_sampler_runs_and_replays_its_trials(name):
     assert len(runs[0]) == 6
     assert runs[0] == runs[1]  # per-trial seeding: the same seed draws the same plans
     assert all(v % 0.05 < 1e-9 or 0.05 - v % 0.05 < 1e-9 for p in runs[0] for v in p.values())
+
+
+def _seeded_study(sampler: str) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, 7, 12))
+    for value in (0.3, 0.35, 0.4, 0.45):  # known plans close together, as the seeding queues
+        study.enqueue_trial(
+            {f"prune.g{i}": value for i in range(4)}, user_attrs={SEEDED_ATTR: True}
+        )
+    study.optimize(_objective, n_trials=4 + 3)
+    return study
+
+
+def test_the_random_start_up_comes_after_the_seeded_plans():
+    # TPE counts every finished trial towards its start-up; fitted on the 4 seeded plans
+    # alone (3 start-up trials for 12) it would model their neighbourhood at once. Here its
+    # 3 trials after them are its random start-up: the draws of the random sampler.
+    tpe, random = _seeded_study("tpe"), _seeded_study("random")
+    assert seeded_trials(tpe) == 4
+    assert [t.params for t in tpe.trials[4:]] == [t.params for t in random.trials[4:]]
+    assert [t.params for t in tpe.trials[:4]] == [t.params for t in random.trials[:4]]
