@@ -38,11 +38,11 @@ from benchmarks.searching import (
     run_search,
     sensitivity_params,
     settings_for,
+    trial_model,
 )
 from benchmarks.tasks import cifar_task, task_config
 from compressor import pipeline
 from compressor.recover import recover_model
-from compressor.search.candidate import build_candidate
 from compressor.search.context import measuring
 from compressor.search.seeds import Sensitivity
 from compressor.tasks import get_task
@@ -81,7 +81,7 @@ def trials_to_reach(curve: list[float | None], target: float) -> int | None:
 def seconds_curve(study, offset: float = 0.0) -> list[float]:
     """Seconds from the study's first start (less ``offset``: work done before it) to each
     trial's end (trial-number order)."""
-    trials = sorted(finished_trials(study), key=lambda t: t.number)
+    trials = finished_trials(study)
     start = min(t.datetime_start for t in trials)
     return [offset + (t.datetime_complete - start).total_seconds() for t in trials]
 
@@ -116,10 +116,9 @@ def one_search(settings, resources, trials: int, sampler: str, seed: int) -> tup
 
 def best_within(study, seconds: list[float], limit: float):
     """The best feasible trial among those finished within ``limit`` seconds (None: none)."""
-    trials = sorted(finished_trials(study), key=lambda t: t.number)
     feasible = [
         trial
-        for trial, done in zip(trials, seconds, strict=True)
+        for trial, done in zip(finished_trials(study), seconds, strict=True)
         if done <= limit and trial.user_attrs.get("feasible") and trial.value is not None
     ]
     return max(feasible, key=lambda t: t.value, default=None)
@@ -128,12 +127,12 @@ def best_within(study, seconds: list[float], limit: float):
 def recovered_test_accuracy(task, settings, trial) -> float:
     """Test accuracy of ``trial``'s plan after the task's configured recovery (the same
     for every search), as the final step of ``compress`` would recover it."""
-    removed = pipeline.removed_units_of(trial)
-    model, _ = build_candidate(
-        settings, trial.user_attrs["ratios"], removed, trial.user_attrs.get("round_to")
-    )
     outcome = recover_model(
-        task, model, settings.config.recovery, progress=False, depth_pruned=bool(removed)
+        task,
+        trial_model(settings, trial),
+        settings.config.recovery,
+        progress=False,
+        depth_pruned=bool(pipeline.removed_units_of(trial)),
     )
     return 100 * task.evaluate_test(outcome.model)
 
@@ -153,7 +152,8 @@ def equal_time_recovery(task, settings, studies: dict, curves: dict) -> dict:
     """Random search against the default search at the default search's wall-clock
     (sensitivity pass included): each one's best plan found within those seconds (random
     ran :data:`RANDOM_EXTRA` times the trials, so it has trials to spend them on),
-    recovered alike and scored on the test split."""
+    recovered alike and scored on the test split. ``curves["random"]`` is random's whole
+    study, not its cut to ``trials``."""
     limit = curves[COMPRESS]["seconds"]
     accuracy, trials = {}, {}
     for search in ("random", COMPRESS):
@@ -191,7 +191,7 @@ def study_task(name: str, args) -> dict:
     )
     runs = []
     for seed in seeds:
-        curves, studies, long_random = {}, {}, None
+        curves, studies, long_random = {}, {}, {}
         equal_time = name in AFTER_RECOVERY and {"random", COMPRESS} <= set(samplers)
         for sampler in samplers:
             extra = RANDOM_EXTRA if equal_time and sampler == "random" else 1
@@ -201,10 +201,8 @@ def study_task(name: str, args) -> dict:
                     scoring, resources, trials * extra, sampler, seed
                 )
             if extra > 1:  # random's first ``trials`` trials are the same in a longer study
-                long_random, curves[sampler] = (
-                    curves[sampler],
-                    first_trials(curves[sampler], trials),
-                )
+                long_random = {"random": curves[sampler]}
+                curves[sampler] = first_trials(curves[sampler], trials)
             print(
                 f"{name} seed {seed} {sampler}: best {curves[sampler]['curve'][-1]} "
                 f"({curves[sampler]['seconds']:.0f} s)",
@@ -219,8 +217,9 @@ def study_task(name: str, args) -> dict:
         }
         run = {"seed": seed, **curves, "random_final_best": target, "trials_to_reach": reached}
         if equal_time:
-            curves["random"] = long_random
-            run["equal_time"] = equal_time_recovery(task, settings, studies, curves)
+            run["equal_time"] = equal_time_recovery(
+                task, settings, studies, {**curves, **long_random}
+            )
             print(f"{name} seed {seed} at equal wall-clock: {run['equal_time']}", flush=True)
         runs.append(run)
     summary = {sampler: summarise(runs, sampler, trials) for sampler in samplers}

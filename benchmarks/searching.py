@@ -83,13 +83,19 @@ def best_model(
     with ``resources`` (a search that timed its artifacts) the top trials are re-timed
     together first and the choice uses those figures (``pipeline.choose``)."""
     best, _ = pipeline.choose(study, settings, resources)
+    return trial_model(settings, best), best
+
+
+def trial_model(settings: SearchSettings, trial: optuna.trial.FrozenTrial) -> nn.Module:
+    """``trial``'s plan rebuilt: its ratios, removed units and channel multiple (adaptive BN
+    applied)."""
     model, _ = build_candidate(
         settings,
-        best.user_attrs["ratios"],
-        pipeline.removed_units_of(best),
-        best.user_attrs.get("round_to"),
+        trial.user_attrs["ratios"],
+        pipeline.removed_units_of(trial),
+        trial.user_attrs.get("round_to"),
     )
-    return model, best
+    return model
 
 
 def with_search(settings: SearchSettings, **search) -> SearchSettings:
@@ -172,7 +178,7 @@ def reward_curve(study: optuna.Study) -> list[float | None]:
     """Best feasible reward after each finished trial (None until the first feasible one);
     seeded plans still queued when the budget ran out are not trials."""
     best, curve = None, []
-    for trial in sorted(finished_trials(study), key=lambda t: t.number):
+    for trial in finished_trials(study):
         if trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs.get("feasible"):
             best = trial.value if best is None else max(best, trial.value)
         curve.append(best)
@@ -180,8 +186,9 @@ def reward_curve(study: optuna.Study) -> list[float | None]:
 
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The study's trials that ran (complete, pruned or failed), not those still queued."""
-    return [t for t in study.trials if t.state.is_finished()]
+    """The study's trials that ran (complete, pruned or failed), not those still queued, in
+    trial-number order."""
+    return sorted((t for t in study.trials if t.state.is_finished()), key=lambda t: t.number)
 
 
 def _in_memory_copy(study: optuna.Study) -> optuna.Study:

@@ -62,6 +62,7 @@ from compressor.search.decoder_sensitivity import (
     removal_order,
 )
 from compressor.search.loop import best_feasible_trial
+from compressor.search.samplers import SEEDED_ATTR
 from compressor.tasks.causal_lm import CausalLMTask
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,10 @@ def search(
 ) -> optuna.Study:
     """Run (or continue) the study until it holds ``settings.trials`` finished trials."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=3)
+    seeds = seed_params(settings.space)[: settings.trials]
+    # The random start-up comes after the seeded plans, as in the pruning search
+    # (search/samplers.py: TPE fitted on the seeds alone only searches around them).
+    sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=len(seeds) + 3)
     optuna_study = optuna.create_study(
         study_name="causal-lm",
         storage=storage,
@@ -152,8 +156,8 @@ def search(
     )
     done = [t for t in optuna_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not optuna_study.trials:
-        for params in seed_params(settings.space)[: settings.trials]:
-            optuna_study.enqueue_trial(params)
+        for params in seeds:
+            optuna_study.enqueue_trial(params, user_attrs={SEEDED_ATTR: True})
     remaining = settings.trials - len(done)
     if remaining > 0:
         optuna_study.optimize(
