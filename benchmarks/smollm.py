@@ -2,7 +2,8 @@
 
 Rows: fp32 PyTorch; fp32 ONNX Runtime with KV cache (optimum-onnx export, the baseline
 every row is timed against); ORT dynamic INT8 with the most sensitive linear family kept
-fp32 (measured, not named); ORT INT4 block-wise (``MatMulNBits``, block 32) with RTN and
+fp32 (measured, not named); ORT INT8 block-wise (``MatMulNBitsQuantizer`` at 8 bits, every
+MatMul, ``lm_head`` too); ORT INT4 block-wise (``MatMulNBits``, block 32) with RTN and
 with HQQ scales, ``lm_head`` fp32; ORT GenAI's model builder at INT4 (its own fused graph:
 GroupQueryAttention, packed qkv; every MatMul INT4 with INT8 compute, ``lm_head`` too: the
 one-call pipeline for decoders on ONNX Runtime); torch-pruning uniform width 0.5x (half of
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,8 @@ TORCH, ORT = "fp32 PyTorch", "fp32 ORT + KV cache"
 INT8, RTN, HQQ = "ORT INT8 dynamic (sensitive fp32)", "ORT INT4 RTN b32", "ORT INT4 HQQ b32"
 UNIFORM, OURS = "torch-pruning MLP 0.5x + INT8 + distill", "ours: search + distill"
 GENAI = "ORT GenAI builder INT4 b32 (lm_head too)"
+INT8_BLOCK = "ORT INT8 block-wise b32 (MatMulNBits, lm_head too)"
+PERPLEXITY_BOUND = 1.10  # the issue's bound on held-out perplexity, times the fp32 model's
 INT4_CAVEAT = (
     "SmolLM2's weights come from a 4-bit GGUF (Q4_1) unpacked to fp32, so INT4 rows lose "
     "less here than they would on an original fp16 model."
@@ -107,10 +111,15 @@ def build_rows(task, work: Path, recovery_steps: int, quick: bool, trials, timin
     baseline = export_decoder(task.model, work / "fp32")
     prior = measure_prior(task.model, windows.search[0])
     keep_int8 = prior.sensitive["int8"][:1]
-    int8 = precision_plan("int8", "fp32", "rtn", keep_int8)
+    # ORT's one-call INT8 (quantize_dynamic), as a user reaches for it; ours and the block
+    # row use MatMulNBits at 8 bits.
+    int8 = replace(precision_plan("int8", "fp32", "rtn", keep_int8), int8_method="dynamic")
     artifacts = {
         ORT: baseline,
         INT8: quantize_decoder(baseline, work / "int8.onnx", int8),
+        INT8_BLOCK: quantize_decoder(
+            baseline, work / "int8-block.onnx", precision_plan("int8", "int8", "rtn", ())
+        ),
         RTN: quantize_decoder(
             baseline, work / "rtn.onnx", precision_plan("int4", "fp32", "rtn", ())
         ),
@@ -267,9 +276,17 @@ def add_derived(data: dict) -> None:
     others = [n for n in rows if n not in (TORCH, ORT, OURS)]
     best = min(others, key=lambda n: ratio[n])
     data["best_single_tool"] = best
+    # The issue's bar is speed at a perplexity within the bound: the fastest single-tool
+    # row that keeps it, when one does.
+    bound = PERPLEXITY_BOUND * rows[ORT]["perplexity"]
+    within = [n for n in others if rows[n]["perplexity"] <= bound]
+    best_within = min(within, key=lambda n: ratio[n]) if within else None
+    data["best_single_tool_within_perplexity_bound"] = best_within
     for name, row in rows.items():
         row["decode_speedup_vs_fp32_ort"] = 1 / ratio[name]
         row["decode_speedup_vs_best_single_tool"] = ratio[best] / ratio[name]
+        if best_within is not None:
+            row["decode_speedup_vs_best_within_bound"] = ratio[best_within] / ratio[name]
         row["bandwidth_fraction"] = row["streamed_mb"] / 1e3 / (row["decode_ms"] / 1e3) / bandwidth
 
 
@@ -284,8 +301,14 @@ def goals(data: dict) -> dict:
     targets = {
         "decode_speedup_vs_fp32_ort": (3.0, True),
         "decode_speedup_vs_best_single_tool": (1.3, True),
-        "perplexity_ratio": (1.10, False),
+        "perplexity_ratio": (PERPLEXITY_BOUND, False),
     }
+    if "decode_speedup_vs_best_within_bound" in ours:
+        # Not one of the issue's goals: the same 1.3x against the rows that keep its bound.
+        out["decode_speedup_vs_best_single_tool_within_perplexity_bound"] = ours[
+            "decode_speedup_vs_best_within_bound"
+        ]
+        targets["decode_speedup_vs_best_single_tool_within_perplexity_bound"] = (1.3, True)
     return {
         name: {
             "value": out[name],
@@ -298,7 +321,7 @@ def goals(data: dict) -> dict:
 
 def markdown(data: dict) -> str:
     rows, best = data["rows"], data["best_single_tool"]
-    order = [TORCH, ORT, INT8, RTN, HQQ, GENAI, UNIFORM, OURS]
+    order = [TORCH, ORT, INT8, INT8_BLOCK, RTN, HQQ, GENAI, UNIFORM, OURS]
     table = markdown_table(
         [
             "pipeline",
@@ -336,7 +359,9 @@ def markdown(data: dict) -> str:
         f"{data['prompt_length']}-token prompt as KV cache; every ORT row timed in alternating "
         f"rounds against a fresh session of the fp32 ORT artifact; speed-ups are the "
         "geometric mean of the per-round ratios (PyTorch: p50 against the fp32 ORT row's). "
-        f"'best other row' = {best}. Bandwidth: {data['bandwidth_gb_s']:.1f} GB/s (torch "
+        f"'best other row' = {best}; the fastest other row within {PERPLEXITY_BOUND}x the fp32 "
+        f"perplexity: {data.get('best_single_tool_within_perplexity_bound')}. "
+        f"Bandwidth: {data['bandwidth_gb_s']:.1f} GB/s (torch "
         "sum of 256 MB, the rows' threads); 'bandwidth used' = weight "
         f"bytes read per token / decode p50 / that. PyTorch timed in-process after ORT.\n\n"
         f"**{INT4_CAVEAT}**\n\n{table}\nOurs chose: {ours}\n\nGoals:\n{goal_lines}\n"

@@ -5,13 +5,22 @@ PyTorch model: ``model.layers.3.mlp.down_proj``, ``lm_head``) one precision. Two
 Runtime passes do the work, each told exactly which nodes are its own:
 
 - INT4: ``MatMulNBitsQuantizer`` (block-wise 4-bit weights in ``MatMulNBits`` nodes), with
-  round-to-nearest (``rtn``) or HQQ (``hqq``) scales; it imports the ``onnx-ir`` package;
-- INT8: ``quantize_dynamic`` (per-channel INT8 weights, activations quantized at run time:
-  ``MatMulInteger``) on the remaining INT8 nodes.
+  symmetric (``rtn``) or asymmetric (``rtn-asym``, a uint4 zero point per block) round to
+  nearest, or HQQ (``hqq``) scales; it imports the ``onnx-ir`` package;
+- INT8, ``block`` (the default): the same quantizer at 8 bits, block-wise weights with a
+  zero point per block, activations quantized per block inside the kernel
+  (``accuracy_level=4``);
+- INT8, ``dynamic``: ``quantize_dynamic`` (per-channel INT8 weights, activations quantized
+  per tensor at run time: ``MatMulInteger``), the one-call INT8 of ONNX Runtime.
 
-Measured on SmolLM2-135M (../shared/STACK.md): INT8 on every MatMul costs 46 % perplexity,
-with ``lm_head`` and ``down_proj`` kept fp32 only 4 %. Which layers are sensitive is found
-by measurement (:func:`compressor.search.decoder.layer_sensitivity`), not by name.
+Measured on SmolLM2-135M (test windows, fp32 perplexity 11.55, ORT GenAI's fused graph,
+2026-12-01): ``dynamic`` INT8 on every MatMul costs 46 % perplexity (STACK.md), 4 % with
+``lm_head`` and ``down_proj`` kept fp32, and decodes 1.3x faster than fp32; ``block``
+INT8 on every MatMul, ``lm_head`` included, costs 0.5 % (11.61) and decodes within 1.4x
+of INT4's time. INT4 on every MatMul: 15.63 symmetric, 15.08 asymmetric; asymmetric with
+``lm_head`` INT8 14.06, and with ``qkv_proj`` / ``down_proj`` of 12 of the 30 layers INT8
+too (llama.cpp's Q4_K_M mix) 12.75, at INT4's decode speed. Which layers are sensitive is
+found by measurement (:mod:`compressor.search.decoder_sensitivity`), not by name.
 """
 
 from __future__ import annotations
@@ -41,8 +50,11 @@ class PrecisionPlan:
         overrides: module name -> precision, for single layers (a sensitive
             ``model.layers.3.mlp.down_proj`` kept fp32, say; a name also covers the modules
             under it) or for a whole family by its last name (``down_proj``: every layer's).
-        int4_method: ``rtn`` (round to nearest) or ``hqq`` (half-quadratic scales).
-        block_size: INT4 block length along the input dimension.
+        int4_method: ``rtn`` (symmetric round to nearest), ``rtn-asym`` (with a zero
+            point per block) or ``hqq`` (half-quadratic scales).
+        int8_method: ``block`` (weight-only ``MatMulNBits`` at 8 bits) or ``dynamic``
+            (``quantize_dynamic``: ``MatMulInteger``, activations per tensor).
+        block_size: INT4 / block INT8 block length along the input dimension.
         accuracy_level: ``MatMulNBits`` compute type; 4 quantizes activations to INT8
             inside the kernel (faster on CPU), None computes in fp32.
     """
@@ -51,6 +63,7 @@ class PrecisionPlan:
     lm_head: str = "fp32"
     overrides: Mapping[str, str] = field(default_factory=dict)
     int4_method: str = "rtn"
+    int8_method: str = "block"
     block_size: int = 32
     accuracy_level: int | None = 4
 
@@ -62,6 +75,7 @@ class PrecisionPlan:
             if value not in PRECISIONS:
                 raise ValueError(f"precision of {module} must be one of {PRECISIONS}: {value!r}")
         INT4_METHODS.check("int4_method", self.int4_method)
+        INT8_METHODS.check("int8_method", self.int8_method)
         if self.block_size < 16 or self.block_size & (self.block_size - 1):
             raise ValueError(f"block_size must be a power of two >= 16; got {self.block_size}")
 
@@ -99,10 +113,22 @@ INT4_METHODS: Registry[Callable[[PrecisionPlan], object]] = Registry("INT4 metho
 
 @INT4_METHODS.register("rtn", "round to nearest, symmetric blocks (ORT's default)")
 def _rtn(plan: PrecisionPlan):
+    return _round_to_nearest(plan, bits=4, symmetric=True)
+
+
+@INT4_METHODS.register("rtn-asym", "round to nearest, a zero point per block (uint4)")
+def _rtn_asym(plan: PrecisionPlan):
+    return _round_to_nearest(plan, bits=4, symmetric=False)
+
+
+def _round_to_nearest(plan: PrecisionPlan, bits: int, symmetric: bool):
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig
 
     return DefaultWeightOnlyQuantConfig(
-        block_size=plan.block_size, is_symmetric=True, accuracy_level=plan.accuracy_level
+        block_size=plan.block_size,
+        is_symmetric=symmetric,
+        accuracy_level=plan.accuracy_level,
+        bits=bits,
     )
 
 
@@ -111,6 +137,37 @@ def _hqq(plan: PrecisionPlan):
     from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig
 
     return HQQWeightOnlyQuantConfig(block_size=plan.block_size, bits=4)
+
+
+# How INT8 layers are quantized: each entry rewrites ``nodes`` of a graph (model in, model
+# out), with a scratch folder for the passes that only work on files.
+Int8Pass = Callable[[onnx.ModelProto, list[str], PrecisionPlan, Path], onnx.ModelProto]
+INT8_METHODS: Registry[Int8Pass] = Registry("INT8 method")
+
+
+@INT8_METHODS.register("block", "MatMulNBits at 8 bits: block-wise weights, INT8 compute")
+def _int8_block(graph, nodes, plan, scratch):
+    # Asymmetric blocks: a zero point per block costs nothing on MLAS's INT8 path.
+    return _matmul_nbits(graph, nodes, plan, _round_to_nearest(plan, bits=8, symmetric=False))
+
+
+@INT8_METHODS.register("dynamic", "quantize_dynamic: MatMulInteger, activations per tensor")
+def _int8_dynamic(graph, nodes, plan, scratch):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # quantize_dynamic works on files; the staged copies live in the caller's scratch.
+    src, dst = scratch / "int8-in.onnx", scratch / "int8-out.onnx"
+    onnx.save(graph, str(src))
+    quantize_dynamic(
+        src,
+        dst,
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_quantize=nodes,
+        extra_options=dict(_EXTRA_OPTIONS),
+    )
+    return onnx.load(str(dst))
 
 
 def weight_matmuls(graph: onnx.ModelProto) -> dict[str, str]:
@@ -164,52 +221,37 @@ def nodes_by_precision(graph: onnx.ModelProto, plan: PrecisionPlan) -> dict[str,
 
 def quantize_decoder(src: str | Path, dst: str | Path, plan: PrecisionPlan) -> Path:
     """Write ``src`` with the weight precisions of ``plan`` to ``dst`` (one file)."""
+    import tempfile
+
     src, dst = Path(src), Path(dst)
     graph = onnx.load(str(src))
     nodes = nodes_by_precision(graph, plan)
     untie_weights(graph, nodes["int4"] + nodes["int8"])
-    with _quiet():
+    with _quiet(), tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quantize-") as scratch:
         if nodes["int4"]:
-            graph = _int4(graph, nodes["int4"], plan)
+            algo = INT4_METHODS.get(plan.int4_method)(plan)
+            graph = _matmul_nbits(graph, nodes["int4"], plan, algo)
         if nodes["int8"]:
-            staged = dst.with_suffix(".int4.onnx")
-            onnx.save(graph, str(staged))
-            _int8(staged, dst, nodes["int8"])
-            staged.unlink()
-            return dst
+            graph = INT8_METHODS.get(plan.int8_method)(graph, nodes["int8"], plan, Path(scratch))
     onnx.save(graph, str(dst))
     return dst
 
 
-def _int4(graph: onnx.ModelProto, nodes: list[str], plan: PrecisionPlan) -> onnx.ModelProto:
+def _matmul_nbits(graph: onnx.ModelProto, nodes: list[str], plan: PrecisionPlan, algo):
+    """``MatMulNBitsQuantizer`` on ``nodes`` only, with ``algo``'s bits and scales."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    algo = INT4_METHODS.get(plan.int4_method)(plan)
     others = [name for name in weight_matmuls(graph) if name not in set(nodes)]
     quantizer = MatMulNBitsQuantizer(
         graph,
         block_size=plan.block_size,
-        is_symmetric=True,
+        is_symmetric=getattr(algo, "is_symmetric", True),
         accuracy_level=plan.accuracy_level,
         nodes_to_exclude=others,
         algo_config=algo,
     )
     quantizer.process()
     return quantizer.model.model
-
-
-def _int8(src: Path, dst: Path, nodes: list[str]) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        src,
-        dst,
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul"],
-        nodes_to_quantize=nodes,
-        extra_options=dict(_EXTRA_OPTIONS),
-    )
 
 
 def weight_bytes(graph: str | Path | onnx.ModelProto) -> dict[str, int]:

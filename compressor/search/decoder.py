@@ -9,7 +9,10 @@ alternating rounds against the fp32 baseline artifact, weight bytes and FLOPs pe
 
 The measured priors (:mod:`.decoder_sensitivity`) shape the space: depth removes layers in
 Block-Influence order, and ``keep_sensitive = k`` keeps the ``k`` linear families whose
-simulated quantization hurt most one step up (INT4 -> INT8, INT8 -> fp32).
+simulated quantization hurt most one step up (INT4 -> INT8, INT8 -> fp32). INT8 layers are
+block-wise ``MatMulNBits`` (:mod:`compressor.actions.quantize_decoder`), while the INT8
+ranking is simulated with ``quantize_dynamic``'s coarser arithmetic (activations per
+tensor): a proxy for which families to keep; every trial's artifact is measured itself.
 """
 
 from __future__ import annotations
@@ -26,7 +29,12 @@ from torch import nn
 from compressor.actions.build_decoder import build_decoder
 from compressor.actions.export_decoder import export_decoder
 from compressor.actions.prune_decoder import DecoderPlan, head_dim_of, prune_decoder
-from compressor.actions.quantize_decoder import PrecisionPlan, quantize_decoder, weight_bytes
+from compressor.actions.quantize_decoder import (
+    PRECISIONS,
+    PrecisionPlan,
+    quantize_decoder,
+    weight_bytes,
+)
 from compressor.config import FlopsTarget, LatencyTarget
 from compressor.measure.decoder import DecoderSession, onnx_likelihood
 from compressor.measure.decoder_latency import DecoderLatency, DecoderLatencyMeter
@@ -48,8 +56,10 @@ class DecoderSpace:
     head_ratios: tuple[float, ...] = (0.0,)
     weights: tuple[str, ...] = ("int8", "int4")
     lm_head: tuple[str, ...] = ("fp32", "int8", "int4")
-    int4_methods: tuple[str, ...] = ("rtn", "hqq")
-    max_keep_sensitive: int = 2
+    # Not HQQ by default: ORT runs its float zero points on a slow path (B5: 0.29x the fp32
+    # decode speed), so it can only win a size target; ask for it by name.
+    int4_methods: tuple[str, ...] = ("rtn", "rtn-asym")
+    max_keep_sensitive: int = 3
     fusion: tuple[bool, ...] = (False, True)
 
 
@@ -154,12 +164,17 @@ def precision_plan(
 
 
 def seed_params(space: DecoderSpace) -> list[dict]:
-    """Single-tool plans the study measures first, so that what it returns is never worse
-    than them: INT8 with the most sensitive family fp32 and ``lm_head`` fp32 (STACK.md:
-    15.82 vs 15.26), and INT4 RTN on every linear, ``lm_head`` included, fused: what ORT
-    GenAI's builder writes in one call (``-p int4``; measured on SmolLM2: perplexity 20.727
-    vs its 20.73, decode 3.27x vs its 3.22x fp32). Not HQQ: ORT runs its float zero points
-    on a slow path (B5: 0.29x the fp32 decode speed), so it can only win a size target."""
+    """Plans the study measures first, so that what it returns is never worse than them.
+
+    - INT4 RTN on every linear, ``lm_head`` included, fused: what ORT GenAI's builder
+      writes in one call (``-p int4``; measured on SmolLM2: perplexity 20.727 vs its 20.73,
+      decode 3.27x vs its 3.22x fp32);
+    - block INT8 on every linear, ``lm_head`` included, fused: nearly lossless (SmolLM2:
+      11.61 vs 11.55 fp32) at ~1.3x INT4's decode time;
+    - the mix between them that llama.cpp's Q4_K_M stands for, with the families chosen by
+      measurement: INT4 with zero points, the most INT4-sensitive families and ``lm_head``
+      at INT8.
+    """
     base = {
         "decoder.drop_layers": 0,
         "decoder.mlp_ratio": space.mlp_ratios[0],
@@ -167,27 +182,44 @@ def seed_params(space: DecoderSpace) -> list[dict]:
         "decoder.fusion": max(space.fusion),
     }
     seeds = []
-    if "int8" in space.weights:
-        seeds.append(
-            base
-            | {
-                "decoder.weights": "int8",
-                "decoder.keep_sensitive": min(1, space.max_keep_sensitive),
-                "decoder.lm_head": "fp32" if "fp32" in space.lm_head else space.lm_head[0],
-                "decoder.int4_method": space.int4_methods[0],
-            }
-        )
     if "int4" in space.weights:
         seeds.append(
             base
             | {
                 "decoder.weights": "int4",
                 "decoder.keep_sensitive": 0,
-                "decoder.lm_head": "int4" if "int4" in space.lm_head else space.lm_head[-1],
+                "decoder.lm_head": _nearest(space.lm_head, "int4"),
                 "decoder.int4_method": "rtn" if "rtn" in space.int4_methods else "hqq",
             }
         )
+    if "int8" in space.weights:
+        seeds.append(
+            base
+            | {
+                "decoder.weights": "int8",
+                "decoder.keep_sensitive": 0,
+                "decoder.lm_head": _nearest(space.lm_head, "int8"),
+                "decoder.int4_method": space.int4_methods[0],
+            }
+        )
+    if "int4" in space.weights and "int8" in space.lm_head:
+        seeds.append(
+            base
+            | {
+                "decoder.weights": "int4",
+                "decoder.keep_sensitive": space.max_keep_sensitive,
+                "decoder.lm_head": "int8",
+                "decoder.int4_method": space.int4_methods[-1],
+            }
+        )
     return seeds
+
+
+def _nearest(choices: tuple[str, ...], wanted: str) -> str:
+    """``wanted`` if the space allows it, else the allowed precision closest to it."""
+    if wanted in choices:
+        return wanted
+    return min(choices, key=lambda p: abs(PRECISIONS.index(p) - PRECISIONS.index(wanted)))
 
 
 @dataclass
