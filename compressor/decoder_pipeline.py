@@ -377,6 +377,7 @@ def summary(result: DecoderResult) -> str:
         f"query heads -{structure.head_ratio:.0%}; weights {precision.default} "
         f"(kept {dict(precision.overrides)}), lm_head {precision.lm_head}"
         + (f", INT4 {precision.int4_method}" if "int4" in _precisions(precision) else "")
+        + (f", INT8 {precision.int8_method}" if "int8" in _precisions(precision) else "")
         + (
             "; fused (ORT GenAI builder graph)"
             if result.candidate.fusion
