@@ -303,13 +303,12 @@ def goals(data: dict) -> dict:
         "decode_speedup_vs_best_single_tool": (1.3, True),
         "perplexity_ratio": (PERPLEXITY_BOUND, False),
     }
+    within = "decode_speedup_vs_best_single_tool_within_perplexity_bound"
     if "decode_speedup_vs_best_within_bound" in ours:
         # Not one of the goals: the same 1.3x against the rows that keep its bound.
-        out["decode_speedup_vs_best_single_tool_within_perplexity_bound"] = ours[
-            "decode_speedup_vs_best_within_bound"
-        ]
-        targets["decode_speedup_vs_best_single_tool_within_perplexity_bound"] = (1.3, True)
-    return {
+        out[within] = ours["decode_speedup_vs_best_within_bound"]
+        targets[within] = (1.3, True)
+    judged = {
         name: {
             "value": out[name],
             "target": target,
@@ -317,6 +316,9 @@ def goals(data: dict) -> dict:
         }
         for name, (target, higher) in targets.items()
     }
+    if within in judged:  # a speed-up within the bound counts only if ours keeps it too
+        judged[within]["met"] &= judged["perplexity_ratio"]["met"]
+    return judged
 
 
 def markdown(data: dict) -> str:
@@ -348,8 +350,15 @@ def markdown(data: dict) -> str:
             if name in rows
         ],
     )
+    outside = data["goals"]["perplexity_ratio"]
+    why = {  # the within-bound speed-up is not met while ours is outside the bound itself
+        "decode_speedup_vs_best_single_tool_within_perplexity_bound": ""
+        if outside["met"]
+        else f" (ours is outside the bound: {outside['value']:.3f}x)"
+    }
     goal_lines = "\n".join(
         f"- {name}: {g['value']:.3f} (target {g['target']}) — {'met' if g['met'] else 'NOT met'}"
+        f"{'' if g['met'] else why.get(name, '')}"
         for name, g in data["goals"].items()
     )
     ours = data["notes"]["ours"]["candidate"]

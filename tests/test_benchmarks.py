@@ -204,7 +204,7 @@ def test_b5_speedups_come_from_the_interleaved_ratios_not_the_p50s():
     from benchmarks import smollm
 
     def row(decode_ms, ratio=None):
-        out = {"decode_ms": decode_ms, "streamed_mb": 100.0}
+        out = {"decode_ms": decode_ms, "streamed_mb": 100.0, "perplexity": 10.0}
         if ratio is not None:
             out["decode_ratio_to_fp32_ort"] = ratio
         return out
@@ -227,6 +227,41 @@ def test_b5_speedups_come_from_the_interleaved_ratios_not_the_p50s():
     assert rows[smollm.OURS]["decode_speedup_vs_best_single_tool"] == pytest.approx(2.0)
     assert rows[smollm.TORCH]["decode_speedup_vs_fp32_ort"] == pytest.approx(0.5)  # p50s
     assert rows[smollm.RTN]["bandwidth_fraction"] == pytest.approx(100e-3 / 30e-3 / 10.0)
+
+
+def test_b5_judges_the_speed_up_within_the_perplexity_bound_only_when_ours_keeps_it():
+    from benchmarks.smollm import GENAI, INT8_BLOCK, ORT, OURS, add_derived, goals
+
+    def row(perplexity, ratio):
+        return {
+            "perplexity": perplexity,
+            "decode_ratio_to_fp32_ort": ratio,
+            "decode_ms": 30 * ratio,
+            "streamed_mb": 100.0,
+        }
+
+    def judged(ours_perplexity):
+        data = {
+            "bandwidth_gb_s": 40.0,
+            "rows": {
+                ORT: row(10.0, 1.0),
+                GENAI: row(13.0, 0.25),  # fastest, outside 1.10x
+                INT8_BLOCK: row(10.05, 0.5),  # fastest within the bound
+                OURS: row(ours_perplexity, 0.3),
+            },
+        }
+        add_derived(data)
+        assert data["best_single_tool"] == GENAI
+        assert data["best_single_tool_within_perplexity_bound"] == INT8_BLOCK
+        return goals(data)
+
+    within = "decode_speedup_vs_best_single_tool_within_perplexity_bound"
+    kept = judged(10.9)
+    assert kept[within]["value"] == pytest.approx(0.5 / 0.3) and kept[within]["met"]
+    assert kept["decode_speedup_vs_best_single_tool"]["value"] == pytest.approx(0.25 / 0.3)
+    outside = judged(11.2)
+    assert outside[within]["value"] == pytest.approx(0.5 / 0.3) and not outside[within]["met"]
+    assert not outside["perplexity_ratio"]["met"]
 
 
 def test_b5_memory_bandwidth_is_plausible():
