@@ -19,7 +19,7 @@ Measured on SmolLM2-135M (test windows, fp32 perplexity 11.55, ORT GenAI's fused
 INT8 on every MatMul, ``lm_head`` included, costs 0.5 % (11.61) and decodes within 1.4x
 of INT4's time. INT4 on every MatMul: 15.63 symmetric, 15.08 asymmetric; asymmetric with
 ``lm_head`` INT8 14.06, and with ``qkv_proj`` / ``down_proj`` of 12 of the 30 layers INT8
-too (llama.cpp's Q4_K_M mix) 12.75, at INT4's decode speed. Which layers are sensitive is
+too (llama.cpp's Q4_K_M mix) 12.75, at ~1.1x INT4's decode time. Which layers are sensitive is
 found by measurement (:mod:`compressor.search.decoder_sensitivity`), not by name.
 """
 

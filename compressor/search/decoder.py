@@ -56,7 +56,7 @@ class DecoderSpace:
     head_ratios: tuple[float, ...] = (0.0,)
     weights: tuple[str, ...] = ("int8", "int4")
     lm_head: tuple[str, ...] = ("fp32", "int8", "int4")
-    # Not HQQ by default: ORT runs its float zero points on a slow path (B5: 0.29x the fp32
+    # Not HQQ by default: ORT runs its float zero points on a slow path (B5: 0.27-0.29x the fp32
     # decode speed), so it can only win a size target; ask for it by name.
     int4_methods: tuple[str, ...] = ("rtn", "rtn-asym")
     max_keep_sensitive: int = 3
