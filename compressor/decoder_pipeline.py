@@ -62,7 +62,7 @@ from compressor.search.decoder_sensitivity import (
     removal_order,
 )
 from compressor.search.loop import best_feasible_trial
-from compressor.search.samplers import SEEDED_ATTR
+from compressor.search.samplers import SEEDED_ATTR, startup_trials
 from compressor.tasks.causal_lm import CausalLMTask
 
 log = logging.getLogger(__name__)
@@ -144,9 +144,11 @@ def search(
     """Run (or continue) the study until it holds ``settings.trials`` finished trials."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seeds = seed_params(settings.space)[: settings.trials]
-    # The random start-up comes after the seeded plans, as in the pruning search
-    # (search/samplers.py: TPE fitted on the seeds alone only searches around them).
-    sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=len(seeds) + 3)
+    # The random start-up comes after the seeded plans, by the pruning search's rule
+    # (TPE fitted on the seeds alone only searches around them).
+    sampler = optuna.samplers.TPESampler(
+        seed=settings.seed, n_startup_trials=startup_trials(settings.trials, len(seeds))
+    )
     optuna_study = optuna.create_study(
         study_name="causal-lm",
         storage=storage,

@@ -25,6 +25,7 @@ found by measurement (:mod:`compressor.search.decoder_sensitivity`), not by name
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,8 +222,6 @@ def nodes_by_precision(graph: onnx.ModelProto, plan: PrecisionPlan) -> dict[str,
 
 def quantize_decoder(src: str | Path, dst: str | Path, plan: PrecisionPlan) -> Path:
     """Write ``src`` with the weight precisions of ``plan`` to ``dst`` (one file)."""
-    import tempfile
-
     src, dst = Path(src), Path(dst)
     graph = onnx.load(str(src))
     nodes = nodes_by_precision(graph, plan)

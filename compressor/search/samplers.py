@@ -33,7 +33,7 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
     return PerTrialSeedSampler(lambda trial_seed, seeded: build(trial_seed, trials, seeded), seed)
 
 
-def _startup(trials: int, seeded: int) -> int:
+def startup_trials(trials: int, seeded: int) -> int:
     """Trials before a model-based sampler models: Optuna counts every finished trial, the
     seeded plans too, but those sit close together (one allocation at several levels), so
     a model fitted on them alone exploits their neighbourhood. The random start-up trials
@@ -50,7 +50,7 @@ def _tpe(seed: int, trials: int, seeded: int, group: bool) -> optuna.samplers.Ba
             seed=seed,
             multivariate=True,
             group=group,
-            n_startup_trials=_startup(trials, seeded),
+            n_startup_trials=startup_trials(trials, seeded),
             # Workers sampling while others' trials run treat those as bad results, so they
             # do not all sample next to the same point; a single process never sees one.
             constant_liar=True,
@@ -71,14 +71,14 @@ def tpe_group(seed: int, trials: int, seeded: int) -> optuna.samplers.BaseSample
 def gp(seed: int, trials: int, seeded: int) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=_startup(trials, seeded))
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(trials, seeded))
 
 
 @SAMPLERS.register("cmaes", "Optuna CmaEsSampler (needs the cmaes package, dev extra)")
 def cmaes(seed: int, trials: int, seeded: int) -> optuna.samplers.BaseSampler:
     # The categorical deploy choices go to its independent (random) sampler.
     return optuna.samplers.CmaEsSampler(
-        seed=seed, n_startup_trials=_startup(trials, seeded), warn_independent_sampling=False
+        seed=seed, n_startup_trials=startup_trials(trials, seeded), warn_independent_sampling=False
     )
 
 
