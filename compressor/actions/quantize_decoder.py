@@ -6,7 +6,9 @@ Runtime passes do the work, each told exactly which nodes are its own:
 
 - INT4: ``MatMulNBitsQuantizer`` (block-wise 4-bit weights in ``MatMulNBits`` nodes), with
   symmetric (``rtn``) or asymmetric (``rtn-asym``, a uint4 zero point per block) round to
-  nearest, or HQQ (``hqq``) scales; it imports the ``onnx-ir`` package;
+  nearest, or HQQ (``hqq``) scales; it imports the ``onnx-ir`` package. Or ``rtn-offset``:
+  min/max blocks with a float offset (llama.cpp's Q4_1), our rewrite onto the same kernel
+  (:mod:`compressor.actions.int4_offset`);
 - INT8, ``block`` (the default): the same quantizer at 8 bits, block-wise weights with a
   zero point per block, activations quantized per block inside the kernel
   (``accuracy_level=4``);
@@ -18,7 +20,8 @@ Measured on SmolLM2-135M (test windows, fp32 perplexity 11.55, ORT GenAI's fused
 ``lm_head`` and ``down_proj`` kept fp32, and decodes 1.3x faster than fp32; ``block``
 INT8 on every MatMul, ``lm_head`` included, costs 0.5 % (11.61) and decodes within 1.4x
 of INT4's time. INT4 on every MatMul: 15.63 symmetric, 15.08 asymmetric; asymmetric with
-``lm_head`` INT8 14.06, and with ``qkv_proj`` / ``down_proj`` of 12 of the 30 layers INT8
+``lm_head`` INT8 14.06 (float offsets instead: 11.58, lossless because SmolLM2's weights are
+Q4_1 blocks), and with ``qkv_proj`` / ``down_proj`` of 12 of the 30 layers INT8
 too (llama.cpp's Q4_K_M mix) 12.75, at ~1.1x INT4's decode time. Which layers are sensitive is
 found by measurement (:mod:`compressor.search.decoder_sensitivity`), not by name.
 """
@@ -33,6 +36,7 @@ from pathlib import Path
 import onnx
 
 from compressor.actions.export import module_of_node
+from compressor.actions.int4_offset import float_offset_int4
 from compressor.actions.quantize import _EXTRA_OPTIONS, _quiet
 from compressor.registry import Registry
 
@@ -108,18 +112,35 @@ class PrecisionPlan:
         )
 
 
-# How INT4 block scales are chosen: each entry builds ORT's algorithm config for a plan.
-INT4_METHODS: Registry[Callable[[PrecisionPlan], object]] = Registry("INT4 method")
+# How INT4 and INT8 layers are quantized: each entry rewrites ``nodes`` of a graph (model
+# in, model out), with a scratch folder for the passes that only work on files.
+Pass = Callable[[onnx.ModelProto, list[str], PrecisionPlan, Path], onnx.ModelProto]
+INT4_METHODS: Registry[Pass] = Registry("INT4 method")
+INT8_METHODS: Registry[Pass] = Registry("INT8 method")
 
 
 @INT4_METHODS.register("rtn", "round to nearest, symmetric blocks (ORT's default)")
-def _rtn(plan: PrecisionPlan):
-    return _round_to_nearest(plan, bits=4, symmetric=True)
+def _rtn(graph, nodes, plan, scratch):
+    return _matmul_nbits(graph, nodes, plan, _round_to_nearest(plan, bits=4, symmetric=True))
 
 
 @INT4_METHODS.register("rtn-asym", "round to nearest, a zero point per block (uint4)")
-def _rtn_asym(plan: PrecisionPlan):
-    return _round_to_nearest(plan, bits=4, symmetric=False)
+def _rtn_asym(graph, nodes, plan, scratch):
+    return _matmul_nbits(graph, nodes, plan, _round_to_nearest(plan, bits=4, symmetric=False))
+
+
+@INT4_METHODS.register("rtn-offset", "min/max blocks with a float offset (llama.cpp's Q4_1)")
+def _rtn_offset(graph, nodes, plan, scratch):
+    # Our rewrite: MatMulNBits plus a block-sum MatMul for the offsets (see int4_offset).
+    return float_offset_int4(graph, nodes, plan.block_size, plan.accuracy_level)
+
+
+@INT4_METHODS.register("hqq", "half-quadratic scales and zero points (slow: minutes)")
+def _hqq(graph, nodes, plan, scratch):
+    from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig
+
+    algo = HQQWeightOnlyQuantConfig(block_size=plan.block_size, bits=4)
+    return _matmul_nbits(graph, nodes, plan, algo)
 
 
 def _round_to_nearest(plan: PrecisionPlan, bits: int, symmetric: bool):
@@ -131,19 +152,6 @@ def _round_to_nearest(plan: PrecisionPlan, bits: int, symmetric: bool):
         accuracy_level=plan.accuracy_level,
         bits=bits,
     )
-
-
-@INT4_METHODS.register("hqq", "half-quadratic scales and zero points (slow: minutes)")
-def _hqq(plan: PrecisionPlan):
-    from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig
-
-    return HQQWeightOnlyQuantConfig(block_size=plan.block_size, bits=4)
-
-
-# How INT8 layers are quantized: each entry rewrites ``nodes`` of a graph (model in, model
-# out), with a scratch folder for the passes that only work on files.
-Int8Pass = Callable[[onnx.ModelProto, list[str], PrecisionPlan, Path], onnx.ModelProto]
-INT8_METHODS: Registry[Int8Pass] = Registry("INT8 method")
 
 
 @INT8_METHODS.register("block", "MatMulNBits at 8 bits: block-wise weights, INT8 compute")
@@ -228,8 +236,8 @@ def quantize_decoder(src: str | Path, dst: str | Path, plan: PrecisionPlan) -> P
     untie_weights(graph, nodes["int4"] + nodes["int8"])
     with _quiet(), tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quantize-") as scratch:
         if nodes["int4"]:
-            algo = INT4_METHODS.get(plan.int4_method)(plan)
-            graph = _matmul_nbits(graph, nodes["int4"], plan, algo)
+            int4 = INT4_METHODS.get(plan.int4_method)
+            graph = int4(graph, nodes["int4"], plan, Path(scratch))
         if nodes["int8"]:
             graph = INT8_METHODS.get(plan.int8_method)(graph, nodes["int8"], plan, Path(scratch))
     onnx.save(graph, str(dst))

@@ -1,0 +1,103 @@
+"""Float-offset INT4 blocks on ORT's MatMulNBits (compressor.actions.int4_offset)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from compressor.actions.int4_offset import float_offset_int4, offset_blocks
+from compressor.actions.quantize_decoder import PrecisionPlan, quantize_decoder
+
+BLOCK = 32
+
+
+def q4_1_weight(rows: int, cols: int, seed: int = 0) -> np.ndarray:
+    """A ``[rows, cols]`` weight already on llama.cpp Q4_1 blocks (what a GGUF unpacks to)."""
+    rng = np.random.default_rng(seed)
+    blocks = -(-rows // BLOCK)
+    step = rng.uniform(0.01, 0.05, size=(blocks, 1, cols)).astype(np.float32)
+    low = rng.uniform(-0.4, -0.1, size=(blocks, 1, cols)).astype(np.float32)
+    codes = rng.integers(0, 16, size=(blocks, BLOCK, cols))
+    codes[:, 0], codes[:, 1] = 0, 15  # every block spans its whole range, as Q4_1's do
+    return (low + step * codes).astype(np.float32).reshape(blocks * BLOCK, cols)[:rows]
+
+
+def two_linears(first: np.ndarray, second: np.ndarray) -> onnx.ModelProto:
+    """``y = x @ first``, ``z = x @ second``: two weight MatMuls reading one input."""
+    rows = first.shape[0]
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w1"], ["y"], name="/a/MatMul"),
+            helper.make_node("MatMul", ["x", "w2"], ["z"], name="/b/MatMul"),
+        ],
+        "linears",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", rows])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", first.shape[1]]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", second.shape[1]]),
+        ],
+        [numpy_helper.from_array(first, "w1"), numpy_helper.from_array(second, "w2")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def run(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options)
+    return session.run(None, {"x": x})
+
+
+@pytest.mark.parametrize("rows", [96, 72])  # whole blocks, and a partial last block
+def test_weights_on_q4_1_blocks_come_back_exactly(rows):
+    weight = q4_1_weight(rows, 24)
+    blocks = offset_blocks(weight, BLOCK)
+    assert blocks.packed.shape == (24, 3, BLOCK // 2) and blocks.packed.dtype == np.uint8
+    np.testing.assert_allclose(blocks.dequantized(rows), weight, atol=1e-6)
+
+    x = np.random.default_rng(1).standard_normal((3, rows)).astype(np.float32)
+    model = float_offset_int4(
+        two_linears(weight, q4_1_weight(rows, 40, seed=2)),
+        ["/a/MatMul", "/b/MatMul"],
+        BLOCK,
+        accuracy_level=None,
+    )
+    ops = [node.op_type for node in model.graph.node]
+    # one block-sum MatMul for the shared input; per linear MatMulNBits + offsets + Add
+    assert ops.count("MatMulNBits") == 2 and ops.count("MatMul") == 3 and ops.count("Add") == 2
+    y, z = run(model, x)
+    np.testing.assert_allclose(y, x @ weight, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(z, x @ q4_1_weight(rows, 40, seed=2), rtol=1e-4, atol=1e-4)
+    assert {init.name for init in model.graph.initializer}.isdisjoint({"w1", "w2"})
+
+
+def test_float_offsets_err_less_than_ort_zero_points_on_q4_1_weights_and_no_more_elsewhere(
+    tmp_path,
+):
+    """On GGUF-born weights the integer zero point is what loses; on Gaussian weights both
+    are round to nearest on the same blocks and err alike."""
+    x = np.random.default_rng(3).standard_normal((8, 128)).astype(np.float32)
+    grid = q4_1_weight(128, 64)
+    gaussian = np.random.default_rng(4).standard_normal((128, 64)).astype(np.float32) * 0.05
+    onnx.save(two_linears(grid, gaussian), str(tmp_path / "fp32.onnx"))
+
+    def errors(method: str) -> tuple[float, float]:
+        plan = PrecisionPlan(default="int4", int4_method=method, accuracy_level=None)
+        out = quantize_decoder(tmp_path / "fp32.onnx", tmp_path / f"{method}.onnx", plan)
+        y, z = run(onnx.load(str(out)), x)
+        return float(np.abs(y - x @ grid).mean()), float(np.abs(z - x @ gaussian).mean())
+
+    offset, zero_point = errors("rtn-offset"), errors("rtn-asym")
+    scale = float(np.abs(x @ grid).mean())
+    assert offset[0] < 1e-5 * scale < zero_point[0]
+    assert offset[1] < 1.1 * zero_point[1]
+
+
+def test_an_unknown_node_is_refused_before_anything_changes():
+    model = two_linears(q4_1_weight(32, 8), q4_1_weight(32, 8))
+    with pytest.raises(ValueError, match="no MatMul named '/c/MatMul'"):
+        float_offset_int4(model, ["/a/MatMul", "/c/MatMul"])
+    assert [node.op_type for node in model.graph.node] == ["MatMul", "MatMul"]
