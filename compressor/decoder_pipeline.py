@@ -245,6 +245,7 @@ def compress_decoder(
             beta=settings.beta,
             threads=threads,
             tokenizer=task.tokenizer,
+            calibration=windows.calibration,
         )
         optuna_study = search(study, settings, prior, f"sqlite:///{out_dir / 'study.db'}")
         best = choose(optuna_study)
@@ -297,7 +298,7 @@ def deploy(
     else:
         graph = export_decoder(model, study.workdir / "final")
     _copy_configs(graph.parent, out_dir)
-    return quantize_decoder(graph, out_dir / "model.onnx", candidate.precision)
+    return quantize_decoder(graph, out_dir / "model.onnx", candidate.precision, study.calibration)
 
 
 def _copy_configs(folder: Path, out_dir: Path) -> None:
@@ -332,6 +333,7 @@ def trials_markdown(trials: list[dict]) -> str:
         ("kept up", "decoder.keep_sensitive", "d"),
         ("lm_head", "decoder.lm_head", "s"),
         ("int4", "decoder.int4_method", "s"),
+        ("bias corr.", "decoder.bias_correction", ""),
         ("fused", "decoder.fusion", ""),
         ("ppl", "perplexity", ".2f"),
         ("decode x", "decode_ratio", ".2f"),
@@ -380,6 +382,7 @@ def summary(result: DecoderResult) -> str:
         f"(kept {dict(precision.overrides)}), lm_head {precision.lm_head}"
         + (f", INT4 {precision.int4_method}" if "int4" in _precisions(precision) else "")
         + (f", INT8 {precision.int8_method}" if "int8" in _precisions(precision) else "")
+        + (", bias-corrected" if precision.bias_correction else "")
         + (
             "; fused (ORT GenAI builder graph)"
             if result.candidate.fusion

@@ -11,6 +11,7 @@ import dataclasses
 import importlib.util
 import json
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -288,6 +289,31 @@ def test_float_offset_int4_is_lossless_on_gguf_born_weights(windows, tmp_path):
     nodes = onnx.load(str(tmp_path / "rtn-offset.onnx")).graph.node
     assert nbits_of(tmp_path / "rtn-offset.onnx") == {4: 7 * LAYERS}
     assert sum(node.name.endswith("/BlockSums") for node in nodes) == 4 * LAYERS
+
+
+def test_bias_correction_cancels_the_mean_error_of_int4_and_int8_blocks(
+    exported, windows, tmp_path
+):
+    """Each MatMulNBits gets bias = E[x] @ (W - W_q), E[x] measured on calibration windows;
+    the NLL on other windows improves."""
+    _, graph = exported
+    calibration = [torch.randint(0, VOCAB, (1, 64), generator=torch.Generator().manual_seed(7))]
+    plan = PrecisionPlan(default="int4", lm_head="int8", int4_method="rtn-asym")
+    with pytest.raises(ValueError, match="needs calibration windows"):
+        quantize_decoder(graph, tmp_path / "x.onnx", replace(plan, bias_correction=True))
+    plain = quantize_decoder(graph, tmp_path / "plain.onnx", plan)
+    corrected = quantize_decoder(
+        graph, tmp_path / "corrected.onnx", replace(plan, bias_correction=True), calibration
+    )
+    model = onnx.load(str(corrected))
+    nbits = [node for node in model.graph.node if node.op_type == "MatMulNBits"]
+    assert len(nbits) == 7 * (LAYERS - 1) + 1 and all(len(n.input) == 6 for n in nbits)
+    fp32 = onnx_likelihood(DecoderSession(graph), windows).nll
+    rise = {
+        name: onnx_likelihood(DecoderSession(path), windows).nll - fp32
+        for name, path in (("plain", plain), ("corrected", corrected))
+    }
+    assert rise["corrected"] < rise["plain"]
 
 
 def test_the_fused_graph_of_ort_genai_builder_decodes_like_torch(windows, tmp_path):
@@ -601,17 +627,26 @@ def test_the_study_starts_from_the_one_call_pipelines():
         sensitive={"int8": ("down_proj",), "int4": ("lm_head", "up_proj", "down_proj", "q_proj")},
     )
     seeds = [candidate_from_params(p, prior) for p in seed_params(DecoderSpace())]
+    corrected = {"bias_correction": True}
     assert [seed.precision for seed in seeds] == [
         # ORT GenAI's builder at -p int4: every linear INT4 RTN, lm_head too.
-        PrecisionPlan(default="int4", lm_head="int4", int4_method="rtn"),
-        PrecisionPlan(default="int4", lm_head="int8", int4_method="rtn-offset"),
+        PrecisionPlan(default="int4", lm_head="int4", int4_method="rtn", **corrected),
+        PrecisionPlan(default="int4", lm_head="int4", int4_method="rtn-asym", **corrected),
+        PrecisionPlan(default="int4", lm_head="int8", int4_method="rtn-offset", **corrected),
         # ... and the measured most sensitive families at INT8 too (lm_head is its own knob).
         PrecisionPlan(
             default="int4",
             lm_head="int8",
             overrides={"up_proj": "int8", "down_proj": "int8"},
-            int4_method="rtn-offset",
+            int4_method="rtn-asym",
+            **corrected,
         ),
-        PrecisionPlan(default="int8", lm_head="int8", int8_method="block"),
+        PrecisionPlan(default="int8", lm_head="int8", int8_method="block", **corrected),
+    ]
+    # A space without the knobs a seed needs measures each distinct seed once.
+    narrow = DecoderSpace(int4_methods=("rtn",), lm_head=("int4",), bias_correction=(False,))
+    assert [candidate_from_params(p, prior).precision for p in seed_params(narrow)] == [
+        PrecisionPlan(default="int4", lm_head="int4", int4_method="rtn"),
+        PrecisionPlan(default="int8", lm_head="int4", int8_method="block"),
     ]
     assert all(seed.fusion and seed.structure.is_identity for seed in seeds)

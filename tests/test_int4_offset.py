@@ -1,4 +1,5 @@
-"""Float-offset INT4 blocks on ORT's MatMulNBits (compressor.actions.int4_offset)."""
+"""MatMulNBits blocks: float-offset INT4 (compressor.actions.int4_offset) and reading ORT's
+quantized blocks back (compressor.actions.bias_correction.dequantized)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from compressor.actions.bias_correction import dequantized
 from compressor.actions.int4_offset import float_offset_int4, offset_blocks
 from compressor.actions.quantize_decoder import PrecisionPlan, quantize_decoder
 
@@ -101,3 +103,26 @@ def test_an_unknown_node_is_refused_before_anything_changes():
     with pytest.raises(ValueError, match="no MatMul named '/c/MatMul'"):
         float_offset_int4(model, ["/a/MatMul", "/c/MatMul"])
     assert [node.op_type for node in model.graph.node] == ["MatMul", "MatMul"]
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        PrecisionPlan(default="int4", int4_method="rtn", accuracy_level=None),
+        PrecisionPlan(default="int4", int4_method="rtn-asym", accuracy_level=None),
+        PrecisionPlan(default="int8", accuracy_level=None),
+    ],
+    ids=["int4-symmetric", "int4-zero-points", "int8-block"],
+)
+def test_dequantized_blocks_are_what_ort_computes_with(plan, tmp_path):
+    x = np.random.default_rng(5).standard_normal((4, 72)).astype(np.float32)
+    gaussian = np.random.default_rng(6).standard_normal((72, 48)).astype(np.float32)
+    onnx.save(two_linears(gaussian, gaussian[:, :8].copy()), str(tmp_path / "fp32.onnx"))
+    model = onnx.load(str(quantize_decoder(tmp_path / "fp32.onnx", tmp_path / "q.onnx", plan)))
+    inits = {init.name: init for init in model.graph.initializer}
+    nodes = [node for node in model.graph.node if node.op_type == "MatMulNBits"]
+    weights = [dequantized(node, inits) for node in nodes]
+    assert [w.shape for w in weights] == [(72, 48), (72, 8)]
+    for out, weight in zip(run(model, x), weights, strict=True):
+        np.testing.assert_allclose(out, x @ weight, rtol=1e-4, atol=1e-4)
+    assert 0 < np.abs(weights[0] - gaussian).max() < 0.5  # quantized, not the fp32 weight

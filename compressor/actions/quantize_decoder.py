@@ -29,12 +29,13 @@ found by measurement (:mod:`compressor.search.decoder_sensitivity`), not by name
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
 
+from compressor.actions.bias_correction import Linear, correct_biases, input_means
 from compressor.actions.export import module_of_node
 from compressor.actions.int4_offset import float_offset_int4
 from compressor.actions.quantize import _EXTRA_OPTIONS, _quiet
@@ -62,6 +63,10 @@ class PrecisionPlan:
         block_size: INT4 / block INT8 block length along the input dimension.
         accuracy_level: ``MatMulNBits`` compute type; 4 quantizes activations to INT8
             inside the kernel (faster on CPU), None computes in fp32.
+        bias_correction: add each quantized layer's mean output error back as its bias
+            (measured on calibration windows; :mod:`compressor.actions.bias_correction`).
+            Applies to the layers ORT's ``MatMulNBitsQuantizer`` writes (INT4 ``rtn``,
+            ``rtn-asym``, ``hqq``; INT8 ``block``).
     """
 
     default: str = "fp32"
@@ -71,6 +76,7 @@ class PrecisionPlan:
     int8_method: str = "block"
     block_size: int = 32
     accuracy_level: int | None = 4
+    bias_correction: bool = False
 
     def __post_init__(self) -> None:
         for name, value in (("default", self.default), ("lm_head", self.lm_head)):
@@ -117,6 +123,8 @@ class PrecisionPlan:
 Pass = Callable[[onnx.ModelProto, list[str], PrecisionPlan, Path], onnx.ModelProto]
 INT4_METHODS: Registry[Pass] = Registry("INT4 method")
 INT8_METHODS: Registry[Pass] = Registry("INT8 method")
+# The methods whose nodes ORT's MatMulNBitsQuantizer writes (``<MatMul name>_Q4`` / ``_Q8``).
+NBITS_QUANTIZER_METHODS = frozenset({"rtn", "rtn-asym", "hqq", "block"})
 
 
 @INT4_METHODS.register("rtn", "round to nearest, symmetric blocks (ORT's default)")
@@ -228,20 +236,54 @@ def nodes_by_precision(graph: onnx.ModelProto, plan: PrecisionPlan) -> dict[str,
     return grouped
 
 
-def quantize_decoder(src: str | Path, dst: str | Path, plan: PrecisionPlan) -> Path:
-    """Write ``src`` with the weight precisions of ``plan`` to ``dst`` (one file)."""
+def quantize_decoder(
+    src: str | Path, dst: str | Path, plan: PrecisionPlan, calibration: Iterable | None = None
+) -> Path:
+    """Write ``src`` with the weight precisions of ``plan`` to ``dst`` (one file).
+
+    ``calibration``: token-id windows (``[1, length]``), needed when the plan corrects biases.
+    """
     src, dst = Path(src), Path(dst)
+    if plan.bias_correction and calibration is None:
+        raise ValueError("bias correction needs calibration windows")
     graph = onnx.load(str(src))
     nodes = nodes_by_precision(graph, plan)
     untie_weights(graph, nodes["int4"] + nodes["int8"])
     with _quiet(), tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quantize-") as scratch:
+        linears = _correctable(graph, nodes, plan) if plan.bias_correction else {}
+        if linears:
+            inputs = [linear.input for linear in linears.values()]
+            means = input_means(graph, inputs, calibration, Path(scratch))
         if nodes["int4"]:
             int4 = INT4_METHODS.get(plan.int4_method)
             graph = int4(graph, nodes["int4"], plan, Path(scratch))
         if nodes["int8"]:
             graph = INT8_METHODS.get(plan.int8_method)(graph, nodes["int8"], plan, Path(scratch))
+        if linears:
+            correct_biases(graph, linears, means)
     onnx.save(graph, str(dst))
     return dst
+
+
+def _correctable(
+    graph: onnx.ModelProto, nodes: dict[str, list[str]], plan: PrecisionPlan
+) -> dict[str, Linear]:
+    """The linears that become ``MatMulNBitsQuantizer`` nodes, with their fp32 weights."""
+    from onnx import numpy_helper
+
+    names = []
+    if plan.int4_method in NBITS_QUANTIZER_METHODS:
+        names += nodes["int4"]
+    if plan.int8_method in NBITS_QUANTIZER_METHODS:
+        names += nodes["int8"]
+    initializers = {init.name: init for init in graph.graph.initializer}
+    by_name = {node.name: node for node in graph.graph.node}
+    return {
+        name: Linear(
+            by_name[name].input[0], numpy_helper.to_array(initializers[by_name[name].input[1]])
+        )
+        for name in names
+    }
 
 
 def _matmul_nbits(graph: onnx.ModelProto, nodes: list[str], plan: PrecisionPlan, algo):

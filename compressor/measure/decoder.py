@@ -49,6 +49,11 @@ class DecoderSession:
 
     def run(self, ids: np.ndarray, cache: Cache) -> tuple[np.ndarray, Cache]:
         """Logits for ``ids`` (batch x new tokens) after the cached tokens, and the new cache."""
+        outputs = self.session.run(["logits", *self.present_names], self.feed(ids, cache))
+        return outputs[0], dict(zip(self.past_names, outputs[1:], strict=True))
+
+    def feed(self, ids: np.ndarray, cache: Cache) -> dict[str, np.ndarray]:
+        """The graph's inputs for ``ids`` after the cached tokens."""
         past = next(iter(cache.values())).shape[2] if cache else 0
         total = past + ids.shape[1]
         feed = {
@@ -59,9 +64,7 @@ class DecoderSession:
             ).copy(),
             **cache,
         }
-        feed = {name: value for name, value in feed.items() if name in self.input_names}
-        outputs = self.session.run(["logits", *self.present_names], feed)
-        return outputs[0], dict(zip(self.past_names, outputs[1:], strict=True))
+        return {name: value for name, value in feed.items() if name in self.input_names}
 
     def prefill(self, ids: np.ndarray) -> tuple[np.ndarray, Cache]:
         return self.run(ids, self.empty_cache(ids.shape[0]))

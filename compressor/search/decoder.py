@@ -62,6 +62,9 @@ class DecoderSpace:
     int4_methods: tuple[str, ...] = ("rtn", "rtn-asym", "rtn-offset")
     max_keep_sensitive: int = 3
     fusion: tuple[bool, ...] = (False, True)
+    # Bias correction (compressor.actions.bias_correction) costs no decode time and lowered
+    # SmolLM2's INT4 perplexity in every plan measured, so it is on unless asked otherwise.
+    bias_correction: tuple[bool, ...] = (True,)
 
 
 @dataclass(frozen=True)
@@ -149,40 +152,52 @@ def suggest_candidate(
         trial.suggest_categorical("decoder.lm_head", list(space.lm_head)),
         trial.suggest_categorical("decoder.int4_method", list(space.int4_methods)),
         prior.sensitive.get(weights, ())[:keep],
+        trial.suggest_categorical("decoder.bias_correction", list(space.bias_correction)),
     )
     fusion = trial.suggest_categorical("decoder.fusion", list(space.fusion))
     return DecoderCandidate(structure, precision, fusion)
 
 
 def precision_plan(
-    weights: str, lm_head: str, int4_method: str, keep: tuple[str, ...] | list[str]
+    weights: str,
+    lm_head: str,
+    int4_method: str,
+    keep: tuple[str, ...] | list[str],
+    bias_correction: bool = False,
 ) -> PrecisionPlan:
     """Layers at ``weights``, ``lm_head`` as chosen, the families ``keep`` one step up."""
     overrides = {family: STEP_UP[weights] for family in keep if family != "lm_head"}
     return PrecisionPlan(
-        default=weights, lm_head=lm_head, overrides=overrides, int4_method=int4_method
+        default=weights,
+        lm_head=lm_head,
+        overrides=overrides,
+        int4_method=int4_method,
+        bias_correction=bias_correction,
     )
 
 
 def seed_params(space: DecoderSpace) -> list[dict]:
     """Plans the study measures first, so that what it returns is never worse than them: a
     precision ladder from the fastest one-call plan to the nearly lossless one (perplexity /
-    decode time on SmolLM2's test windows, fused graph, fp32 11.55; 2026-12-01):
+    decode time on SmolLM2's test windows, fused graph, fp32 11.55; 2026-12-01; bias
+    correction on, as the space has it by default):
 
     1. INT4 RTN on every linear, ``lm_head`` included: what ORT GenAI's builder writes in
-       one call (``-p int4``; 15.63, the fastest);
-    2. INT4 min/max blocks with float offsets, ``lm_head`` INT8 (11.58 at ~1.07x the
-       first's decode time; lossless on SmolLM2 only because its weights are Q4_1 blocks;
-       integer zero points instead: 14.06);
-    3. the same with the most INT4-sensitive families (measured) at INT8 too: the mix
-       llama.cpp's Q4_K_M stands for, for models whose INT4 loses more;
-    4. block INT8 on every linear, ``lm_head`` included (11.61, ~1.3x INT4's decode time).
+       one call (``-p int4``; 15.63 as it writes it, 14.07 bias-corrected; the fastest);
+    2. INT4 with a zero point per block, ``lm_head`` too (13.49, ~the same speed);
+    3. INT4 min/max blocks with float offsets (``rtn-offset``), ``lm_head`` INT8 (11.58, at
+       1.2-1.45x the first's decode time: an extra op per linear; lossless on SmolLM2 only
+       because its weights are Q4_1 blocks);
+    4. zero points with the most INT4-sensitive families (measured) and ``lm_head`` INT8:
+       the mix llama.cpp's Q4_K_M stands for;
+    5. block INT8 on every linear, ``lm_head`` included (11.61, ~1.3x INT4's decode time).
     """
     base = {
         "decoder.drop_layers": 0,
         "decoder.mlp_ratio": space.mlp_ratios[0],
         "decoder.head_ratio": space.head_ratios[0],
         "decoder.fusion": max(space.fusion),
+        "decoder.bias_correction": max(space.bias_correction),
     }
 
     def plan(weights: str, lm_head: str, method: str, keep: int) -> dict:
@@ -198,13 +213,15 @@ def seed_params(space: DecoderSpace) -> list[dict]:
     seeds = []
     if "int4" in space.weights:
         seeds.append(plan("int4", "int4", "rtn", 0))
+        seeds.append(plan("int4", "int4", "rtn-asym", 0))
         if "int8" in space.lm_head:
             seeds.append(plan("int4", "int8", "rtn-offset", 0))
             if space.max_keep_sensitive:
-                seeds.append(plan("int4", "int8", "rtn-offset", space.max_keep_sensitive))
+                seeds.append(plan("int4", "int8", "rtn-asym", space.max_keep_sensitive))
     if "int8" in space.weights:
         seeds.append(plan("int8", "int8", "rtn", 0))
-    return seeds
+    # a seed the space cannot tell apart from an earlier one is measured once
+    return [seed for i, seed in enumerate(seeds) if seed not in seeds[:i]]
 
 
 def _nearest(choices: tuple[str, ...], wanted: str) -> str:
@@ -231,6 +248,7 @@ class DecoderStudy:
     beta: float = -0.07
     threads: int | None = None
     tokenizer: object | None = None  # the fused graphs' builder saves it beside them
+    calibration: tuple[torch.Tensor, ...] = ()  # windows for bias correction
     _graphs: dict[tuple, Path] = field(default_factory=dict)
     _flops: dict[DecoderPlan, float] = field(default_factory=dict)
     # The best trial's artifact is kept (the others deleted): an unpruned winner needs no
@@ -266,7 +284,7 @@ class DecoderStudy:
     def build(self, candidate: DecoderCandidate, path: Path) -> Path:
         """The candidate's artifact at ``path``."""
         graph = self.structure_graph(candidate.structure, candidate.fusion)
-        return quantize_decoder(graph, path, candidate.precision)
+        return quantize_decoder(graph, path, candidate.precision, self.calibration)
 
     def score(self, candidate: DecoderCandidate, graph: Path) -> DecoderScore:
         likelihood = onnx_likelihood(
@@ -366,6 +384,7 @@ def candidate_from_params(params: dict, prior: DecoderPrior) -> DecoderCandidate
             params["decoder.lm_head"],
             params["decoder.int4_method"],
             prior.sensitive.get(weights, ())[:keep],
+            params.get("decoder.bias_correction", False),
         ),
         params["decoder.fusion"],
     )
