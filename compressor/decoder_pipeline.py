@@ -331,6 +331,7 @@ def trials_markdown(trials: list[dict]) -> str:
         ("heads -", "decoder.head_ratio", ".2f"),
         ("weights", "decoder.weights", "s"),
         ("kept up", "decoder.keep_sensitive", "d"),
+        ("offsets", "decoder.offset_sensitive", "d"),
         ("lm_head", "decoder.lm_head", "s"),
         ("int4", "decoder.int4_method", "s"),
         ("bias corr.", "decoder.bias_correction", ""),
@@ -382,6 +383,7 @@ def summary(result: DecoderResult) -> str:
         f"(kept {dict(precision.overrides)}), lm_head {precision.lm_head}"
         + (f", INT4 {precision.int4_method}" if "int4" in _precisions(precision) else "")
         + (f", INT8 {precision.int8_method}" if "int8" in _precisions(precision) else "")
+        + (f", float offsets {list(precision.offsets)}" if precision.offsets else "")
         + (", bias-corrected" if precision.bias_correction else "")
         + (
             "; fused (ORT GenAI builder graph)"

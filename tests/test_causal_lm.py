@@ -291,6 +291,32 @@ def test_float_offset_int4_is_lossless_on_gguf_born_weights(windows, tmp_path):
     assert sum(node.name.endswith("/BlockSums") for node in nodes) == 4 * LAYERS
 
 
+def test_offsets_go_to_the_named_families_and_the_rest_keeps_its_method(windows, tmp_path):
+    graph = export_decoder(snap_to_q4_1(tiny_llama(seed=2)), tmp_path / "fp32")
+    plan = PrecisionPlan(
+        default="int4", int4_method="rtn-asym", offsets=("down_proj",), accuracy_level=None
+    )
+    assert plan.int4_method_of("model.layers.1.mlp.down_proj") == "rtn-offset"
+    assert plan.int4_method_of("model.layers.1.attn.qkv_proj") == "rtn-asym"
+    assert replace(plan, offsets=("v_proj",)).int4_method_of("model.layers.1.attn.qkv_proj") == (
+        "rtn-offset"  # a packed projection follows any layer it packs
+    )
+    mixed = quantize_decoder(graph, tmp_path / "mixed.onnx", plan)
+    nodes = onnx.load(str(mixed)).graph.node
+    offsets = [node.name for node in nodes if node.name.endswith("/Offsets")]
+    assert len(offsets) == LAYERS and all("down_proj" in name for name in offsets)
+    zero_points = [n for n in nodes if n.op_type == "MatMulNBits" and len(n.input) > 3]
+    assert len(zero_points) == 6 * LAYERS  # the other six linears of each layer
+    # On Q4_1 weights the offsets are exact: the same as keeping down_proj fp32.
+    exact = replace(plan, offsets=(), overrides={"down_proj": "fp32"})
+    reference = quantize_decoder(graph, tmp_path / "reference.onnx", exact)
+    nll = {
+        name: onnx_likelihood(DecoderSession(path), windows).nll
+        for name, path in (("mixed", mixed), ("reference", reference))
+    }
+    assert nll["mixed"] == pytest.approx(nll["reference"], abs=1e-5)
+
+
 def test_bias_correction_cancels_the_mean_error_of_int4_and_int8_blocks(
     exported, windows, tmp_path
 ):
@@ -496,32 +522,41 @@ def test_one_study_searches_the_decoder_moves_and_writes_an_artifact(tmp_path):
     counts = WindowCounts(length=32, search=2, calibration=1, recovery=4, test=2)
     task = causal_lm_task(tiny_llama(), ids, counts, "tiny llama")
     settings = DecoderSettings(
-        trials=5,
+        trials=6,
         targets=DecoderTargets(latency=parse_latency_target("0.9"), size_mb=0.3),
-        # the fifth trial (after the four seeded precision plans) is drawn from the space
+        # the sixth trial (after the five seeded precision plans) is drawn from the space
+        # Bias correction off: on random weights it pulls the logits toward the calibration
+        # window's mean (perplexity -10 %, cosine 0.60), which the parity floor below would
+        # read as a broken artifact. It has its own test.
         space=DecoderSpace(
-            max_drop_layers=1, mlp_ratios=(0.0, 0.5), head_ratios=(0.0, 1 / 3), fusion=(False,)
+            max_drop_layers=1,
+            mlp_ratios=(0.0, 0.5),
+            head_ratios=(0.0, 1 / 3),
+            fusion=(False,),
+            bias_correction=(False,),
         ),
         recovery_steps=2,
         measure=MeasureConfig(threads=1, rounds=2, runs_per_round=3, max_seconds=0.5),
         progress=False,
     )
     result = compress_decoder(task, tmp_path, settings)
-    assert result.trials == 5
+    assert result.trials == 6
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["test_perplexity"] == pytest.approx(result.test_perplexity)
     # The quantized artifact vs its PyTorch model. Which seed wins depends on measured
-    # latency; INT4 on random weights moves the logits more (cosine ~0.80) than INT8.
+    # latency; INT4 on random weights moves single tokens' logits a lot (the least cosine
+    # 0.59-0.80 measured), the perplexity over the windows little (1.6 %).
     chosen = result.candidate.precision
     int4 = "int4" in {chosen.default, chosen.lm_head, *chosen.overrides.values()}
-    assert result.parity["cosine_min"] > (0.7 if int4 else 0.9)
+    assert result.parity["cosine_min"] > (0.5 if int4 else 0.9)
+    assert abs(result.parity["perplexity_difference"]) < 0.05 * result.test_perplexity
     assert result.final.size_mb < 0.8 * result.baseline_size_mb  # every plan quantizes
     assert result.final.latency.decode.baseline.runs > 0
     session = DecoderSession(tmp_path / "model.onnx")
     assert len(session.greedy([1, 2, 3], 3)) == 3
     assert not (tmp_path / "work").exists()
     report = (tmp_path / "report.md").read_text()
-    assert "test perplexity" in report and report.count("\n| ") >= 5 + 5  # 5 trials
+    assert "test perplexity" in report and report.count("\n| ") >= 5 + 6  # 6 trials
     # Each budget is judged on the shipped artifact's own measurement, and said plainly.
     targets = {t["name"]: t for t in saved["targets"]}
     assert set(targets) == {"latency", "size"}
@@ -632,19 +667,21 @@ def test_the_study_starts_from_the_one_call_pipelines():
         # ORT GenAI's builder at -p int4: every linear INT4 RTN, lm_head too.
         PrecisionPlan(default="int4", lm_head="int4", int4_method="rtn", **corrected),
         PrecisionPlan(default="int4", lm_head="int4", int4_method="rtn-asym", **corrected),
-        PrecisionPlan(default="int4", lm_head="int8", int4_method="rtn-offset", **corrected),
-        # ... and the measured most sensitive families at INT8 too (lm_head is its own knob).
+        # ... and the measured most INT4-sensitive families (lm_head aside) with offsets.
         PrecisionPlan(
             default="int4",
             lm_head="int8",
-            overrides={"up_proj": "int8", "down_proj": "int8"},
             int4_method="rtn-asym",
+            offsets=("up_proj", "down_proj"),
             **corrected,
         ),
+        PrecisionPlan(default="int4", lm_head="int8", int4_method="rtn-offset", **corrected),
         PrecisionPlan(default="int8", lm_head="int8", int8_method="block", **corrected),
     ]
     # A space without the knobs a seed needs measures each distinct seed once.
-    narrow = DecoderSpace(int4_methods=("rtn",), lm_head=("int4",), bias_correction=(False,))
+    narrow = DecoderSpace(
+        int4_methods=("rtn",), lm_head=("int4",), bias_correction=(False,), max_offset_sensitive=0
+    )
     assert [candidate_from_params(p, prior).precision for p in seed_params(narrow)] == [
         PrecisionPlan(default="int4", lm_head="int4", int4_method="rtn"),
         PrecisionPlan(default="int8", lm_head="int4", int8_method="block"),

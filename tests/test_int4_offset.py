@@ -126,3 +126,21 @@ def test_dequantized_blocks_are_what_ort_computes_with(plan, tmp_path):
     for out, weight in zip(run(model, x), weights, strict=True):
         np.testing.assert_allclose(out, x @ weight, rtol=1e-4, atol=1e-4)
     assert 0 < np.abs(weights[0] - gaussian).max() < 0.5  # quantized, not the fp32 weight
+
+
+def test_the_sensitivity_pass_simulates_ort_int4_zero_points_exactly(tmp_path):
+    """The prior ranks families by what ``rtn-asym`` costs them, so its PyTorch simulation
+    must be ORT's arithmetic."""
+    import torch
+
+    from compressor.search.decoder_sensitivity import _int4_weight
+
+    weight = np.random.default_rng(8).standard_normal((72, 40)).astype(np.float32)  # [K, N]
+    weight[:32, 0] = np.abs(weight[:32, 0])  # a block entirely above zero
+    onnx.save(two_linears(weight, weight), str(tmp_path / "fp32.onnx"))
+    plan = PrecisionPlan(default="int4", int4_method="rtn-asym", accuracy_level=None)
+    model = onnx.load(str(quantize_decoder(tmp_path / "fp32.onnx", tmp_path / "q.onnx", plan)))
+    inits = {init.name: init for init in model.graph.initializer}
+    ort_weight = dequantized(next(n for n in model.graph.node if n.op_type == "MatMulNBits"), inits)
+    simulated = _int4_weight(torch.from_numpy(weight.T.copy()), 32).numpy().T
+    np.testing.assert_allclose(simulated, ort_weight, atol=1e-6)

@@ -14,7 +14,9 @@ compute at ``accuracy_level=4``) computes ``x @ (scale * (q - 8))``, and the res
 (one ``MatMul`` with a 0/1 block matrix per distinct input, shared by the linears reading
 it) plus an ``Add``. Measured on SmolLM2-135M (ORT GenAI's fused graph, ``lm_head`` block
 INT8, 2026-12-01): test perplexity 11.58 against 11.55 fp32, 14.06 with integer zero
-points and 15.63 symmetric, at ~1.07x the decode time of the symmetric INT4 graph.
+points and 15.63 symmetric, at 1.2-1.45x the decode time of the symmetric INT4 graph: the
+420 small extra ops (~5-10 us each on 2 cores) weigh on a 135M model's 8 ms step; HQQ's
+float zero points on ORT's own path take ~12x that time.
 
 SmolLM2's weights *are* Q4_1 blocks (its GGUF), so on it this layout is lossless; on an
 original fp16 / fp32 model min/max blocks are plain round to nearest and gain only the

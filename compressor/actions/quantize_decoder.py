@@ -20,8 +20,9 @@ Measured on SmolLM2-135M (test windows, fp32 perplexity 11.55, ORT GenAI's fused
 ``lm_head`` and ``down_proj`` kept fp32, and decodes 1.3x faster than fp32; ``block``
 INT8 on every MatMul, ``lm_head`` included, costs 0.5 % (11.61) and decodes within 1.4x
 of INT4's time. INT4 on every MatMul: 15.63 symmetric, 15.08 asymmetric; asymmetric with
-``lm_head`` INT8 14.06 (float offsets instead: 11.58, lossless because SmolLM2's weights are
-Q4_1 blocks), and with ``qkv_proj`` / ``down_proj`` of 12 of the 30 layers INT8
+``lm_head`` INT8 14.06 (float offsets instead: 11.58 at 1.2-1.45x the decode time,
+lossless because SmolLM2's weights are Q4_1 blocks; bias correction instead: 13.20 at
+no cost), and with ``qkv_proj`` / ``down_proj`` of 12 of the 30 layers INT8
 too (llama.cpp's Q4_K_M mix) 12.75, at ~1.1x INT4's decode time. Which layers are sensitive is
 found by measurement (:mod:`compressor.search.decoder_sensitivity`), not by name.
 """
@@ -63,6 +64,9 @@ class PrecisionPlan:
         block_size: INT4 / block INT8 block length along the input dimension.
         accuracy_level: ``MatMulNBits`` compute type; 4 quantizes activations to INT8
             inside the kernel (faster on CPU), None computes in fp32.
+        offsets: modules or families (as in ``overrides``) whose INT4 layers use
+            ``rtn-offset`` whatever ``int4_method`` says: exact float offsets where they
+            matter most, at an extra op per layer.
         bias_correction: add each quantized layer's mean output error back as its bias
             (measured on calibration windows; :mod:`compressor.actions.bias_correction`).
             Applies to the layers ORT's ``MatMulNBitsQuantizer`` writes (INT4 ``rtn``,
@@ -76,6 +80,7 @@ class PrecisionPlan:
     int8_method: str = "block"
     block_size: int = 32
     accuracy_level: int | None = 4
+    offsets: tuple[str, ...] = ()
     bias_correction: bool = False
 
     def __post_init__(self) -> None:
@@ -108,6 +113,18 @@ class PrecisionPlan:
         if matches:
             return self.overrides[max(matches, key=len)]
         return self.lm_head if module == "lm_head" else self.default
+
+    def int4_method_of(self, module: str) -> str:
+        """The INT4 method of ``module``: ``rtn-offset`` where ``offsets`` name it (a packed
+        projection when any layer it packs is named), else ``int4_method``."""
+        parent, _, last = module.rpartition(".")
+        names = [f"{parent}.{part}" for part in PACKED.get(last, ())] or [module]
+        named = any(
+            name == m or name.startswith(m + ".") or name.endswith("." + m)
+            for name in names
+            for m in self.offsets
+        )
+        return "rtn-offset" if named else self.int4_method
 
     @property
     def is_fp32(self) -> bool:
@@ -254,15 +271,24 @@ def quantize_decoder(
         if linears:
             inputs = [linear.input for linear in linears.values()]
             means = input_means(graph, inputs, calibration, Path(scratch))
-        if nodes["int4"]:
-            int4 = INT4_METHODS.get(plan.int4_method)
-            graph = int4(graph, nodes["int4"], plan, Path(scratch))
+        for method, group in _by_int4_method(graph, nodes["int4"], plan).items():
+            graph = INT4_METHODS.get(method)(graph, group, plan, Path(scratch))
         if nodes["int8"]:
             graph = INT8_METHODS.get(plan.int8_method)(graph, nodes["int8"], plan, Path(scratch))
         if linears:
             correct_biases(graph, linears, means)
     onnx.save(graph, str(dst))
     return dst
+
+
+def _by_int4_method(
+    graph: onnx.ModelProto, nodes: list[str], plan: PrecisionPlan
+) -> dict[str, list[str]]:
+    modules = weight_matmuls(graph)
+    grouped: dict[str, list[str]] = {}
+    for node in nodes:
+        grouped.setdefault(plan.int4_method_of(modules[node]), []).append(node)
+    return grouped
 
 
 def _correctable(
@@ -272,8 +298,9 @@ def _correctable(
     from onnx import numpy_helper
 
     names = []
-    if plan.int4_method in NBITS_QUANTIZER_METHODS:
-        names += nodes["int4"]
+    for method, group in _by_int4_method(graph, nodes["int4"], plan).items():
+        if method in NBITS_QUANTIZER_METHODS:
+            names += group
     if plan.int8_method in NBITS_QUANTIZER_METHODS:
         names += nodes["int8"]
     initializers = {init.name: init for init in graph.graph.initializer}

@@ -61,6 +61,9 @@ class DecoderSpace:
     # keeps float offsets on the fast kernel instead (compressor.actions.int4_offset).
     int4_methods: tuple[str, ...] = ("rtn", "rtn-asym", "rtn-offset")
     max_keep_sensitive: int = 3
+    # The most INT4-sensitive families may take exact float offsets (rtn-offset) instead of
+    # zero points: SmolLM2, qkv_proj + down_proj: 13.22 -> 11.95 for 1.11x the decode time.
+    max_offset_sensitive: int = 2
     fusion: tuple[bool, ...] = (False, True)
     # Bias correction (compressor.actions.bias_correction) costs no decode time and lowered
     # SmolLM2's INT4 perplexity in every plan measured, so it is on unless asked otherwise.
@@ -147,12 +150,14 @@ def suggest_candidate(
     )
     weights = trial.suggest_categorical("decoder.weights", list(space.weights))
     keep = trial.suggest_int("decoder.keep_sensitive", 0, space.max_keep_sensitive)
+    offsets = trial.suggest_int("decoder.offset_sensitive", 0, space.max_offset_sensitive)
     precision = precision_plan(
         weights,
         trial.suggest_categorical("decoder.lm_head", list(space.lm_head)),
         trial.suggest_categorical("decoder.int4_method", list(space.int4_methods)),
         prior.sensitive.get(weights, ())[:keep],
         trial.suggest_categorical("decoder.bias_correction", list(space.bias_correction)),
+        _offset_families(prior, keep, offsets) if weights == "int4" else (),
     )
     fusion = trial.suggest_categorical("decoder.fusion", list(space.fusion))
     return DecoderCandidate(structure, precision, fusion)
@@ -164,33 +169,42 @@ def precision_plan(
     int4_method: str,
     keep: tuple[str, ...] | list[str],
     bias_correction: bool = False,
+    offsets: tuple[str, ...] = (),
 ) -> PrecisionPlan:
-    """Layers at ``weights``, ``lm_head`` as chosen, the families ``keep`` one step up."""
+    """Layers at ``weights``, ``lm_head`` as chosen, the families ``keep`` one step up, the
+    INT4 families ``offsets`` with float offsets."""
     overrides = {family: STEP_UP[weights] for family in keep if family != "lm_head"}
     return PrecisionPlan(
         default=weights,
         lm_head=lm_head,
         overrides=overrides,
         int4_method=int4_method,
+        offsets=offsets,
         bias_correction=bias_correction,
     )
+
+
+def _offset_families(prior: DecoderPrior, keep: int, count: int) -> tuple[str, ...]:
+    """The ``count`` most INT4-sensitive decoder families not already kept a step up."""
+    ranked = [f for f in prior.sensitive.get("int4", ())[keep:] if f != "lm_head"]
+    return tuple(ranked[:count])
 
 
 def seed_params(space: DecoderSpace) -> list[dict]:
     """Plans the study measures first, so that what it returns is never worse than them: a
     precision ladder from the fastest one-call plan to the nearly lossless one (perplexity /
-    decode time on SmolLM2's test windows, fused graph, fp32 11.55; 2026-12-01; bias
-    correction on, as the space has it by default):
+    decode time vs the first, SmolLM2's test windows, fused graph, fp32 11.55; 2026-12-01;
+    bias correction on, as the space has it by default):
 
     1. INT4 RTN on every linear, ``lm_head`` included: what ORT GenAI's builder writes in
        one call (``-p int4``; 15.63 as it writes it, 14.07 bias-corrected; the fastest);
-    2. INT4 with a zero point per block, ``lm_head`` too (13.49, ~the same speed);
-    3. INT4 min/max blocks with float offsets (``rtn-offset``), ``lm_head`` INT8 (11.58, at
-       1.2-1.45x the first's decode time: an extra op per linear; lossless on SmolLM2 only
-       because its weights are Q4_1 blocks);
-    4. zero points with the most INT4-sensitive families (measured) and ``lm_head`` INT8:
-       the mix llama.cpp's Q4_K_M stands for;
-    5. block INT8 on every linear, ``lm_head`` included (11.61, ~1.3x INT4's decode time).
+    2. INT4 with a zero point per block, ``lm_head`` too (13.49, 1.03x);
+    3. the same, ``lm_head`` INT8 and the two most INT4-sensitive families (measured) with
+       float offsets (``qkv_proj`` + ``down_proj``: 11.95, 1.11x);
+    4. float offsets on every linear (``rtn-offset``), ``lm_head`` INT8 (11.58, 1.2-1.45x:
+       an extra op per linear). Items 3-4 are near-lossless on SmolLM2 only because its
+       weights are Q4_1 blocks;
+    5. block INT8 on every linear, ``lm_head`` included (11.61, ~1.3x).
     """
     base = {
         "decoder.drop_layers": 0,
@@ -198,28 +212,31 @@ def seed_params(space: DecoderSpace) -> list[dict]:
         "decoder.head_ratio": space.head_ratios[0],
         "decoder.fusion": max(space.fusion),
         "decoder.bias_correction": max(space.bias_correction),
+        "decoder.keep_sensitive": 0,
+        "decoder.offset_sensitive": 0,
     }
 
-    def plan(weights: str, lm_head: str, method: str, keep: int) -> dict:
-        return base | {
-            "decoder.weights": weights,
-            "decoder.keep_sensitive": keep,
-            "decoder.lm_head": _nearest(space.lm_head, lm_head),
-            "decoder.int4_method": method
-            if method in space.int4_methods
-            else space.int4_methods[0],
-        }
+    def plan(weights: str, lm_head: str, method: str, **counts: int) -> dict:
+        return (
+            base
+            | {
+                "decoder.weights": weights,
+                "decoder.lm_head": _nearest(space.lm_head, lm_head),
+                "decoder.int4_method": method
+                if method in space.int4_methods
+                else space.int4_methods[0],
+            }
+            | {f"decoder.{name}": value for name, value in counts.items()}
+        )
 
     seeds = []
     if "int4" in space.weights:
-        seeds.append(plan("int4", "int4", "rtn", 0))
-        seeds.append(plan("int4", "int4", "rtn-asym", 0))
-        if "int8" in space.lm_head:
-            seeds.append(plan("int4", "int8", "rtn-offset", 0))
-            if space.max_keep_sensitive:
-                seeds.append(plan("int4", "int8", "rtn-asym", space.max_keep_sensitive))
+        seeds.append(plan("int4", "int4", "rtn"))
+        seeds.append(plan("int4", "int4", "rtn-asym"))
+        seeds.append(plan("int4", "int8", "rtn-asym", offset_sensitive=space.max_offset_sensitive))
+        seeds.append(plan("int4", "int8", "rtn-offset"))
     if "int8" in space.weights:
-        seeds.append(plan("int8", "int8", "rtn", 0))
+        seeds.append(plan("int8", "int8", "rtn"))
     # a seed the space cannot tell apart from an earlier one is measured once
     return [seed for i, seed in enumerate(seeds) if seed not in seeds[:i]]
 
@@ -385,6 +402,9 @@ def candidate_from_params(params: dict, prior: DecoderPrior) -> DecoderCandidate
             params["decoder.int4_method"],
             prior.sensitive.get(weights, ())[:keep],
             params.get("decoder.bias_correction", False),
+            _offset_families(prior, keep, params.get("decoder.offset_sensitive", 0))
+            if weights == "int4"
+            else (),
         ),
         params["decoder.fusion"],
     )

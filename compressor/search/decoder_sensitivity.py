@@ -8,8 +8,10 @@
   window's negative log-likelihood recorded. INT8 is ``quantize_dynamic``'s arithmetic
   (weights per output channel, symmetric; activations per tensor, asymmetric uint8: the
   per-tensor activation scale is what hurts ``down_proj``, whose inputs hold outliers);
-  INT4 is block-wise symmetric RTN of the weights. Simulation costs one forward pass per
-  family instead of one graph quantization each (~70 s apiece on SmolLM2 here).
+  INT4 is block-wise RTN of the weights with an integer zero point per block (ORT's
+  ``rtn-asym``, the study's INT4 default): the families that lose most to it are the ones to
+  keep higher, or to give exact float offsets (``rtn-offset``). Simulation costs one forward
+  pass per family instead of one graph quantization each (~70 s apiece on SmolLM2 here).
 """
 
 from __future__ import annotations
@@ -139,9 +141,13 @@ def _int8_activation(x: torch.Tensor) -> torch.Tensor:
 
 
 def _int4_weight(weight: torch.Tensor, block_size: int) -> torch.Tensor:
+    # MLAS's asymmetric blocks: the range includes 0, the zero point is an integer 0..15.
     rows, cols = weight.shape
     pad = (-cols) % block_size
     blocks = nn.functional.pad(weight, (0, pad)).view(rows, -1, block_size)
-    scale = blocks.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / 7
-    quantized = (blocks / scale).round().clamp(-8, 7) * scale
-    return quantized.view(rows, -1)[:, :cols]
+    low = blocks.amin(dim=-1, keepdim=True).clamp(max=0)
+    high = blocks.amax(dim=-1, keepdim=True).clamp(min=0)
+    scale = ((high - low) / 15).clamp(min=1e-12)
+    zero = (-low / scale).round().clamp(0, 15)
+    quantized = ((blocks / scale).round() + zero).clamp(0, 15)
+    return ((quantized - zero) * scale).view(rows, -1)[:, :cols]
