@@ -9,8 +9,9 @@ GroupQueryAttention, packed qkv; every MatMul INT4 with INT8 compute, ``lm_head`
 one-call pipeline for decoders on ONNX Runtime); torch-pruning uniform width 0.5x (half of
 every MLP: ``MetaPruner``, group L2 magnitude, ``round_to=32``, embeddings and attention
 ignored, as STACK.md found works) + the same INT8, distilled with the same recovery budget
-as ours; ours: one study over depth, MLP, heads, per-family precision and fusion, decode-
-latency target 1/3 of fp32 (hard reward), then distillation.
+as ours; ours: one study over depth, MLP, heads, per-family precision (INT4 with zero
+points or float offsets, INT8 blocks, bias correction) and fusion, decode-latency target 1/3
+of fp32 (hard reward), then distillation.
 
 Columns: held-out perplexity (test windows of ``pydoc_data.topics``), prefill ms at a
 128-token prompt, decode ms per token with that prompt as context, weight MB, speed-ups
@@ -156,6 +157,8 @@ def build_rows(task, work: Path, recovery_steps: int, quick: bool, trials, timin
         "sensitivity": {k: list(v) for k, v in prior.sensitive.items()},
         "recovery_steps": recovery_steps,
         "ours": ours.as_dict(),
+        # every trial's plan, perplexity and decode ratio, as the run's report.md shows them
+        "ours_report": (work / "ours" / "report.md").read_text(),
         "build_seconds": time.perf_counter() - started,
     }
     return artifacts, notes
