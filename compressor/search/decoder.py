@@ -200,7 +200,7 @@ def seed_params(space: DecoderSpace) -> list[dict]:
        one call (``-p int4``; 15.63 as it writes it, 14.07 bias-corrected; the fastest);
     2. INT4 with a zero point per block, ``lm_head`` too (13.49, 1.03x);
     3. the same, ``lm_head`` INT8 and the two most INT4-sensitive families (measured) with
-       float offsets (``qkv_proj`` + ``down_proj``: 11.95, 1.11x);
+       float offsets (with ``qkv_proj`` + ``down_proj``: 11.95, 1.11x);
     4. float offsets on every linear (``rtn-offset``), ``lm_head`` INT8 (11.58, 1.2-1.45x:
        an extra op per linear). Items 3-4 are near-lossless on SmolLM2 only because its
        weights are Q4_1 blocks;
