@@ -317,11 +317,11 @@ def test_offsets_go_to_the_named_families_and_the_rest_keeps_its_method(windows,
     assert nll["mixed"] == pytest.approx(nll["reference"], abs=1e-5)
 
 
-def test_bias_correction_cancels_the_mean_error_of_int4_and_int8_blocks(
-    exported, windows, tmp_path
+def test_bias_correction_of_int4_and_int8_blocks_lowers_held_out_nll(
+    exported, windows, tmp_path, monkeypatch
 ):
-    """Each MatMulNBits gets bias = E[x] @ (W - W_q), E[x] measured on calibration windows;
-    the NLL on other windows improves."""
+    """Each MatMulNBits gets bias = E[x] @ (W - W_q), E[x] measured on calibration windows
+    (once per graph); the NLL on other windows improves."""
     _, graph = exported
     calibration = [torch.randint(0, VOCAB, (1, 64), generator=torch.Generator().manual_seed(7))]
     plan = PrecisionPlan(default="int4", lm_head="int8", int4_method="rtn-asym")
@@ -334,6 +334,20 @@ def test_bias_correction_cancels_the_mean_error_of_int4_and_int8_blocks(
     model = onnx.load(str(corrected))
     nbits = [node for node in model.graph.node if node.op_type == "MatMulNBits"]
     assert len(nbits) == 7 * (LAYERS - 1) + 1 and all(len(n.input) == 6 for n in nbits)
+    # Another plan on the same graph and windows reuses the measured means.
+    from compressor.actions import quantize_decoder as module
+
+    def measured_again(*args):
+        raise AssertionError("the means were measured again")
+
+    monkeypatch.setattr(module, "input_means", measured_again)
+    again = quantize_decoder(
+        graph,
+        tmp_path / "again.onnx",
+        replace(plan, lm_head="int4", bias_correction=True),
+        calibration,
+    )
+    assert len(onnx.load(str(again)).graph.node) == len(model.graph.node)
     fp32 = onnx_likelihood(DecoderSession(graph), windows).nll
     rise = {
         name: onnx_likelihood(DecoderSession(path), windows).nll - fp32

@@ -58,7 +58,6 @@ def test_weights_on_q4_1_blocks_come_back_exactly(rows):
     weight = q4_1_weight(rows, 24)
     blocks = offset_blocks(weight, BLOCK)
     assert blocks.packed.shape == (24, 3, BLOCK // 2) and blocks.packed.dtype == np.uint8
-    np.testing.assert_allclose(blocks.dequantized(rows), weight, atol=1e-6)
 
     x = np.random.default_rng(1).standard_normal((3, rows)).astype(np.float32)
     model = float_offset_int4(
@@ -70,6 +69,11 @@ def test_weights_on_q4_1_blocks_come_back_exactly(rows):
     ops = [node.op_type for node in model.graph.node]
     # one block-sum MatMul for the shared input; per linear MatMulNBits + offsets + Add
     assert ops.count("MatMulNBits") == 2 and ops.count("MatMul") == 3 and ops.count("Add") == 2
+    # The kernel's blocks plus each block's offset are the weight itself.
+    inits = {init.name: init for init in model.graph.initializer}
+    kernel = dequantized(next(n for n in model.graph.node if n.name == "/a/MatMul_Q4"), inits)
+    offsets = np.repeat(numpy_helper.to_array(inits["w1_offsets"]), BLOCK, axis=0)[:rows]
+    np.testing.assert_allclose(kernel + offsets, weight, atol=1e-6)
     y, z = run(model, x)
     np.testing.assert_allclose(y, x @ weight, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(z, x @ q4_1_weight(rows, 40, seed=2), rtol=1e-4, atol=1e-4)
@@ -144,3 +148,21 @@ def test_the_sensitivity_pass_simulates_ort_int4_zero_points_exactly(tmp_path):
     ort_weight = dequantized(next(n for n in model.graph.node if n.op_type == "MatMulNBits"), inits)
     simulated = _int4_weight(torch.from_numpy(weight.T.copy()), 32).numpy().T
     np.testing.assert_allclose(simulated, ort_weight, atol=1e-6)
+
+
+def test_corrected_biases_cancel_the_mean_output_error_on_the_calibration_inputs(tmp_path):
+    from compressor.actions.bias_correction import Linear, correct_biases
+
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((256, 64)) + rng.uniform(-2, 2, 64)).astype(np.float32)  # mean != 0
+    first, second = (rng.standard_normal((64, n)).astype(np.float32) * 0.1 for n in (32, 16))
+    onnx.save(two_linears(first, second), str(tmp_path / "fp32.onnx"))
+    plan = PrecisionPlan(default="int4", int4_method="rtn-asym", accuracy_level=None)
+    model = onnx.load(str(quantize_decoder(tmp_path / "fp32.onnx", tmp_path / "q.onnx", plan)))
+    plain = [out - x @ w for out, w in zip(run(model, x), (first, second), strict=True)]
+    linears = {"/a/MatMul": Linear("x", first), "/b/MatMul": Linear("x", second)}
+    assert correct_biases(model, linears, {"x": x.mean(axis=0)}) == ["/a/MatMul_Q4", "/b/MatMul_Q4"]
+    corrected = [out - x @ w for out, w in zip(run(model, x), (first, second), strict=True)]
+    for before, after in zip(plain, corrected, strict=True):
+        assert np.abs(before.mean(axis=0)).max() > 0.05  # a real shift to cancel
+        assert np.abs(after.mean(axis=0)).max() < 1e-4

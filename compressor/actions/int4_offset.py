@@ -52,16 +52,6 @@ class OffsetBlocks:
     scales: np.ndarray
     offsets: np.ndarray
 
-    def dequantized(self, rows: int) -> np.ndarray:
-        """The ``[rows, N]`` weight these blocks stand for."""
-        low, high = self.packed & 0x0F, self.packed >> 4
-        codes = np.stack([low, high], axis=-1).reshape(*self.packed.shape[:2], -1)
-        n, blocks, size = codes.shape
-        steps = self.scales.reshape(n, blocks, 1)
-        weight = steps * (codes.astype(np.float32) - MIDPOINT)
-        weight = weight.transpose(1, 2, 0) + self.offsets[:, None, :]
-        return weight.reshape(blocks * size, n)[:rows]
-
 
 def offset_blocks(weight: np.ndarray, block_size: int) -> OffsetBlocks:
     """Min/max blocks of ``weight`` (``[K, N]``, the MatMul's right operand)."""

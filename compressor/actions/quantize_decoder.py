@@ -105,11 +105,7 @@ class PrecisionPlan:
         if last in PACKED:
             parts = [self.precision_of(f"{parent}.{part}") for part in PACKED[last]]
             return min(parts, key=PRECISIONS.index)
-        matches = [
-            m
-            for m in self.overrides
-            if module == m or module.startswith(m + ".") or module.endswith("." + m)
-        ]
+        matches = [m for m in self.overrides if _names(module, m)]
         if matches:
             return self.overrides[max(matches, key=len)]
         return self.lm_head if module == "lm_head" else self.default
@@ -119,11 +115,7 @@ class PrecisionPlan:
         projection when any layer it packs is named), else ``int4_method``."""
         parent, _, last = module.rpartition(".")
         names = [f"{parent}.{part}" for part in PACKED.get(last, ())] or [module]
-        named = any(
-            name == m or name.startswith(m + ".") or name.endswith("." + m)
-            for name in names
-            for m in self.offsets
-        )
+        named = any(_names(name, m) for name in names for m in self.offsets)
         return "rtn-offset" if named else self.int4_method
 
     @property
@@ -133,6 +125,11 @@ class PrecisionPlan:
             and self.lm_head == "fp32"
             and all(v == "fp32" for v in self.overrides.values())
         )
+
+
+def _names(module: str, name: str) -> bool:
+    """Whether ``name`` (a module, a parent of it, or a family's last name) covers ``module``."""
+    return module == name or module.startswith(name + ".") or module.endswith("." + name)
 
 
 # How INT4 and INT8 layers are quantized: each entry rewrites ``nodes`` of a graph (model
@@ -267,11 +264,11 @@ def quantize_decoder(
     nodes = nodes_by_precision(graph, plan)
     untie_weights(graph, nodes["int4"] + nodes["int8"])
     with _quiet(), tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quantize-") as scratch:
-        linears = _correctable(graph, nodes, plan) if plan.bias_correction else {}
+        int4 = _by_int4_method(graph, nodes["int4"], plan)
+        linears = _correctable(graph, int4, nodes["int8"], plan) if plan.bias_correction else {}
         if linears:
-            inputs = [linear.input for linear in linears.values()]
-            means = input_means(graph, inputs, calibration, Path(scratch))
-        for method, group in _by_int4_method(graph, nodes["int4"], plan).items():
+            means = _input_means(src, graph, calibration, Path(scratch))
+        for method, group in int4.items():
             graph = INT4_METHODS.get(method)(graph, group, plan, Path(scratch))
         if nodes["int8"]:
             graph = INT8_METHODS.get(plan.int8_method)(graph, nodes["int8"], plan, Path(scratch))
@@ -292,17 +289,20 @@ def _by_int4_method(
 
 
 def _correctable(
-    graph: onnx.ModelProto, nodes: dict[str, list[str]], plan: PrecisionPlan
+    graph: onnx.ModelProto, int4: dict[str, list[str]], int8: list[str], plan: PrecisionPlan
 ) -> dict[str, Linear]:
-    """The linears that become ``MatMulNBitsQuantizer`` nodes, with their fp32 weights."""
+    """The linears that become ``MatMulNBitsQuantizer`` nodes, with their fp32 weights
+    (``int4``: the INT4 nodes by method)."""
     from onnx import numpy_helper
 
-    names = []
-    for method, group in _by_int4_method(graph, nodes["int4"], plan).items():
-        if method in NBITS_QUANTIZER_METHODS:
-            names += group
+    names = [
+        node
+        for method, group in int4.items()
+        if method in NBITS_QUANTIZER_METHODS
+        for node in group
+    ]
     if plan.int8_method in NBITS_QUANTIZER_METHODS:
-        names += nodes["int8"]
+        names += int8
     initializers = {init.name: init for init in graph.graph.initializer}
     by_name = {node.name: node for node in graph.graph.node}
     return {
@@ -311,6 +311,30 @@ def _correctable(
         )
         for name in names
     }
+
+
+# (graph file, its mtime, the calibration windows) -> the means of every weight MatMul's
+# input. The study quantizes one structure's graph once per trial, and measuring the means
+# writes a probe copy of the fp32 graph (540 MB for SmolLM2) and runs it: once per graph.
+_MEANS: dict[tuple, dict] = {}
+_MEANS_KEPT = 4
+
+
+def _input_means(src: Path, graph: onnx.ModelProto, calibration: Iterable, scratch: Path):
+    import hashlib
+
+    import numpy as np
+
+    windows = [np.asarray(window) for window in calibration]
+    digest = hashlib.sha1(b"".join(w.astype(np.int64).tobytes() for w in windows)).hexdigest()
+    key = (str(src.resolve()), src.stat().st_mtime_ns, digest)
+    if key not in _MEANS:
+        linears = weight_matmuls(graph)
+        inputs = [node.input[0] for node in graph.graph.node if node.name in linears]
+        while len(_MEANS) >= _MEANS_KEPT:
+            _MEANS.pop(next(iter(_MEANS)))
+        _MEANS[key] = input_means(graph, inputs, windows, scratch)
+    return _MEANS[key]
 
 
 def _matmul_nbits(graph: onnx.ModelProto, nodes: list[str], plan: PrecisionPlan, algo):
