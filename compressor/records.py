@@ -275,6 +275,7 @@ class Retimed(Record):
     rounds: int
     latency_ratio_low: float | None = None  # None: too few rounds for an interval
     latency_ratio_high: float | None = None
+    feasible: bool | None = None  # within every budget as re-timed (None: not judged here)
 
 
 @dataclass(frozen=True)

@@ -437,6 +437,103 @@ def _recording(load, loaded: list):
     return record
 
 
+def test_decoder_finalists_are_timed_together_until_the_interval_is_narrow(exported):
+    _, graph = exported
+    config = MeasureConfig(
+        threads=1, rounds=3, runs_per_round=3, max_seconds=0.5, ratio_halfwidth=0.5
+    )
+    with DecoderLatencyMeter(config, torch.arange(1, 9)) as meter:
+        meter.set_baseline(graph)
+        timed = meter.compare_decode({"a": graph, "b": graph})
+    assert set(timed) == {"a", "b"}
+    for comparison in timed.values():  # the same graph as the baseline, in the same rounds
+        assert comparison.rounds >= 3 and comparison.ratio_low <= comparison.ratio
+        assert 0.2 < comparison.ratio < 5
+    assert timed["a"].baseline == timed["b"].baseline
+
+
+TARGET = 0.33
+
+
+def _decoder_study(*trials):
+    """An in-memory study of trials (quality, decode ratio, size budget excess) as the
+    decoder objective records them, against a hard decode target of ``TARGET``."""
+    import optuna
+
+    from compressor.reward import Term, reward
+
+    made = optuna.create_study(direction="maximize")
+    for quality, ratio, size_excess in trials:
+        latency = Term("latency", ratio, TARGET)
+        within = Term("latency", min(ratio, TARGET), TARGET)
+        made.add_trial(
+            optuna.trial.create_trial(
+                value=reward(quality, [latency], "hard"),
+                user_attrs={
+                    "quality": quality,
+                    "size_mb": 1.0,
+                    "flops_per_token": 1.0,
+                    "feasible": ratio <= TARGET and size_excess <= 0,
+                    "budget_excess": max(ratio / TARGET - 1, size_excess),
+                    "other_budget_excess": size_excess,
+                    "reward_if_within": reward(quality, [within], "hard"),
+                },
+            )
+        )
+    return made
+
+
+def test_finalists_include_near_misses_of_the_latency_budget_only():
+    from compressor.search.decoder import finalists
+
+    study = _decoder_study(
+        (0.070, 0.30, -0.5),  # 0: within
+        (0.080, 0.34, -0.5),  # 1: 3 % over the latency budget: a finalist
+        (0.090, 0.40, -0.5),  # 2: 21 % over: not
+        (0.085, 0.30, 0.2),  # 3: over the size budget, which no re-timing changes: not
+        (0.060, 0.20, -0.5),  # 4: within, the lowest quality
+    )
+    trials = study.get_trials()
+    assert [t.number for t in finalists(trials, 4, 0.10)] == [1, 0, 4]
+    assert [t.number for t in finalists(trials, 2, 0.10)] == [1, 0]
+    assert [t.number for t in finalists(trials, 4, 0.25)] == [2, 1, 0, 4]
+
+
+@pytest.mark.parametrize(("retimed", "chosen"), [((0.31, 0.325), 1), ((0.31, 0.35), 0)])
+def test_the_decoder_choice_uses_the_joint_re_timing(retimed, chosen, tmp_path, monkeypatch):
+    from compressor import decoder_pipeline
+    from compressor.config import parse_latency_target
+    from compressor.measure.latency import LatencyComparison, LatencyStats
+    from compressor.search.decoder import DecoderStudy, DecoderTargets
+
+    class Meter:  # the joint comparison, as measured: trial number -> decode ratio
+        def compare_decode(self, models):
+            stats = LatencyStats(1.0, 1.0, 3)
+            ratios = dict(zip(("0", "1"), retimed, strict=True))
+            return {k: LatencyComparison(stats, stats, ratios[k], rounds=6) for k in models}
+
+    study = DecoderStudy(
+        model=None,
+        search_windows=(),
+        prompt=None,
+        meter=Meter(),
+        workdir=tmp_path,
+        baseline_graph=tmp_path / "baseline.onnx",
+        baseline_flops_per_token=1.0,
+        targets=DecoderTargets(latency=parse_latency_target(str(TARGET))),
+        reward_mode="hard",
+    )
+    monkeypatch.setattr(
+        decoder_pipeline, "_artifact", lambda study, prior, trial: tmp_path / f"{trial.number}"
+    )
+    # Trial 0 was measured within the budget, trial 1 (better perplexity) 3 % over it.
+    searched = _decoder_study((0.070, 0.30, -0.5), (0.080, 0.34, -0.5), (0.090, 0.40, -0.5))
+    best, records, artifact = decoder_pipeline.choose_retimed(searched, study, prior=None)
+    assert best.number == chosen and artifact == tmp_path / str(chosen)
+    assert {r.trial: r.feasible for r in records} == {0: True, 1: retimed[1] <= TARGET}
+    assert "Finalists, timed again" in decoder_pipeline.retimed_markdown(records)
+
+
 def test_the_chosen_decoder_trial_is_within_the_budgets_when_one_is():
     import optuna
 
@@ -571,6 +668,9 @@ def test_one_study_searches_the_decoder_moves_and_writes_an_artifact(tmp_path):
     assert not (tmp_path / "work").exists()
     report = (tmp_path / "report.md").read_text()
     assert "test perplexity" in report and report.count("\n| ") >= 5 + 6  # 6 trials
+    # Finalists re-timed together: the chosen trial among them whenever there were two.
+    retimed = {record["trial"] for record in saved["retimed"]}
+    assert not retimed or (len(retimed) >= 2 and "Finalists, timed again" in report)
     # Each budget is judged on the shipped artifact's own measurement, and said plainly.
     targets = {t["name"]: t for t in saved["targets"]}
     assert set(targets) == {"latency", "size"}

@@ -11,6 +11,7 @@ candidate in alternating rounds against the same phase of the baseline artifact.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from compressor.measure.confidence import ratio_interval
 from compressor.measure.latency import LatencyComparison, LatencyMeter, LatencyStats
 
 PHASES = ("prefill", "decode")
+# A precise comparison may take this many times ``measure.max_seconds`` per model timed: a
+# decode round of SmolLM2 against its fp32 baseline takes ~0.5 s, so the plain cap (2 s)
+# allows ~4 rounds, whose ratio moved +-15 % between trials of one plan (B5, 2026-12-01).
+PRECISE_TIME_FACTOR = 10
 
 
 @dataclass(frozen=True)
@@ -60,41 +65,73 @@ class DecoderLatencyMeter(LatencyMeter):
         for phase in PHASES:
             self._load_phase(f"baseline-{phase}", model, phase)
 
-    def compare(self, model: Path, rounds: int | None = None) -> DecoderLatency:
-        """Time both phases of ``model`` against the baseline's (alternating rounds)."""
-        rounds = rounds or self.config.rounds
-        results = {}
-        for phase in PHASES:
-            if self.fresh_baseline and self._baseline_path is not None:
-                self._request({"op": "unload", "key": f"baseline-{phase}"})
-                self._load_phase(f"baseline-{phase}", self._baseline_path, phase)
-            key = f"candidate-{phase}"
-            self._load_phase(key, model, phase)
-            try:
-                reply = self._request(
-                    {
-                        "op": "compare",
-                        "keys": [key, f"baseline-{phase}"],
-                        "rounds": rounds,
-                        "runs_per_round": self.config.runs_per_round,
-                        "warmup": max(3, self.config.runs_per_round // 2),
-                        "max_seconds": self.config.max_seconds * (rounds / self.config.rounds),
-                    }
-                )
-            finally:
+    def compare(
+        self, model: Path, rounds: int | None = None, precise: bool = False
+    ) -> DecoderLatency:
+        """Time both phases of ``model`` against the baseline's (alternating rounds).
+
+        ``precise``: go on until the ratio's interval is within ``measure.ratio_halfwidth``
+        (up to ``measure.max_rounds``), with a longer time cap; else ``rounds`` rounds within
+        ``measure.max_seconds``, a search trial's quick look.
+        """
+        results = {
+            phase: self._compare_phase({"candidate": model}, phase, rounds, precise)["candidate"]
+            for phase in PHASES
+        }
+        return DecoderLatency(results["prefill"], results["decode"], self.prompt_length)
+
+    def compare_decode(self, models: Mapping[str, Path]) -> dict[str, LatencyComparison]:
+        """Decode time of several artifacts and the baseline in the same interleaved rounds,
+        until every ratio's interval is within ``measure.ratio_halfwidth`` (or a cap): the
+        finalists of a search, compared under one load instead of minutes apart."""
+        return self._compare_phase(models, "decode", None, precise=True)
+
+    def _compare_phase(
+        self, models: Mapping[str, Path], phase: str, rounds: int | None, precise: bool
+    ) -> dict[str, LatencyComparison]:
+        config = self.config
+        rounds = rounds or config.rounds
+        baseline = f"baseline-{phase}"
+        if self.fresh_baseline and self._baseline_path is not None:
+            self._request({"op": "unload", "key": baseline})
+            self._load_phase(baseline, self._baseline_path, phase)
+        keys = {name: f"candidate-{index}-{phase}" for index, name in enumerate(models)}
+        cap = config.max_seconds * (rounds / config.rounds)
+        if precise:
+            cap *= PRECISE_TIME_FACTOR * len(models)
+        try:
+            for name, model in models.items():
+                self._load_phase(keys[name], Path(model), phase)
+            reply = self._request(
+                {
+                    "op": "compare",
+                    "keys": [*keys.values(), baseline],
+                    "rounds": rounds,
+                    "runs_per_round": config.runs_per_round,
+                    "warmup": max(3, config.runs_per_round // 2),
+                    "max_seconds": cap,
+                    "max_rounds": max(rounds, config.max_rounds) if precise else None,
+                    "halfwidth": (config.ratio_halfwidth or None) if precise else None,
+                }
+            )
+        finally:
+            for key in keys.values():
                 self._request({"op": "unload", "key": key})
-            # The same ratio rule as every other comparison: geometric mean of the per-round
-            # ratios with its interval (compressor.measure.confidence).
+        reference = LatencyStats.from_seconds(reply["samples"][baseline])
+        # The same ratio rule as every other comparison: geometric mean of the per-round
+        # ratios with its interval (compressor.measure.confidence).
+        results = {}
+        for name, key in keys.items():
             interval = ratio_interval(reply["ratios"][key])
-            results[phase] = LatencyComparison(
+            results[name] = LatencyComparison(
                 candidate=LatencyStats.from_seconds(reply["samples"][key]),
-                baseline=LatencyStats.from_seconds(reply["samples"][f"baseline-{phase}"]),
+                baseline=reference,
                 ratio=interval.ratio,
                 ratio_low=interval.low if interval.rounds > 1 else None,
                 ratio_high=interval.high if interval.rounds > 1 else None,
                 rounds=interval.rounds,
             )
-        return DecoderLatency(results["prefill"], results["decode"], self.prompt_length)
+        return results
 
     def _load_phase(self, key: str, model: Path, phase: str) -> None:
         self._request(

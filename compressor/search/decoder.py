@@ -17,6 +17,7 @@ tensor): a proxy for which families to keep; every trial's artifact is measured 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from compressor.config import FlopsTarget, LatencyTarget
 from compressor.measure.decoder import DecoderSession, onnx_likelihood
 from compressor.measure.decoder_latency import DecoderLatency, DecoderLatencyMeter
 from compressor.measure.flops import count_flops
+from compressor.measure.latency import LatencyComparison
+from compressor.records import Retimed
 from compressor.reward import Term, reward
 from compressor.search.decoder_sensitivity import FAMILIES
 
@@ -107,6 +110,8 @@ class DecoderScore:
     flops_ratio: float
     reward: float
     terms: tuple[Term, ...]  # what R was computed from; the budgets among them decide feasibility
+    # R had the decode latency been within its budget: ranks near misses for re-timing
+    reward_if_within: float
 
     @property
     def budget_excess(self) -> float:
@@ -116,6 +121,12 @@ class DecoderScore:
     @property
     def feasible(self) -> bool:
         return self.budget_excess <= 0.0
+
+    @property
+    def other_budget_excess(self) -> float:
+        """As :attr:`budget_excess`, over every budget but the latency one."""
+        others = (t.ratio - 1.0 for t in self.terms if t.budget and t.name != "latency")
+        return max(others, default=-1.0)
 
     def as_dict(self) -> dict:
         return {
@@ -135,6 +146,8 @@ class DecoderScore:
             "reward": self.reward,
             "feasible": self.feasible,
             "budget_excess": self.budget_excess,
+            "other_budget_excess": self.other_budget_excess,
+            "reward_if_within": self.reward_if_within,
         }
 
 
@@ -303,15 +316,17 @@ class DecoderStudy:
         graph = self.structure_graph(candidate.structure, candidate.fusion)
         return quantize_decoder(graph, path, candidate.precision, self.calibration)
 
-    def score(self, candidate: DecoderCandidate, graph: Path) -> DecoderScore:
+    def score(
+        self, candidate: DecoderCandidate, graph: Path, precise: bool = False
+    ) -> DecoderScore:
+        """``graph`` measured; ``precise``: its latency timed to the meter's stated interval."""
         likelihood = onnx_likelihood(
             DecoderSession(graph, threads=self.threads), self.search_windows
         )
-        latency = self.meter.compare(graph)
+        latency = self.meter.compare(graph, precise=precise)
         sizes = weight_bytes(graph)
         flops = self._flops.get(candidate.structure, self.baseline_flops_per_token)
-        terms = self.terms(latency, sizes["total"] / MB, flops)
-        value = reward(likelihood.per_token, terms, self.reward_mode, self.alpha, self.beta)
+        terms = self.terms(latency.decode, sizes["total"] / MB, flops)
         return DecoderScore(
             perplexity=likelihood.perplexity,
             quality=likelihood.per_token,
@@ -320,19 +335,39 @@ class DecoderStudy:
             streamed_mb=sizes["streamed"] / MB,
             flops_per_token=flops,
             flops_ratio=flops / self.baseline_flops_per_token,
-            reward=value,
+            reward=self.reward(likelihood.per_token, terms),
             terms=tuple(terms),
+            reward_if_within=self.reward(likelihood.per_token, _latency_within(terms)),
         )
 
-    def terms(self, latency: DecoderLatency, size_mb: float, flops: float) -> list[Term]:
+    def reward(self, quality: float, terms: list[Term]) -> float:
+        return reward(quality, terms, self.reward_mode, self.alpha, self.beta)
+
+    def retimed(self, trial: optuna.trial.FrozenTrial, decode: LatencyComparison) -> Retimed:
+        """``trial`` judged again with a decode comparison timed with the other finalists."""
+        attrs = trial.user_attrs
+        terms = self.terms(decode, attrs["size_mb"], attrs["flops_per_token"])
+        return Retimed(
+            trial=trial.number,
+            reward_before=trial.value,
+            reward=self.reward(attrs["quality"], terms),
+            latency_ratio=decode.ratio,
+            latency_ms=decode.candidate.p50_ms,
+            rounds=decode.rounds,
+            latency_ratio_low=decode.ratio_low,
+            latency_ratio_high=decode.ratio_high,
+            feasible=all(term.within for term in terms if term.budget),
+        )
+
+    def terms(self, decode: LatencyComparison, size_mb: float, flops: float) -> list[Term]:
         """Decode latency always (a budget when targeted); FLOPs and size when targeted."""
         target = self.targets.latency
         if target is None:
-            terms = [Term("latency", latency.decode.ratio, 1.0, budget=False)]
+            terms = [Term("latency", decode.ratio, 1.0, budget=False)]
         elif target.is_ratio:
-            terms = [Term("latency", latency.decode.ratio, target.value)]
+            terms = [Term("latency", decode.ratio, target.value)]
         else:
-            terms = [Term("latency", latency.decode.candidate.p50_ms, target.value)]
+            terms = [Term("latency", decode.candidate.p50_ms, target.value)]
         flops_target = self.targets.flops
         if flops_target is not None and flops_target.is_ratio:
             ratio = flops / self.baseline_flops_per_token
@@ -384,6 +419,35 @@ class DecoderStudy:
             return score.reward
 
         return run
+
+
+def _latency_within(terms: list[Term]) -> list[Term]:
+    return [
+        dataclasses.replace(t, value=min(t.value, t.target)) if t.name == "latency" else t
+        for t in terms
+    ]
+
+
+def finalists(
+    trials: list[optuna.trial.FrozenTrial], count: int, near: float
+) -> list[optuna.trial.FrozenTrial]:
+    """The trials worth timing again side by side before choosing: the ``count`` best by
+    R-had-the-latency-been-within, among those within every budget but latency and within
+    ``near`` (0.1: 10 %) of the latency budget as measured during the search.
+
+    A plan measured 2 % over a hard latency target (one quick comparison, +-15 % between
+    trials of one plan on this machine) is as likely within it as a plan measured 2 % under:
+    both are re-timed, and the joint figures decide.
+    """
+    eligible = [
+        t
+        for t in trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+        and t.user_attrs.get("other_budget_excess", -1.0) <= 0.0
+        and t.user_attrs.get("budget_excess", -1.0) <= near
+    ]
+    ranked = sorted(eligible, key=lambda t: t.user_attrs.get("reward_if_within", t.value))
+    return ranked[::-1][:count]
 
 
 def candidate_from_params(params: dict, prior: DecoderPrior) -> DecoderCandidate:
