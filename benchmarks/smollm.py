@@ -155,6 +155,7 @@ def build_rows(task, work: Path, recovery_steps: int, quick: bool, trials, timin
         "sensitive_int8_family_kept_fp32": list(keep_int8),
         "block_influence_order": list(prior.removal_order),
         "sensitivity": {k: list(v) for k, v in prior.sensitive.items()},
+        "offset_units_ranked": list(prior.offset_units),
         "recovery_steps": recovery_steps,
         "ours": ours.as_dict(),
         # every trial's plan, perplexity and decode ratio, as the run's report.md shows them

@@ -64,6 +64,7 @@ from compressor.search.decoder_sensitivity import (
     most_sensitive,
     precision_sensitivity,
     removal_order,
+    unit_sensitivity,
 )
 from compressor.search.loop import best_feasible_trial
 from compressor.search.samplers import SEEDED_ATTR, startup_trials
@@ -144,9 +145,11 @@ def measure_prior(model: torch.nn.Module, window: torch.Tensor) -> DecoderPrior:
         precision: tuple(most_sensitive(precision_sensitivity(model, [window], precision)))
         for precision in ("int8", "int4")
     }
+    units = tuple(most_sensitive(unit_sensitivity(model, window)))
     log.info("layers by Block Influence, least first: %s", order)
     log.info("sensitive families: %s", sensitive)
-    return DecoderPrior(tuple(order), sensitive)
+    log.info("INT4-sensitive units, most first: %s", ", ".join(units[:10]))
+    return DecoderPrior(tuple(order), sensitive, units)
 
 
 def search(
@@ -428,7 +431,7 @@ def trials_markdown(trials: list[dict]) -> str:
         ("heads -", "decoder.head_ratio", ".2f"),
         ("weights", "decoder.weights", "s"),
         ("kept up", "decoder.keep_sensitive", "d"),
-        ("offsets", "decoder.offset_sensitive", "d"),
+        ("offset units", "decoder.offset_units", "d"),
         ("lm_head", "decoder.lm_head", "s"),
         ("int4", "decoder.int4_method", "s"),
         ("bias corr.", "decoder.bias_correction", ""),

@@ -656,11 +656,15 @@ def test_one_study_searches_the_decoder_moves_and_writes_an_artifact(tmp_path):
     assert saved["test_perplexity"] == pytest.approx(result.test_perplexity)
     # The quantized artifact vs its PyTorch model. Which seed wins depends on measured
     # latency; INT4 on random weights moves single tokens' logits a lot (the least cosine
-    # 0.59-0.80 measured), the perplexity over the windows little (1.6 %).
+    # 0.58-0.80 measured).
     chosen = result.candidate.precision
     int4 = "int4" in {chosen.default, chosen.lm_head, *chosen.overrides.values()}
     assert result.parity["cosine_min"] > (0.5 if int4 else 0.9)
-    assert abs(result.parity["perplexity_difference"]) < 0.05 * result.test_perplexity
+    # On these random weights each INT4 method moves the perplexity by its own chance amount
+    # (2026-12-01, lm_head fp32: RTN -23 %, with zero points -3 %, float offsets -19 %, all
+    # at cosine 0.58-0.62); INT8 within 1 %.
+    bound = 0.3 if int4 else 0.05
+    assert abs(result.parity["perplexity_difference"]) < bound * result.test_perplexity
     assert result.final.size_mb < 0.8 * result.baseline_size_mb  # every plan quantizes
     assert result.final.latency.decode.baseline.runs > 0
     session = DecoderSession(tmp_path / "model.onnx")
@@ -771,22 +775,25 @@ def test_the_study_starts_from_the_one_call_pipelines():
         seed_params,
     )
 
+    units = tuple(f"layers.{i}.{u}" for i in range(4) for u in ("down_proj", "q_proj"))
     prior = DecoderPrior(
         removal_order=(2, 1, 3, 0),
         sensitive={"int8": ("down_proj",), "int4": ("lm_head", "up_proj", "down_proj", "q_proj")},
+        offset_units=units,
     )
     seeds = [candidate_from_params(p, prior) for p in seed_params(DecoderSpace())]
     corrected = {"bias_correction": True}
+    qkv = ("q_proj", "k_proj", "v_proj")
     assert [seed.precision for seed in seeds] == [
         # ORT GenAI's builder at -p int4: every linear INT4 RTN, lm_head too.
         PrecisionPlan(default="int4", lm_head="int4", int4_method="rtn", **corrected),
         PrecisionPlan(default="int4", lm_head="int4", int4_method="rtn-asym", **corrected),
-        # ... and the measured most INT4-sensitive families (lm_head aside) with offsets.
+        # ... and the measured most INT4-sensitive units with offsets (here all 8 of them).
         PrecisionPlan(
             default="int4",
-            lm_head="int8",
+            lm_head="int4",
             int4_method="rtn-asym",
-            offsets=("up_proj", "down_proj"),
+            offsets=tuple(f"layers.{i}.{f}" for i in range(4) for f in ("down_proj", *qkv)),
             **corrected,
         ),
         PrecisionPlan(default="int4", lm_head="int8", int4_method="rtn-offset", **corrected),
@@ -794,10 +801,52 @@ def test_the_study_starts_from_the_one_call_pipelines():
     ]
     # A space without the knobs a seed needs measures each distinct seed once.
     narrow = DecoderSpace(
-        int4_methods=("rtn",), lm_head=("int4",), bias_correction=(False,), max_offset_sensitive=0
+        int4_methods=("rtn",), lm_head=("int4",), bias_correction=(False,), offset_units=(0,)
     )
     assert [candidate_from_params(p, prior).precision for p in seed_params(narrow)] == [
         PrecisionPlan(default="int4", lm_head="int4", int4_method="rtn"),
         PrecisionPlan(default="int8", lm_head="int4", int8_method="block"),
     ]
     assert all(seed.fusion and seed.structure.is_identity for seed in seeds)
+
+
+def test_offset_units_skip_kept_families_and_dropped_layers_and_follow_renumbering():
+    from compressor.search.decoder import DecoderPrior, offset_modules
+
+    prior = DecoderPrior(
+        removal_order=(1,),
+        sensitive={},
+        offset_units=("layers.2.down_proj", "layers.1.q_proj", "layers.0.up_proj"),
+    )
+    assert offset_modules(prior, 2, (), ()) == (
+        "layers.2.down_proj",
+        "layers.1.q_proj",
+        "layers.1.k_proj",
+        "layers.1.v_proj",
+    )
+    # layer 1 removed: layer 2 is now layer 1; down_proj kept at INT8 has no INT4 units
+    assert offset_modules(prior, 2, (), (1,)) == ("layers.1.down_proj", "layers.0.up_proj")
+    assert offset_modules(prior, 5, ("down_proj",), ()) == (
+        "layers.1.q_proj",
+        "layers.1.k_proj",
+        "layers.1.v_proj",
+        "layers.0.up_proj",
+    )
+    assert offset_modules(prior, 0, (), ()) == ()
+
+
+def test_scoped_offsets_name_one_layer_in_either_graph_naming():
+    plan = PrecisionPlan(default="int4", int4_method="rtn-asym", offsets=("layers.3.q_proj",))
+    assert plan.int4_method_of("model.layers.3.self_attn.q_proj") == "rtn-offset"  # optimum
+    assert plan.int4_method_of("model.layers.3.attn.qkv_proj") == "rtn-offset"  # GenAI, packed
+    assert plan.int4_method_of("model.layers.13.attn.qkv_proj") == "rtn-asym"
+    assert plan.int4_method_of("model.layers.3.self_attn.k_proj") == "rtn-asym"
+
+
+def test_unit_sensitivity_ranks_every_unit_of_every_layer(llama, windows):
+    from compressor.search.decoder_sensitivity import UNITS, unit_sensitivity
+
+    kl = unit_sensitivity(llama, windows[0])
+    layers = len(llama.model.layers)
+    assert set(kl) == {f"layers.{i}.{u}" for i in range(layers) for u in UNITS}
+    assert all(value >= 0 for value in kl.values()) and max(kl.values()) > 1e-4

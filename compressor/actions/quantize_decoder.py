@@ -128,8 +128,14 @@ class PrecisionPlan:
 
 
 def _names(module: str, name: str) -> bool:
-    """Whether ``name`` (a module, a parent of it, or a family's last name) covers ``module``."""
-    return module == name or module.startswith(name + ".") or module.endswith("." + name)
+    """Whether ``name`` covers ``module``: the module itself, a parent of it, a family's last
+    name (``down_proj``), or a scoped family (``layers.3.down_proj``: that family within
+    ``layers.3``, whatever lies between, so one name serves optimum's ``self_attn.q_proj``
+    and ORT GenAI's ``attn.qkv_proj`` alike)."""
+    if module == name or module.startswith(name + ".") or module.endswith("." + name):
+        return True
+    scope, _, family = name.rpartition(".")
+    return bool(scope) and module.endswith("." + family) and f".{scope}." in f".{module}"
 
 
 # How INT4 and INT8 layers are quantized: each entry rewrites ``nodes`` of a graph (model

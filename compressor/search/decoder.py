@@ -43,11 +43,12 @@ from compressor.measure.flops import count_flops
 from compressor.measure.latency import LatencyComparison
 from compressor.records import Retimed
 from compressor.reward import Term, reward
-from compressor.search.decoder_sensitivity import FAMILIES
+from compressor.search.decoder_sensitivity import FAMILIES, UNITS, unit_modules
 
 log = logging.getLogger(__name__)
 MB = 1e6
 STEP_UP = {"int4": "int8", "int8": "fp32", "fp32": "fp32"}
+SEED_OFFSET_UNITS = 30  # the float-offset seed's unit count (see DecoderSpace.offset_units)
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,11 @@ class DecoderSpace:
     # keeps float offsets on the fast kernel instead (compressor.actions.int4_offset).
     int4_methods: tuple[str, ...] = ("rtn", "rtn-asym", "rtn-offset")
     max_keep_sensitive: int = 3
-    # The most INT4-sensitive families may take exact float offsets (rtn-offset) instead of
-    # zero points: SmolLM2, qkv_proj + down_proj: 13.22 -> 11.95 for 1.11x the decode time.
-    max_offset_sensitive: int = 2
+    # How many of the most INT4-sensitive units (a layer's q/k/v, o, gate, up or down; ranked
+    # by measured KL) take exact float offsets (rtn-offset) instead of zero points. SmolLM2,
+    # lm_head INT4, test perplexity 13.49 / 12.69 / 12.45 / 12.24 for 0 / 20 / 30 / 45 units;
+    # each unit adds three small ops to a decode step (30 units: ~1.03x its time).
+    offset_units: tuple[int, ...] = (0, 15, 30, 45)
     fusion: tuple[bool, ...] = (False, True)
     # Bias correction (compressor.actions.bias_correction) costs no decode time and lowered
     # SmolLM2's INT4 perplexity in every plan measured, so it is on unless asked otherwise.
@@ -88,6 +91,8 @@ class DecoderPrior:
 
     removal_order: tuple[int, ...]
     sensitive: dict[str, tuple[str, ...]]  # precision -> families, most sensitive first
+    # ``layers.<i>.<unit>`` by INT4 sensitivity, most first (decoder_sensitivity.UNITS)
+    offset_units: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,15 +167,17 @@ def suggest_candidate(
         head_ratio=trial.suggest_categorical("decoder.head_ratio", list(space.head_ratios)),
     )
     weights = trial.suggest_categorical("decoder.weights", list(space.weights))
-    keep = trial.suggest_int("decoder.keep_sensitive", 0, space.max_keep_sensitive)
-    offsets = trial.suggest_int("decoder.offset_sensitive", 0, space.max_offset_sensitive)
+    keep = prior.sensitive.get(weights, ())[
+        : trial.suggest_int("decoder.keep_sensitive", 0, space.max_keep_sensitive)
+    ]
+    offsets = trial.suggest_categorical("decoder.offset_units", list(space.offset_units))
     precision = precision_plan(
         weights,
         trial.suggest_categorical("decoder.lm_head", list(space.lm_head)),
         trial.suggest_categorical("decoder.int4_method", list(space.int4_methods)),
-        prior.sensitive.get(weights, ())[:keep],
+        keep,
         trial.suggest_categorical("decoder.bias_correction", list(space.bias_correction)),
-        _offset_families(prior, keep, offsets) if weights == "int4" else (),
+        offset_modules(prior, offsets, keep, structure.drop_layers) if weights == "int4" else (),
     )
     fusion = trial.suggest_categorical("decoder.fusion", list(space.fusion))
     return DecoderCandidate(structure, precision, fusion)
@@ -197,10 +204,27 @@ def precision_plan(
     )
 
 
-def _offset_families(prior: DecoderPrior, keep: int, count: int) -> tuple[str, ...]:
-    """The ``count`` most INT4-sensitive decoder families not already kept a step up."""
-    ranked = [f for f in prior.sensitive.get("int4", ())[keep:] if f != "lm_head"]
-    return tuple(ranked[:count])
+def offset_modules(
+    prior: DecoderPrior, count: int, kept: tuple[str, ...], dropped: tuple[int, ...]
+) -> tuple[str, ...]:
+    """The scoped module names of the ``count`` most INT4-sensitive units still INT4 in a
+    candidate: none of a family ``kept`` a step up, none of a ``dropped`` layer, and layer
+    indices renumbered as depth pruning renumbers them."""
+    chosen: list[str] = []
+    for unit in prior.offset_units:
+        if len(chosen) == count:
+            break
+        layer, family = _unit_layer(unit)
+        if layer in dropped or set(UNITS[family]) & set(kept):
+            continue
+        renumbered = f"layers.{layer - sum(d < layer for d in dropped)}.{family}"
+        chosen.append(renumbered)
+    return tuple(name for unit in chosen for name in unit_modules(unit))
+
+
+def _unit_layer(unit: str) -> tuple[int, str]:
+    _, index, family = unit.split(".")
+    return int(index), family
 
 
 def seed_params(space: DecoderSpace) -> list[dict]:
@@ -212,8 +236,8 @@ def seed_params(space: DecoderSpace) -> list[dict]:
     1. INT4 RTN on every linear, ``lm_head`` included: what ORT GenAI's builder writes in
        one call (``-p int4``; 15.63 as it writes it, 14.07 bias-corrected; the fastest);
     2. INT4 with a zero point per block, ``lm_head`` too (13.49, 1.03x);
-    3. the same, ``lm_head`` INT8 and the two most INT4-sensitive families (measured) with
-       float offsets (with ``qkv_proj`` + ``down_proj``: 11.95, 1.11x);
+    3. the same, with float offsets on the ~30 most INT4-sensitive units (measured; 12.45,
+       ~1.03x the decode time of 2);
     4. float offsets on every linear (``rtn-offset``), ``lm_head`` INT8 (11.58, 1.2-1.45x:
        an extra op per linear). Items 3-4 are near-lossless on SmolLM2 only because its
        weights are Q4_1 blocks;
@@ -226,7 +250,7 @@ def seed_params(space: DecoderSpace) -> list[dict]:
         "decoder.fusion": max(space.fusion),
         "decoder.bias_correction": max(space.bias_correction),
         "decoder.keep_sensitive": 0,
-        "decoder.offset_sensitive": 0,
+        "decoder.offset_units": min(space.offset_units),
     }
 
     def plan(weights: str, lm_head: str, method: str, **counts: int) -> dict:
@@ -246,12 +270,23 @@ def seed_params(space: DecoderSpace) -> list[dict]:
     if "int4" in space.weights:
         seeds.append(plan("int4", "int4", "rtn"))
         seeds.append(plan("int4", "int4", "rtn-asym"))
-        seeds.append(plan("int4", "int8", "rtn-asym", offset_sensitive=space.max_offset_sensitive))
+        seeds.append(
+            plan(
+                "int4",
+                "int4",
+                "rtn-asym",
+                offset_units=_closest(space.offset_units, SEED_OFFSET_UNITS),
+            )
+        )
         seeds.append(plan("int4", "int8", "rtn-offset"))
     if "int8" in space.weights:
         seeds.append(plan("int8", "int8", "rtn"))
     # a seed the space cannot tell apart from an earlier one is measured once
     return [seed for i, seed in enumerate(seeds) if seed not in seeds[:i]]
+
+
+def _closest(choices: tuple[int, ...], wanted: int) -> int:
+    return min(choices, key=lambda choice: abs(choice - wanted))
 
 
 def _nearest(choices: tuple[str, ...], wanted: str) -> str:
@@ -452,11 +487,12 @@ def finalists(
 
 def candidate_from_params(params: dict, prior: DecoderPrior) -> DecoderCandidate:
     """Rebuild a finished trial's candidate from its parameters."""
-    keep = params["decoder.keep_sensitive"]
     weights = params["decoder.weights"]
+    keep = prior.sensitive.get(weights, ())[: params["decoder.keep_sensitive"]]
+    drop = tuple(sorted(prior.removal_order[: params["decoder.drop_layers"]]))
     return DecoderCandidate(
         DecoderPlan(
-            drop_layers=tuple(sorted(prior.removal_order[: params["decoder.drop_layers"]])),
+            drop_layers=drop,
             mlp_ratio=params["decoder.mlp_ratio"],
             head_ratio=params["decoder.head_ratio"],
         ),
@@ -464,9 +500,9 @@ def candidate_from_params(params: dict, prior: DecoderPrior) -> DecoderCandidate
             weights,
             params["decoder.lm_head"],
             params["decoder.int4_method"],
-            prior.sensitive.get(weights, ())[:keep],
+            keep,
             params.get("decoder.bias_correction", False),
-            _offset_families(prior, keep, params.get("decoder.offset_sensitive", 0))
+            offset_modules(prior, params.get("decoder.offset_units", 0), keep, drop)
             if weights == "int4"
             else (),
         ),
