@@ -40,6 +40,7 @@ from compressor.decoder_pipeline import DecoderSettings, compress_decoder, measu
 from compressor.measure.decoder import DecoderSession, onnx_likelihood, torch_likelihood
 from compressor.measure.decoder_latency import DecoderLatencyMeter
 from compressor.search.decoder import DecoderTargets, precision_plan
+from compressor.search.decoder_sensitivity import offset_units_of
 from compressor.tasks.causal_lm import (
     WindowCounts,
     causal_lm_task,
@@ -366,6 +367,10 @@ def markdown(data: dict) -> str:
         for name, g in data["goals"].items()
     )
     ours = data["notes"]["ours"]["candidate"]
+    offsets = ours["precision"].get("offsets") or ()
+    if offsets:  # one line: the units, most sensitive first (the JSON keeps every name)
+        precision = {**ours["precision"], "offsets": offset_units_of(offsets)}
+        ours = {**ours, "precision": precision}
     return (
         f"# B5: SmolLM2-135M{' (quick: not the benchmark numbers)' if data['quick'] else ''}\n\n"
         f"{data['description']}; test windows {data['windows']}. Decode: one token with the "

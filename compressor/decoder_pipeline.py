@@ -62,6 +62,7 @@ from compressor.search.decoder import (
 from compressor.search.decoder_sensitivity import (
     layer_influence,
     most_sensitive,
+    offset_units_of,
     precision_sensitivity,
     removal_order,
     unit_sensitivity,
@@ -483,7 +484,7 @@ def summary(result: DecoderResult) -> str:
         f"(kept {dict(precision.overrides)}), lm_head {precision.lm_head}"
         + (f", INT4 {precision.int4_method}" if "int4" in _precisions(precision) else "")
         + (f", INT8 {precision.int8_method}" if "int8" in _precisions(precision) else "")
-        + (f", float offsets {list(precision.offsets)}" if precision.offsets else "")
+        + (f", float offsets on {_units_line(precision.offsets)}" if precision.offsets else "")
         + (", bias-corrected" if precision.bias_correction else "")
         + (
             "; fused (ORT GenAI builder graph)"
@@ -513,6 +514,12 @@ def targets_line(targets: tuple[Term, ...]) -> str:
         + ("met" if t.within else "NOT met")
         for t in targets
     )
+
+
+def _units_line(offsets: tuple[str, ...], shown: int = 4) -> str:
+    units = offset_units_of(offsets)
+    more = ", ..." if len(units) > shown else ""
+    return f"{len(units)} units ({', '.join(units[:shown])}{more})"
 
 
 def _precisions(precision) -> set[str]:

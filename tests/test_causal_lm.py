@@ -812,6 +812,7 @@ def test_the_study_starts_from_the_one_call_pipelines():
 
 def test_offset_units_skip_kept_families_and_dropped_layers_and_follow_renumbering():
     from compressor.search.decoder import DecoderPrior, offset_modules
+    from compressor.search.decoder_sensitivity import offset_units_of
 
     prior = DecoderPrior(
         removal_order=(1,),
@@ -833,6 +834,10 @@ def test_offset_units_skip_kept_families_and_dropped_layers_and_follow_renumberi
         "layers.0.up_proj",
     )
     assert offset_modules(prior, 0, (), ()) == ()
+    # reports name units: a layer's q/k/v as one; a lone k_proj stays itself
+    modules = offset_modules(prior, 2, (), ())
+    assert offset_units_of(modules) == ["layers.2.down_proj", "layers.1.qkv"]
+    assert offset_units_of(("layers.1.k_proj", "down_proj")) == ["layers.1.k_proj", "down_proj"]
 
 
 def test_scoped_offsets_name_one_layer_in_either_graph_naming():

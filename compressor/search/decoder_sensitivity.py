@@ -135,6 +135,27 @@ def unit_modules(unit: str) -> tuple[str, ...]:
     return tuple(f"{scope}.{family}" for family in UNITS[name])
 
 
+def offset_units_of(offsets: tuple[str, ...] | list[str]) -> list[str]:
+    """``offsets`` as units, for reports: a layer's q/k/v collapse into ``layers.<i>.qkv``;
+    names that are not a whole unit stay as they are."""
+    names = set(offsets)
+    units: list[str] = []
+    for name in offsets:
+        scope, _, family = name.rpartition(".")
+        whole = next(
+            (
+                unit
+                for unit, families in UNITS.items()
+                if family in families and all(f"{scope}.{f}" in names for f in families)
+            ),
+            None,
+        )
+        label = f"{scope}.{'qkv' if whole == 'q_proj' else whole}" if whole and scope else name
+        if label not in units:
+            units.append(label)
+    return units
+
+
 def _log_probs(model: nn.Module, window: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(model(input_ids=window, use_cache=False).logits.float(), dim=-1)
 
