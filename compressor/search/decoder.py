@@ -237,9 +237,9 @@ def seed_params(space: DecoderSpace) -> list[dict]:
        one call (``-p int4``; 15.63 as it writes it, 14.07 bias-corrected; the fastest);
     2. INT4 with a zero point per block, ``lm_head`` too (13.49, 1.03x);
     3. the same, with float offsets on the ~30 most INT4-sensitive units (measured; 12.45,
-       ~1.03x the decode time of 2);
+       1.03-1.06x; B5's choice on 2026-12-01);
     4. float offsets on every linear (``rtn-offset``), ``lm_head`` INT8 (11.58, 1.2-1.45x:
-       an extra op per linear). Items 3-4 are near-lossless on SmolLM2 only because its
+       three small ops per linear). Items 3-4 are near-lossless on SmolLM2 only because its
        weights are Q4_1 blocks;
     5. block INT8 on every linear, ``lm_head`` included (11.61, ~1.3x).
     """
