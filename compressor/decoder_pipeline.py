@@ -76,9 +76,10 @@ DEFAULT_TRIALS = 8  # ~3-4 min each on SmolLM2 on the shared 2-core machine (exp
 SENSITIVITY_TOKENS = 256
 RETIMED = 4  # finalists timed again side by side before choosing
 # A search trial's decode ratio is one quick comparison (~4 rounds in measure.max_seconds):
-# SmolLM2's plans read +-15 % between trials, so one measured up to 10 % over a latency
-# budget is a finalist too.
-NEAR_BUDGET = 0.10
+# on SmolLM2 one plan read 0.32 and 0.37 of fp32 in two B5 runs, another 0.35 in both and
+# then 0.29 / 0.37 side by side; so a plan measured up to 25 % over a latency budget is a
+# finalist too (with 10 %, B5's second run of 2026-12-01 left its best plan out).
+NEAR_BUDGET = 0.25
 
 
 @dataclass(frozen=True)
