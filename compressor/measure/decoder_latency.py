@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 
 from compressor.config import MeasureConfig
-from compressor.measure.confidence import ratio_interval
-from compressor.measure.latency import LatencyComparison, LatencyMeter, LatencyStats
+from compressor.measure.latency import LatencyComparison, LatencyMeter
 
 PHASES = ("prefill", "decode")
 # A precise comparison may take this many times ``measure.max_seconds`` per model timed: a
@@ -102,36 +101,10 @@ class DecoderLatencyMeter(LatencyMeter):
         try:
             for name, model in models.items():
                 self._load_phase(keys[name], Path(model), phase)
-            reply = self._request(
-                {
-                    "op": "compare",
-                    "keys": [*keys.values(), baseline],
-                    "rounds": rounds,
-                    "runs_per_round": config.runs_per_round,
-                    "warmup": max(3, config.runs_per_round // 2),
-                    "max_seconds": cap,
-                    "max_rounds": max(rounds, config.max_rounds) if precise else None,
-                    "halfwidth": (config.ratio_halfwidth or None) if precise else None,
-                }
-            )
+            return self._compare_loaded(keys, baseline, rounds, cap, precise)
         finally:
             for key in keys.values():
                 self._request({"op": "unload", "key": key})
-        reference = LatencyStats.from_seconds(reply["samples"][baseline])
-        # The same ratio rule as every other comparison: geometric mean of the per-round
-        # ratios with its interval (compressor.measure.confidence).
-        results = {}
-        for name, key in keys.items():
-            interval = ratio_interval(reply["ratios"][key])
-            results[name] = LatencyComparison(
-                candidate=LatencyStats.from_seconds(reply["samples"][key]),
-                baseline=reference,
-                ratio=interval.ratio,
-                ratio_low=interval.low if interval.rounds > 1 else None,
-                ratio_high=interval.high if interval.rounds > 1 else None,
-                rounds=interval.rounds,
-            )
-        return results
 
     def _load_phase(self, key: str, model: Path, phase: str) -> None:
         self._request(

@@ -172,22 +172,31 @@ class LatencyMeter:
                 self._load(keys[name], model)
             # The time cap grows with the rounds asked for and the models in each round.
             cap = config.max_seconds * (minimum / config.rounds) * (len(models) + 1) / 2
-            reply = self._request(
-                {
-                    "op": "compare",
-                    "keys": [*keys.values(), BASELINE],
-                    "rounds": minimum,
-                    "runs_per_round": config.runs_per_round,
-                    "warmup": max(3, config.runs_per_round // 2),
-                    "max_seconds": cap,
-                    "max_rounds": max(minimum, config.max_rounds),
-                    "halfwidth": config.ratio_halfwidth or None,
-                }
-            )
+            return self._compare_loaded(keys, BASELINE, minimum, cap, precise=True)
         finally:
             for key in keys.values():
                 self._request({"op": "unload", "key": key})
-        baseline = LatencyStats.from_seconds(reply["samples"][BASELINE])
+
+    def _compare_loaded(
+        self, keys: Mapping[str, str], reference: str, rounds: int, cap: float, precise: bool
+    ) -> dict[str, LatencyComparison]:
+        """Time the loaded ``keys`` (name -> worker key) against ``reference`` in the same
+        interleaved rounds; ``precise``: until every ratio's interval is within
+        ``measure.ratio_halfwidth`` (up to ``measure.max_rounds``), else ``rounds`` rounds."""
+        config = self.config
+        reply = self._request(
+            {
+                "op": "compare",
+                "keys": [*keys.values(), reference],
+                "rounds": rounds,
+                "runs_per_round": config.runs_per_round,
+                "warmup": max(3, config.runs_per_round // 2),
+                "max_seconds": cap,
+                "max_rounds": max(rounds, config.max_rounds) if precise else None,
+                "halfwidth": (config.ratio_halfwidth or None) if precise else None,
+            }
+        )
+        baseline = LatencyStats.from_seconds(reply["samples"][reference])
         comparisons = {}
         for name, key in keys.items():
             interval = ratio_interval(reply["ratios"][key])
