@@ -139,15 +139,21 @@ class DecoderResult:
         }
 
 
-def measure_prior(model: torch.nn.Module, window: torch.Tensor) -> DecoderPrior:
-    """Depth order and sensitive linear families, measured on one short window."""
+def measure_prior(
+    model: torch.nn.Module, window: torch.Tensor, space: DecoderSpace | None = None
+) -> DecoderPrior:
+    """Depth order and sensitive linear families, measured on one short window; the units
+    for float offsets only when ``space`` can give INT4 layers offsets (one forward per
+    unit: ~90 s on SmolLM2)."""
+    space = space or DecoderSpace()
     window = window[:, :SENSITIVITY_TOKENS]
     order = removal_order(layer_influence(model, window))
     sensitive = {
         precision: tuple(most_sensitive(precision_sensitivity(model, [window], precision)))
         for precision in ("int8", "int4")
     }
-    units = tuple(most_sensitive(unit_sensitivity(model, window)))
+    offsets = "int4" in space.weights and max(space.offset_units) > 0
+    units = tuple(most_sensitive(unit_sensitivity(model, window))) if offsets else ()
     log.info("layers by Block Influence, least first: %s", order)
     log.info("sensitive families: %s", sensitive)
     log.info("INT4-sensitive units, most first: %s", ", ".join(units[:10]))
@@ -291,7 +297,7 @@ def compress_decoder(
     baseline_graph = baseline_graph or export_decoder(task.model, workdir / "baseline")
     baseline_test = onnx_likelihood(DecoderSession(baseline_graph, threads=threads), windows.test)
     log.info("fp32 baseline: test perplexity %.2f", baseline_test.perplexity)
-    prior = prior or measure_prior(task.model, windows.search[0])
+    prior = prior or measure_prior(task.model, windows.search[0], settings.space)
     settings = without_unsupported_fusion(settings, task)
     with DecoderLatencyMeter(settings.measure, prompt) as meter:
         meter.set_baseline(baseline_graph)

@@ -850,9 +850,14 @@ def test_scoped_offsets_name_one_layer_in_either_graph_naming():
 
 
 def test_unit_sensitivity_ranks_every_unit_of_every_layer(llama, windows):
+    from compressor.decoder_pipeline import measure_prior
+    from compressor.search.decoder import DecoderSpace
     from compressor.search.decoder_sensitivity import UNITS, unit_sensitivity
 
     kl = unit_sensitivity(llama, windows[0])
     layers = len(llama.model.layers)
     assert set(kl) == {f"layers.{i}.{u}" for i in range(layers) for u in UNITS}
     assert all(value >= 0 for value in kl.values()) and max(kl.values()) > 1e-4
+    # measured only for a space that can use it
+    assert len(measure_prior(llama, windows[0]).offset_units) == len(kl)
+    assert measure_prior(llama, windows[0], DecoderSpace(offset_units=(0,))).offset_units == ()

@@ -68,7 +68,7 @@ class DecoderSpace:
     # How many of the most INT4-sensitive units (a layer's q/k/v, o, gate, up or down; ranked
     # by measured KL) take exact float offsets (rtn-offset) instead of zero points. SmolLM2,
     # lm_head INT4, test perplexity 13.49 / 12.69 / 12.45 / 12.24 for 0 / 20 / 30 / 45 units;
-    # each unit adds three small ops to a decode step (30 units: ~1.03x its time).
+    # each unit adds three small ops to a decode step (30 units: 1.03-1.06x its time).
     offset_units: tuple[int, ...] = (0, 15, 30, 45)
     fusion: tuple[bool, ...] = (False, True)
     # Bias correction (compressor.actions.bias_correction) costs no decode time and lowered
