@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import optuna
 import pytest
 
@@ -11,6 +13,7 @@ from compressor.records import Baseline
 from compressor.search.storage import (
     make_manifest,
     model_fingerprint,
+    open_storage,
     open_study,
     publish_manifest,
     read_manifest,
@@ -34,6 +37,35 @@ def test_bad_storage_input_is_one_line_and_exit_2(argv, message, capsys, tmp_pat
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def _open_together(url: str, count: int) -> list[Exception]:
+    start = threading.Barrier(count)
+    errors = []
+
+    def opener():
+        start.wait()
+        try:
+            open_storage(url)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_four_openers_of_a_fresh_database_at_once_all_get_it(tmp_path):
+    # Optuna's create-tables-if-missing is not atomic: without a retry, all but one of four
+    # openers starting together fail with "table already exists" (seen when a test polled
+    # a run's study.db while the run created it, and so for workers started at once).
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path / f'study{attempt}.db'}"
+        assert _open_together(url, 4) == []
+        assert open_study(url, "s", optuna.samplers.RandomSampler()).trials == []
 
 
 def test_a_worker_waits_for_the_study_and_gives_up_with_the_reason(tmp_path, capsys):

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 import torch
 from optuna.trial import TrialState
 from torch import nn
@@ -49,6 +50,7 @@ WORKER_KEY = "compressor:worker:"  # + worker id: the machine a worker measured 
 HEARTBEAT_SECONDS = 2
 GRACE_SECONDS = 6
 MAX_RETRIES = 2
+SCHEMA_ATTEMPTS = 8  # opening a fresh database another process is creating (see _lost_schema_race)
 
 
 def worker_id() -> str:
@@ -97,15 +99,39 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     engine = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
     with _opening(url), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=MAX_RETRIES
-            ),
-        )
+        attempt = 1
+        while True:
+            try:
+                return _new_storage(url, engine)
+            except Exception as exc:
+                if attempt == SCHEMA_ATTEMPTS or not _lost_schema_race(exc):
+                    raise
+                time.sleep(0.05 * attempt)
+                attempt += 1
+
+
+def _new_storage(url: str, engine: dict) -> optuna.storages.RDBStorage:
+    return optuna.storages.RDBStorage(
+        url,
+        engine_kwargs=engine,
+        heartbeat_interval=HEARTBEAT_SECONDS,
+        grace_period=GRACE_SECONDS,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=MAX_RETRIES
+        ),
+    )
+
+
+def _lost_schema_race(exc: Exception) -> bool:
+    """Whether ``exc`` is another process creating the same tables at the same moment.
+
+    ``RDBStorage`` creates its tables and stamps the schema version when they are missing, and
+    that check-then-create is not atomic: two processes opening a fresh database together
+    (workers starting at once, or a reader polling a run that is starting) see "table already
+    exists" or a duplicate ``alembic_version`` row. Once the winner has committed, opening
+    again finds the tables and creates nothing.
+    """
+    return isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc).lower()
 
 
 def holds_studies(url: str) -> bool:
