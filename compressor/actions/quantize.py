@@ -13,14 +13,16 @@ static_ort     ONNX Runtime ``quantize_static``: QDQ format, activations QUInt8,
                (MinMax) on the task's training inputs
 static_nncf    NNCF ``nncf.quantize`` on the ONNX model (~3x faster CNNs in ORT, measured);
                ``model_type=nncf.ModelType.TRANSFORMER`` on transformer graphs, as NNCF's
-               documentation asks (it changes which operations are quantized)
+               documentation asks (it changes which operations are quantized); a fused
+               graph first gets its fused operators' shapes (:func:`shaped_for_nncf`)
 =============  ==========================================================================
 
 Every mode takes the same :class:`QuantizeSpec`, so adding one is one decorated function
 (:func:`quantization_mode`); the config, ``compress --help`` and the report read the
 registry :data:`QUANTIZATIONS`.
 ``quant_pre_process`` is not run: its ORT optimization step would fold BatchNorm (the fuse
-action's job, which the search toggles) and its symbolic shape inference fails on BERT.
+action's job, which the search toggles) and its symbolic shape inference (as it calls it,
+without ``auto_merge``) fails on BERT.
 """
 
 from __future__ import annotations
@@ -264,7 +266,7 @@ def _static_nncf(src: Path, dst: Path, spec: QuantizeSpec) -> None:
     import nncf
 
     feeds = list(spec.calibration)
-    model = onnx.load(str(src))
+    model = shaped_for_nncf(onnx.load(str(src)))
     quantized = nncf.quantize(
         model,
         nncf.Dataset(feeds),
@@ -273,6 +275,37 @@ def _static_nncf(src: Path, dst: Path, spec: QuantizeSpec) -> None:
         ignored_scope=nncf.IgnoredScope(names=list(spec.keep_fp32), validate=False),
     )
     onnx.save(quantized, str(dst))
+
+
+def shaped_for_nncf(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with a shape for every tensor a node consumes, so NNCF sees every edge.
+
+    NNCF builds its graph from ``onnx.shape_inference.infer_shapes`` and adds an edge only
+    for a tensor that inference gave a ``value_info``. ONNX's own inference does not know
+    ONNX Runtime's ``com.microsoft`` operators, so on a fused transformer graph the outputs
+    of Attention, EmbedLayerNormalization, SkipLayerNormalization and BiasGelu get none:
+    NNCF's graph then has no edge into, e.g., the attention output MatMul, and its
+    SmoothQuant (on in TRANSFORMER mode) fails asking for that MatMul's activation input
+    ("does not contain input edge connected to 0 port ID"). ONNX Runtime's symbolic shape
+    inference (``SymbolicShapeInference.infer_shapes``) does the heavy lifting: it knows
+    those operators. ``auto_merge`` lets it equate the position-table clamp
+    ``Min(max_positions, sequence)`` with ``sequence``, which BERT exports hold and
+    without which it gives up. Graphs ONNX's inference fully shapes (unfused ones, CNNs)
+    are returned unchanged.
+    """
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    known = {
+        tensor.name
+        for tensor in (*graph.value_info, *graph.input, *graph.output, *graph.initializer)
+    }
+    produced = {output for node in graph.node for output in node.output}
+    consumed = {name for node in graph.node for name in node.input}
+    if not (produced & consumed) - known:
+        return model
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
 
 
 # Operators only transformer graphs hold: ONNX Runtime's fused ones, or the LayerNorm of an
