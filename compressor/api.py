@@ -12,7 +12,6 @@ from pathlib import Path
 
 import optuna
 import torch
-import yaml
 from torch import nn
 
 from compressor import pipeline
@@ -30,7 +29,7 @@ from compressor.measure.latency import default_threads
 from compressor.records import Baseline, Target, to_json, trial_record, worker_summary
 from compressor.report import save_run_info, write_report
 from compressor.result import CompressionResult
-from compressor.run_folder import atomic_path, check_output_dir, clear_run_files, write_json
+from compressor.run_folder import check_output_dir, clear_run_files, write_config, write_json
 from compressor.saved_model import save_model
 from compressor.search.budget import reported_trials
 from compressor.search.context import SearchSettings, excluded_records, measuring
@@ -189,9 +188,7 @@ def _run(task: Task, config: CompressConfig, verbose: bool, existing: str) -> Co
         discard_study(config)
     if resuming:
         LOGGER.info(f"continuing the run in {output_dir}")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(output_dir / "config.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_config(output_dir, config)
     threads = config.measure.threads or default_threads()
     environment = {
         "task": task.name,

@@ -398,7 +398,8 @@ def _run_compress(argv: Sequence[str]) -> int:
     if config.task == "causal-lm":  # decoder LMs: their own study (issue 16)
         from compressor.decoder_pipeline import run_causal_lm
 
-        print(run_causal_lm(config, trials=args.trials, verbose=not args.quiet))
+        existing = args.existing or "auto"
+        print(run_causal_lm(config, trials=args.trials, verbose=not args.quiet, existing=existing))
         return 0
     if config.target_size is not None:
         raise UserInputError("--target-size applies to --task causal-lm only")

@@ -21,7 +21,6 @@ call too:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 import time
@@ -46,6 +45,7 @@ from compressor.measure.decoder_latency import DecoderLatencyMeter
 from compressor.measure.flops import count_flops
 from compressor.records import Retimed, to_json
 from compressor.reward import Term
+from compressor.run_folder import atomic_path, write_json
 from compressor.search.decoder import (
     MB,
     DecoderCandidate,
@@ -385,13 +385,14 @@ def write(result: DecoderResult, task: CausalLMTask, out_dir: Path) -> None:
     tokenizer = task.tokenizer
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
-    (out_dir / "result.json").write_text(json.dumps(result.as_dict(), indent=2, default=str))
-    (out_dir / "report.md").write_text(
-        f"# causal-lm: {task.description}\n\n{summary(result)}\n\n## Trials\n\n"
-        + trials_markdown(trials_table(out_dir))
-        + "\n"
-        + retimed_markdown(result.retimed)
-    )
+    write_json(out_dir / "result.json", result.as_dict())
+    with atomic_path(out_dir / "report.md") as tmp:
+        tmp.write_text(
+            f"# causal-lm: {task.description}\n\n{summary(result)}\n\n## Trials\n\n"
+            + trials_markdown(trials_table(out_dir))
+            + "\n"
+            + retimed_markdown(result.retimed)
+        )
 
 
 def retimed_markdown(retimed: tuple[Retimed, ...]) -> str:
@@ -552,20 +553,35 @@ def settings_from_config(config, trials: int | None, verbose: bool) -> DecoderSe
     )
 
 
-def run_causal_lm(config, *, trials: int | None = None, verbose: bool = True) -> str:
+def run_causal_lm(
+    config, *, trials: int | None = None, verbose: bool = True, existing: str = "auto"
+) -> str:
     """``compress --task causal-lm``: build the task, run the pipeline, return the summary.
 
     ``--target-latency`` is decode time per token (a ratio of the fp32 artifact's, or ms),
     ``--target-flops`` FLOPs per token, ``--target-size`` weight megabytes. The trial
-    budget defaults to :data:`DEFAULT_TRIALS`; a rerun into the same ``--output``
-    continues the study (its ``study.db``).
+    budget defaults to :data:`DEFAULT_TRIALS`. The output folder follows the pruning
+    runs' rule (:mod:`compressor.run_folder`): a rerun of the same command continues the
+    study (its ``study.db``), another config is refused unless ``existing`` is ``resume``
+    (continue with it) or ``overwrite`` (start over), and a folder holding anything but a
+    run is refused, all before the model is loaded.
     """
     from compressor.logs import console_output
-    from compressor.run_folder import default_output_dir
+    from compressor.run_folder import (
+        DECODER_RUN_FILES,
+        check_output_dir,
+        clear_run_files,
+        write_config,
+    )
     from compressor.tasks import get_task
 
     settings = settings_from_config(config, trials, verbose)
-    output = Path(config.output) if config.output is not None else default_output_dir()
+    output, resuming = check_output_dir(config.output, config, existing, DECODER_RUN_FILES)
     with console_output(verbose):
         task = get_task("causal-lm", model=config.model, data=config.data)
+        if existing == "overwrite":
+            clear_run_files(output, DECODER_RUN_FILES)
+        elif resuming:
+            log.info("continuing the run in %s", output)
+        write_config(output, config)
         return summary(compress_decoder(task, output, settings))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,6 +35,24 @@ RUN_FILES = (
     "report.html",
     "summary.md",
 )
+# What a causal-lm run writes besides: its report, the tokenizer and the model's configs
+# beside model.onnx (onnxruntime-genai reads them), and its scratch folder while it runs.
+DECODER_RUN_FILES = (
+    *RUN_FILES,
+    "report.md",
+    "config.json",
+    "generation_config.json",
+    "genai_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "work",
+)
 EXISTING_POLICIES = ("auto", "resume", "overwrite")
 
 
@@ -42,10 +61,14 @@ def default_output_dir() -> Path:
 
 
 def check_output_dir(
-    output: Path | None, config: CompressConfig, existing: str = "auto"
+    output: Path | None,
+    config: CompressConfig,
+    existing: str = "auto",
+    run_files: tuple[str, ...] = RUN_FILES,
 ) -> tuple[Path, bool]:
     """Validate the output folder; returns it and whether the run continues an earlier one.
 
+    ``run_files``: the names a run of this kind writes (``--overwrite`` replaces only those).
     Raises :class:`UserInputError` (and touches nothing) when the folder cannot be used.
     """
     if existing not in EXISTING_POLICIES:
@@ -60,7 +83,7 @@ def check_output_dir(
             f"output folder {path} is not empty and holds no compress run; choose a new --output"
         )
     foreign = sorted(
-        p.name for p in path.iterdir() if p.name not in RUN_FILES and not p.name.startswith(".")
+        p.name for p in path.iterdir() if p.name not in run_files and not p.name.startswith(".")
     )
     if existing == "overwrite" and foreign:
         raise UserInputError(
@@ -78,10 +101,21 @@ def check_output_dir(
     return path, True
 
 
-def clear_run_files(path: Path) -> None:
+def clear_run_files(path: Path, run_files: tuple[str, ...] = RUN_FILES) -> None:
     """Remove an earlier run's files (``--overwrite``), once the new run is about to start."""
-    for name in RUN_FILES:
-        (path / name).unlink(missing_ok=True)
+    for name in run_files:
+        target = path / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+
+
+def write_config(path: Path, config: CompressConfig) -> None:
+    """Create the run folder and write ``config.yaml`` first: what a rerun compares with."""
+    path.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path / CONFIG_FILE) as tmp:
+        tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def _saved_config(path: Path) -> dict:

@@ -717,6 +717,55 @@ def byte_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer)
 
 
+def test_the_causal_lm_output_folder_follows_the_run_rules(tmp_path, monkeypatch, capsys):
+    """Continue the same command, refuse another config (unless --resume / --overwrite) and
+    any folder that holds no run, before the model loads, as pruning runs do."""
+    from compressor import decoder_pipeline
+    from compressor.cli import main
+
+    calls = []
+
+    def fake_pipeline(task, out_dir, settings):  # the study itself is tested elsewhere
+        calls.append((settings.targets.latency.value, (out_dir / "model.onnx").exists()))
+        for name in ("model.onnx", "report.md", "tokenizer.json", "study.db"):
+            (out_dir / name).write_text("x")
+        (out_dir / "work").mkdir(exist_ok=True)
+
+    monkeypatch.setattr(decoder_pipeline, "compress_decoder", fake_pipeline)
+    monkeypatch.setattr(decoder_pipeline, "summary", lambda result: "done")
+    model = tiny_llama_folder(tmp_path / "tiny")
+    text = tmp_path / "text.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 150)
+    out = tmp_path / "run"
+    argv = ["--task", "causal-lm", "--model", f"hf:{model}", "--data", str(text)]
+    argv += ["--output", str(out), "--quiet"]
+
+    def run(target, *extra):
+        code = main([*argv, "--target-latency", target, *extra])
+        return code, capsys.readouterr().err.strip().splitlines()
+
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "mine.txt").write_text("keep")
+    code, err = run("0.5", "--output", str(foreign))
+    assert code == 2 and len(err) == 1 and "holds no compress run" in err[0]
+    assert [p.name for p in foreign.iterdir()] == ["mine.txt"]
+
+    assert run("0.5") == (0, []) and (out / "config.yaml").is_file()
+    assert run("0.5") == (0, [])  # the same command continues the run
+    code, err = run("0.4")
+    assert code == 2 and len(err) == 1 and "target_latency" in err[0] and "--resume" in err[0]
+    assert run("0.4", "--resume") == (0, [])
+    (out / "mine.txt").write_text("keep")
+    code, err = run("0.3", "--overwrite")
+    assert code == 2 and "refusing to overwrite" in err[0]
+    (out / "mine.txt").unlink()
+    assert run("0.3", "--overwrite") == (0, [])
+    # Only the overwriting run started from an empty folder; every earlier one continued.
+    assert calls == [(0.5, False), (0.5, True), (0.4, True), (0.3, False)]
+    assert "0.3" in (out / "config.yaml").read_text()
+
+
 @pytest.mark.slow
 def test_compress_task_causal_lm_end_to_end(tmp_path):
     """`compress --task causal-lm` on a local folder and a text file, as a user runs it."""
