@@ -356,6 +356,47 @@ def test_bias_correction_of_int4_and_int8_blocks_lowers_held_out_nll(
     assert rise["corrected"] < rise["plain"]
 
 
+def test_float_offset_blocks_are_bias_corrected_through_their_offsets(exported, windows, tmp_path):
+    """A float-offset INT4 layer computes with its MatMulNBits blocks *plus* the offsets
+    added beside them; its bias corrects the error of that sum, and helps held-out NLL."""
+    from onnx import numpy_helper
+
+    from compressor.actions.bias_correction import dequantized, effective_weight
+    from compressor.actions.int4_offset import offsets_name
+
+    _, graph = exported
+    calibration = [torch.randint(0, VOCAB, (1, 64), generator=torch.Generator().manual_seed(7))]
+    plan = PrecisionPlan(default="int4", lm_head="int8", int4_method="rtn-offset")
+    plain = quantize_decoder(graph, tmp_path / "plain.onnx", plan)
+    corrected = quantize_decoder(
+        graph, tmp_path / "corrected.onnx", replace(plan, bias_correction=True), calibration
+    )
+    model = onnx.load(str(corrected))
+    initializers = {init.name: init for init in model.graph.initializer}
+    offset = [
+        n
+        for n in model.graph.node
+        if n.op_type == "MatMulNBits" and offsets_name(n.input[1]) in initializers
+    ]
+    assert len(offset) == 7 * (LAYERS - 1) and all(len(n.input) == 6 for n in offset)
+    # Min/max blocks reproduce each weight within half a step; without the offsets the
+    # node's own blocks are off by the blocks' minimum, far more.
+    source = {
+        init.name: numpy_helper.to_array(init) for init in onnx.load(str(graph)).graph.initializer
+    }
+    node = offset[0]
+    weight = source[node.input[1].removesuffix("_Q4")]
+    step = numpy_helper.to_array(initializers[node.input[2]]).max()
+    assert np.abs(effective_weight(node, initializers) - weight).max() <= step / 2 + 1e-6
+    assert np.abs(dequantized(node, initializers) - weight).max() > 2 * step
+    fp32 = onnx_likelihood(DecoderSession(graph), windows).nll
+    rise = {
+        name: onnx_likelihood(DecoderSession(path), windows).nll - fp32
+        for name, path in (("plain", plain), ("corrected", corrected))
+    }
+    assert rise["corrected"] < rise["plain"]
+
+
 def test_the_fused_graph_of_ort_genai_builder_decodes_like_torch(windows, tmp_path):
     pruned = prune_decoder(
         tiny_llama(head_dim=16), DecoderPlan(drop_layers=(1,), mlp_ratio=0.5, head_ratio=1 / 3)

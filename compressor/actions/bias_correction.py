@@ -6,7 +6,7 @@ data, the mean shift is ``E[x] @ (W - W_q)``, which ``MatMulNBits`` can add back
 empirical form; NNCF's fast bias correction does the same for static quantization). ``E[x]``
 is measured by running the unquantized graph on calibration windows with every corrected
 MatMul's input as an extra output (ONNX Runtime); ``W_q`` is read back from the quantized
-node's blocks.
+node's blocks (and, for float-offset INT4, the offsets beside them).
 
 Measured on SmolLM2-135M (test windows, fp32 11.55; calibration: its 4 calibration windows
 of 512 tokens; 2026-12-01): INT4 RTN on every linear, ``lm_head`` too (ORT GenAI's one-call
@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from compressor.actions.int4_offset import offsets_name
 
 BIAS_INPUT = 5  # MatMulNBits: A, B, scales, zero_points, g_idx, bias
 
@@ -89,6 +91,21 @@ def dequantized(node: onnx.NodeProto, initializers: Mapping[str, onnx.TensorProt
     return weight.reshape(cols, blocks * size)[:, :rows].T
 
 
+def effective_weight(
+    node: onnx.NodeProto, initializers: Mapping[str, onnx.TensorProto]
+) -> np.ndarray:
+    """The ``[K, N]`` weight a quantized linear computes with: the ``MatMulNBits`` node's,
+    plus the per-block float offsets :mod:`compressor.actions.int4_offset` adds beside it
+    (``block_sums(x) @ offsets``: every weight of block ``b`` gains ``offsets[b]``)."""
+    weight = dequantized(node, initializers)
+    offsets = initializers.get(offsets_name(node.input[1]))
+    if offsets is None:
+        return weight
+    size = {a.name: a.i for a in node.attribute}["block_size"]
+    rows = np.repeat(numpy_helper.to_array(offsets).astype(np.float32), size, axis=0)
+    return weight + rows[: weight.shape[0]]
+
+
 def _unpack(packed: np.ndarray, bits: int) -> np.ndarray:
     if bits == 8:
         return packed
@@ -113,7 +130,7 @@ def correct_biases(
         linear = linears[original]
         if len(node.input) > BIAS_INPUT and node.input[BIAS_INPUT]:
             continue  # a bias of its own: left alone
-        error = linear.weight.astype(np.float32) - dequantized(node, initializers)
+        error = linear.weight.astype(np.float32) - effective_weight(node, initializers)
         bias = means[linear.input] @ error
         name = f"{node.name}_bias"
         graph.graph.initializer.append(numpy_helper.from_array(bias.astype(np.float32), name))

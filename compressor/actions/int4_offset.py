@@ -36,6 +36,11 @@ LEVELS = 15  # 4 bits
 MIDPOINT = 8  # the zero point MatMulNBits assumes when none is given
 
 
+def offsets_name(packed: str) -> str:
+    """The float offsets' initializer beside the packed codes ``packed`` (``<weight>_Q4``)."""
+    return f"{packed.removesuffix('_Q4')}_offsets"
+
+
 @dataclass(frozen=True)
 class OffsetBlocks:
     """One ``[K, N]`` weight as MatMulNBits blocks plus a float offset per block.
@@ -105,7 +110,7 @@ def float_offset_int4(
             added += [
                 numpy_helper.from_array(blocks.packed, f"{name}_Q4"),
                 numpy_helper.from_array(blocks.scales.astype(dtype), f"{name}_scales"),
-                numpy_helper.from_array(blocks.offsets.astype(dtype), f"{name}_offsets"),
+                numpy_helper.from_array(blocks.offsets.astype(dtype), offsets_name(f"{name}_Q4")),
             ]
         if x not in block_sums:
             block_sums[x] = f"{x}/block_sums"
@@ -130,7 +135,7 @@ def float_offset_int4(
             ),
             helper.make_node(
                 "MatMul",
-                [block_sums[x], f"{name}_offsets"],
+                [block_sums[x], offsets_name(f"{name}_Q4")],
                 [f"{node.output[0]}/offset"],
                 name=f"{node.name}/Offsets",
             ),

@@ -143,8 +143,9 @@ def _names(module: str, name: str) -> bool:
 Pass = Callable[[onnx.ModelProto, list[str], PrecisionPlan, Path], onnx.ModelProto]
 INT4_METHODS: Registry[Pass] = Registry("INT4 method")
 INT8_METHODS: Registry[Pass] = Registry("INT8 method")
-# The methods whose nodes ORT's MatMulNBitsQuantizer writes (``<MatMul name>_Q4`` / ``_Q8``).
-NBITS_QUANTIZER_METHODS = frozenset({"rtn", "rtn-asym", "hqq", "block"})
+# The methods whose nodes are ``MatMulNBits`` named ``<MatMul name>_Q4`` / ``_Q8`` (ORT's
+# MatMulNBitsQuantizer's, and our float-offset rewrite's): what bias correction can correct.
+NBITS_METHODS = frozenset({"rtn", "rtn-asym", "hqq", "block", "rtn-offset"})
 
 
 @INT4_METHODS.register("rtn", "round to nearest, symmetric blocks (ORT's default)")
@@ -301,13 +302,8 @@ def _correctable(
     (``int4``: the INT4 nodes by method)."""
     from onnx import numpy_helper
 
-    names = [
-        node
-        for method, group in int4.items()
-        if method in NBITS_QUANTIZER_METHODS
-        for node in group
-    ]
-    if plan.int8_method in NBITS_QUANTIZER_METHODS:
+    names = [node for method, group in int4.items() if method in NBITS_METHODS for node in group]
+    if plan.int8_method in NBITS_METHODS:
         names += int8
     initializers = {init.name: init for init in graph.graph.initializer}
     by_name = {node.name: node for node in graph.graph.node}
