@@ -444,6 +444,18 @@ def test_fusion_is_left_out_where_the_builder_cannot_serve(tmp_path):
     assert without_unsupported_fusion(DecoderSettings(), task).space.fusion == (False,)
 
 
+def test_decode_timing_compares_process_layouts_in_the_same_rounds(exported):
+    from benchmarks.decode_processes import compare_layouts
+
+    _, graph = exported
+    result = compare_layouts({"base": str(graph), "same": str(graph)}, rounds=2, runs=2, threads=1)
+    assert set(result) == {"sep base", "sep same", "shared base", "shared same"}
+    assert result["sep base"]["ratio"] == result["shared base"]["ratio"] == 1.0
+    assert all(entry["ms"] > 0 for entry in result.values())
+    # The same graph against itself: near 1 in either layout (loose: 2 rounds, shared CPU).
+    assert 0.3 < result["sep same"]["ratio"] < 3 and 0.3 < result["shared same"]["ratio"] < 3
+
+
 def test_decoder_latency_has_two_phases(exported):
     _, graph = exported
     prompt = torch.arange(1, 33)
