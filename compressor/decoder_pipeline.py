@@ -69,6 +69,7 @@ from compressor.search.decoder_sensitivity import (
 )
 from compressor.search.loop import best_feasible_trial
 from compressor.search.samplers import SEEDED_ATTR, startup_trials
+from compressor.search.storage import fail_dead_trials, open_storage
 from compressor.tasks.causal_lm import CausalLMTask
 
 log = logging.getLogger(__name__)
@@ -173,11 +174,15 @@ def search(
     )
     optuna_study = optuna.create_study(
         study_name="causal-lm",
-        storage=storage,
+        storage=open_storage(storage) if storage is not None else None,
         direction="maximize",
         sampler=sampler,
         load_if_exists=True,
     )
+    # A trial whose process died (an interrupted run) is failed and queued again with the
+    # same parameters by the storage's retry callback, seeded plans included: the rerun
+    # scores the plan the interrupted run was scoring.
+    fail_dead_trials(optuna_study)
     done = [t for t in optuna_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not optuna_study.trials:
         for params in seeds:

@@ -819,6 +819,50 @@ def test_the_causal_lm_output_folder_follows_the_run_rules(tmp_path, monkeypatch
     assert "0.3" in (out / "config.yaml").read_text()
 
 
+def test_a_decoder_trial_cut_off_by_a_dead_process_is_scored_again(tmp_path, monkeypatch):
+    """The plan a killed run was scoring (here the first seeded one) runs again on rerun."""
+    import time
+    import types
+    import warnings
+
+    import optuna
+
+    from compressor.decoder_pipeline import search
+    from compressor.search import storage
+    from compressor.search.decoder import DecoderSpace
+    from compressor.search.samplers import SEEDED_ATTR
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    killed = optuna.create_study(
+        study_name="causal-lm", storage=storage.open_storage(url), direction="maximize"
+    )
+    killed.enqueue_trial({"x": 0.25}, user_attrs={SEEDED_ATTR: True})
+    killed.enqueue_trial({"x": 0.5}, user_attrs={SEEDED_ATTR: True})
+    with warnings.catch_warnings():  # Optuna: heartbeats are meant for Study.optimize
+        warnings.simplefilter("ignore", UserWarning)
+        running = killed.ask()  # its process died before telling (and before any heartbeat)
+    assert running.suggest_float("x", 0.0, 1.0) == 0.25
+    monkeypatch.setattr(storage, "GRACE_SECONDS", 1)
+    time.sleep(1.1)  # older than the grace period without a heartbeat: dead
+
+    scored = []
+
+    def objective(space, prior):
+        def score(trial):
+            scored.append(trial.suggest_float("x", 0.0, 1.0))
+            return scored[-1]
+
+        return score
+
+    settings = types.SimpleNamespace(trials=3, seed=0, space=DecoderSpace())
+    study = search(types.SimpleNamespace(objective=objective), settings, None, url)
+    states = Counter(t.state.name for t in study.trials)
+    assert states == {"FAIL": 1, "COMPLETE": 3}
+    assert sorted(scored[:2]) == [0.25, 0.5]  # the cut-off plan, and the one queued after it
+    retried = next(t for t in study.trials if t.state.name == "COMPLETE" and t.params["x"] == 0.25)
+    assert retried.user_attrs.get(SEEDED_ATTR)
+
+
 @pytest.mark.slow
 def test_compress_task_causal_lm_end_to_end(tmp_path):
     """`compress --task causal-lm` on a local folder and a text file, as a user runs it."""
