@@ -45,7 +45,14 @@ from compressor.measure.decoder_latency import DecoderLatencyMeter
 from compressor.measure.flops import count_flops
 from compressor.records import Retimed, to_json
 from compressor.reward import Term
-from compressor.run_folder import atomic_path, write_json
+from compressor.run_folder import (
+    DECODER_RUN_FILES,
+    atomic_path,
+    check_output_dir,
+    clear_run_files,
+    write_config,
+    write_json,
+)
 from compressor.search.decoder import (
     MB,
     DecoderCandidate,
@@ -572,12 +579,6 @@ def run_causal_lm(
     run is refused, all before the model is loaded.
     """
     from compressor.logs import console_output
-    from compressor.run_folder import (
-        DECODER_RUN_FILES,
-        check_output_dir,
-        clear_run_files,
-        write_config,
-    )
     from compressor.tasks import get_task
 
     settings = settings_from_config(config, trials, verbose)
