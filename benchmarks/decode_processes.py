@@ -23,36 +23,30 @@ import argparse
 import json
 import multiprocessing
 import statistics
-import time
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 PROMPT_TOKENS = 128
 
 
-def _worker(paths: dict[str, str], conn, runs: int, threads: int) -> None:
+def _worker(paths: dict[str, str], conn, runs: int, threads: int, inputs: str) -> None:
     import torch
 
-    torch.set_num_threads(threads)
-    from compressor.measure.decoder import DecoderSession
+    torch.set_num_threads(threads)  # the worker's loaders size ORT's pool from it
+    from compressor.measure.latency_worker import LOADERS, time_once
 
-    # Ids below 256 exist in every vocabulary; the content hardly moves a decode step's time.
-    prompt = np.random.default_rng(0).integers(0, 256, (1, PROMPT_TOKENS)).astype(np.int64)
-    steps = {}
-    for name, path in paths.items():
-        session = DecoderSession(path, threads=threads, spinning=True)
-        _, cache = session.prefill(prompt)
-        steps[name] = lambda s=session, c=cache: s.run(prompt[:, -1:], c)
+    # The measurement worker's own decode step (``onnx-decode``: one token after the
+    # prompt, its KV cache as context), so this times exactly what the worker times.
+    steps = {name: LOADERS.get("onnx-decode")(path, inputs, "cpu") for name, path in paths.items()}
+    for step in steps.values():
         for _ in range(5):  # warm-up
-            steps[name]()
+            step()
     conn.send("ready")
     while (name := conn.recv()) is not None:
-        times = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            steps[name]()
-            times.append(time.perf_counter() - started)
+        times = [time_once(steps[name], "cpu") for _ in range(runs)]
         conn.send(statistics.median(times) * 1e3)
 
 
@@ -62,10 +56,15 @@ def compare_layouts(models: dict[str, str], rounds: int, runs: int, threads: int
     context = multiprocessing.get_context("spawn")
     layouts = {f"sep:{name}": {name: path} for name, path in models.items()}
     layouts["shared"] = dict(models)
+    # Ids below 256 exist in every vocabulary; the content hardly moves a decode step's time.
+    prompt = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, PROMPT_TOKENS)))
+    folder = tempfile.TemporaryDirectory(prefix="decode-processes-")
+    inputs = str(Path(folder.name) / "inputs.pt")
+    torch.save((prompt,), inputs)  # the worker's inputs file: a tuple of tensors
     processes = {}
     for layout, paths in layouts.items():
         ours, theirs = context.Pipe()
-        process = context.Process(target=_worker, args=(paths, theirs, runs, threads))
+        process = context.Process(target=_worker, args=(paths, theirs, runs, threads, inputs))
         process.start()
         processes[layout] = (ours, process)
     for ours, _ in processes.values():
@@ -83,6 +82,7 @@ def compare_layouts(models: dict[str, str], rounds: int, runs: int, threads: int
         for ours, process in processes.values():
             ours.send(None)
             process.join()
+        folder.cleanup()
     baseline = next(iter(models))
     result = {}
     for kind in ("sep", "shared"):
