@@ -750,6 +750,38 @@ def test_cli_bad_causal_lm_inputs_exit_2(capsys):
     assert len(err) == 2 and "hf:PATH" in err[-1]
 
 
+def test_decoder_budgets_read_flops_ratios_counts_and_milliseconds():
+    """``--target-flops 0.5`` / ``12M`` and ``--target-latency 2.5ms`` as R's terms: FLOPs
+    per token against the unpruned model's or as a count, the candidate's decode ms."""
+    from compressor.cli import build_parser, config_from_args
+    from compressor.decoder_pipeline import settings_from_config
+    from compressor.measure.latency import LatencyComparison, LatencyStats
+    from compressor.reward import Term
+    from compressor.search.decoder import budget_terms
+
+    # decode 2 ms against the baseline's 5: ratio 0.4; 6 MFLOPs per token of 15; 80 MB
+    decode = LatencyComparison(LatencyStats(2.0, 2.2, 9), LatencyStats(5.0, 5.5, 9), ratio=0.4)
+
+    def terms(*options: str) -> dict[str, Term]:
+        args = build_parser().parse_args(["--task", "causal-lm", *options])
+        targets = settings_from_config(config_from_args(args), None, verbose=False).targets
+        return {term.name: term for term in budget_terms(targets, decode, 80.0, 6e6, 15e6)}
+
+    ratio = terms("--target-flops", "0.5")
+    assert ratio["flops"] == Term("flops", pytest.approx(0.4), 0.5) and ratio["flops"].within
+    # no latency target: decode speed is still R's preference, not a budget
+    assert ratio["latency"] == Term("latency", 0.4, 1.0, budget=False)
+    absolute = terms("--target-flops", "12M", "--target-latency", "2.5ms")
+    assert absolute == {"latency": Term("latency", 2.0, 2.5), "flops": Term("flops", 6e6, 12e6)}
+    assert all(term.within for term in absolute.values())
+    tight = terms("--target-flops", "5M", "--target-latency", "1.5ms", "--target-size", "50")
+    assert [(t.name, round(t.ratio, 3), t.within) for t in tight.values()] == [
+        ("latency", 1.333, False),
+        ("flops", 1.2, False),
+        ("size", 1.6, False),
+    ]
+
+
 def tiny_llama_folder(folder):
     """The tiny Llama saved with a byte-level tokenizer (one token per byte): a local
     Hugging Face folder as ``--model hf:PATH`` takes it."""

@@ -296,6 +296,30 @@ def _nearest(choices: tuple[str, ...], wanted: str) -> str:
     return min(choices, key=lambda p: abs(PRECISIONS.index(p) - PRECISIONS.index(wanted)))
 
 
+def budget_terms(
+    targets: DecoderTargets,
+    decode: LatencyComparison,
+    size_mb: float,
+    flops: float,
+    baseline_flops: float,
+) -> list[Term]:
+    """R's complexity terms: decode latency always (a budget when targeted, as a ratio of the
+    fp32 artifact's or in ms), FLOPs per token (a ratio of ``baseline_flops`` or a count)
+    and weight MB when targeted."""
+    latency = targets.latency
+    if latency is None:
+        terms = [Term("latency", decode.ratio, 1.0, budget=False)]
+    else:
+        measured = decode.ratio if latency.is_ratio else decode.candidate.p50_ms
+        terms = [Term("latency", measured, latency.value)]
+    if targets.flops is not None:
+        measured = flops / baseline_flops if targets.flops.is_ratio else flops
+        terms.append(Term("flops", measured, targets.flops.value))
+    if targets.size_mb is not None:
+        terms.append(Term("size", size_mb, targets.size_mb))
+    return terms
+
+
 @dataclass
 class DecoderStudy:
     """The live state of a decoder search: model, windows, meter, scratch folder, caches."""
@@ -395,23 +419,7 @@ class DecoderStudy:
         )
 
     def terms(self, decode: LatencyComparison, size_mb: float, flops: float) -> list[Term]:
-        """Decode latency always (a budget when targeted); FLOPs and size when targeted."""
-        target = self.targets.latency
-        if target is None:
-            terms = [Term("latency", decode.ratio, 1.0, budget=False)]
-        elif target.is_ratio:
-            terms = [Term("latency", decode.ratio, target.value)]
-        else:
-            terms = [Term("latency", decode.candidate.p50_ms, target.value)]
-        flops_target = self.targets.flops
-        if flops_target is not None and flops_target.is_ratio:
-            ratio = flops / self.baseline_flops_per_token
-            terms.append(Term("flops", ratio, flops_target.value))
-        elif flops_target is not None:
-            terms.append(Term("flops", flops, flops_target.value))
-        if self.targets.size_mb is not None:
-            terms.append(Term("size", size_mb, self.targets.size_mb))
-        return terms
+        return budget_terms(self.targets, decode, size_mb, flops, self.baseline_flops_per_token)
 
     def _keep_if_best(self, value: float, number: int, graph: Path) -> None:
         if self.best is None or value > self.best[0]:
@@ -541,6 +549,7 @@ __all__ = [
     "DecoderSpace",
     "DecoderStudy",
     "DecoderTargets",
+    "budget_terms",
     "candidate_from_params",
     "fusion_unsupported",
     "precision_plan",
