@@ -403,6 +403,8 @@ def _run_compress(argv: Sequence[str]) -> int:
         return 0
     if config.target_size is not None:
         raise UserInputError("--target-size applies to --task causal-lm only")
+    if config.decoder.space_options():
+        raise UserInputError("the config's decoder section applies to --task causal-lm only")
     from compressor.api import run_task  # heavy imports only once the input is valid
 
     print(run_task(config, verbose=not args.quiet, existing=args.existing or "auto"))

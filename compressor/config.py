@@ -10,6 +10,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -363,12 +364,80 @@ class DeployConfig:
             raise UserInputError("deploy.quantization needs at least one mode")
         for mode in self.quantization:
             QUANTIZATIONS.check("deploy.quantization", mode)
-        if not self.fusion or any(not isinstance(value, bool) for value in self.fusion):
-            raise UserInputError(f"deploy.fusion must list true and/or false; got {self.fusion!r}")
+        _set(self, fusion=_fusion_choices("deploy.fusion", self.fusion))
         for name in ("calibration_samples", "parity_samples"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise UserInputError(f"deploy.{name} must be a positive integer; got {value!r}")
+
+
+def _fusion_choices(name: str, values: Any) -> tuple[bool, ...]:
+    if (
+        not isinstance(values, (list, tuple))
+        or not values
+        or any(not isinstance(value, bool) for value in values)
+    ):
+        raise UserInputError(f"{name} must list true and/or false; got {values!r}")
+    return tuple(values)
+
+
+def _fraction(value: Any) -> float | None:
+    """A number, or a fraction written as text (``1/3``: YAML has no exact thirds)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(Fraction(value) if isinstance(value, str) else value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def _ratios(name: str, values: Any) -> tuple[float, ...] | None:
+    """``decoder.<name>``: a non-empty list of fractions in [0, 1), as a tuple of floats."""
+    if values is None:
+        return None
+    listed = isinstance(values, (list, tuple)) and len(values) > 0
+    numbers = [_fraction(v) for v in values] if listed else []
+    if not listed or any(n is None or not 0.0 <= n < 1.0 for n in numbers):
+        raise UserInputError(
+            f"decoder.{name} must list fractions in [0, 1) such as 0, 0.25 or 1/3; got {values!r}"
+        )
+    return tuple(dict.fromkeys(numbers))
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """The structural moves of the causal-lm study (issue 16), each ``None`` = the default
+    of :class:`compressor.search.decoder.DecoderSpace`, which says why it is what it is.
+
+    ``head_ratios`` must also remove whole query heads from each key/value group of the
+    model (9 heads over 3 groups: multiples of 1/3); that is checked once the model loads.
+    """
+
+    max_drop_layers: int | None = None  # decoder layers the study may remove (0..n)
+    mlp_ratios: tuple[float, ...] | None = None  # shares of MLP neurons removed, one per trial
+    head_ratios: tuple[float, ...] | None = None  # shares of each group's query heads removed
+    fusion: tuple[bool, ...] | None = None  # fused (ORT GenAI builder) graphs, unfused, both
+
+    def __post_init__(self) -> None:
+        if self.fusion is not None:
+            _set(self, fusion=_fusion_choices("decoder.fusion", self.fusion))
+        if self.max_drop_layers is not None and (
+            type(self.max_drop_layers) is not int or self.max_drop_layers < 0
+        ):
+            raise UserInputError(
+                f"decoder.max_drop_layers must be an integer >= 0; got {self.max_drop_layers!r}"
+            )
+        _set(
+            self,
+            mlp_ratios=_ratios("mlp_ratios", self.mlp_ratios),
+            head_ratios=_ratios("head_ratios", self.head_ratios),
+        )
+
+    def space_options(self) -> dict[str, Any]:
+        """The :class:`DecoderSpace` keywords the user set."""
+        return {
+            name: value for name, value in dataclasses.asdict(self).items() if value is not None
+        }
 
 
 # Training-batch augmentations of image folders: "crop" is a random crop after 4-pixel zero
@@ -464,6 +533,7 @@ class CompressConfig:
     max_accuracy_drop: float | None = None
     # Issue 16: a weight-size budget in MB (decoder language models, task causal-lm).
     target_size: float | None = None
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)  # causal-lm's moves
 
     def __post_init__(self) -> None:
         if self.target_latency is not None and not isinstance(self.target_latency, LatencyTarget):
@@ -528,6 +598,7 @@ class CompressConfig:
             "recovery": RecoveryConfig,
             "deploy": DeployConfig,
             "images": ImagesConfig,
+            "decoder": DecoderConfig,
         }
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
@@ -575,10 +646,11 @@ class CompressConfig:
             value = getattr(self.images, key)
             data["images"][key] = list(value) if value is not None else None
         data["target_latency"] = str(self.target_latency) if self.target_latency else None
-        data["deploy"] = {
-            key: list(value) if isinstance(value, tuple) else value
-            for key, value in data["deploy"].items()
-        }
+        for section in ("deploy", "decoder"):  # YAML has lists, not tuples
+            data[section] = {
+                key: list(value) if isinstance(value, tuple) else value
+                for key, value in data[section].items()
+            }
         return data
 
 

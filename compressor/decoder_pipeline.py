@@ -63,6 +63,7 @@ from compressor.search.decoder import (
     DecoderTargets,
     candidate_from_params,
     finalists,
+    fit_space,
     fusion_unsupported,
     seed_params,
 )
@@ -275,6 +276,11 @@ def recover(task: CausalLMTask, candidate: DecoderCandidate, settings: DecoderSe
     return task.recover(student, task.model, config, settings.progress)
 
 
+def fitted_to_model(settings: DecoderSettings, task: CausalLMTask) -> DecoderSettings:
+    """``settings`` with its space checked against the model (:func:`fit_space`)."""
+    return dataclasses.replace(settings, space=fit_space(settings.space, task.model.config))
+
+
 def without_unsupported_fusion(settings: DecoderSettings, task: CausalLMTask) -> DecoderSettings:
     """``settings`` with fusion left out of the space when the fused graph cannot be built."""
     longest = max(window.shape[-1] for window in task.windows.search + task.windows.test)
@@ -300,6 +306,7 @@ def compress_decoder(
     unless a caller that already has them (the benchmark) passes them in.
     """
     started = time.perf_counter()
+    settings = fitted_to_model(settings, task)
     out_dir = Path(out_dir)
     workdir = out_dir / "work"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -555,6 +562,7 @@ def settings_from_config(config, trials: int | None, verbose: bool) -> DecoderSe
         targets=DecoderTargets(
             latency=config.target_latency, flops=config.target_flops, size_mb=config.target_size
         ),
+        space=DecoderSpace(**config.decoder.space_options()),
         reward=search.reward if search.reward != "amc" else "soft",
         alpha=search.alpha,
         beta=search.beta,
@@ -585,6 +593,7 @@ def run_causal_lm(
     output, resuming = check_output_dir(config.output, config, existing, DECODER_RUN_FILES)
     with console_output(verbose):
         task = get_task("causal-lm", model=config.model, data=config.data)
+        fitted_to_model(settings, task)  # a space the model refuses: before the folder is written
         if existing == "overwrite":
             clear_run_files(output, DECODER_RUN_FILES)
         elif resuming:

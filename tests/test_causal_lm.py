@@ -750,6 +750,55 @@ def test_cli_bad_causal_lm_inputs_exit_2(capsys):
     assert len(err) == 2 and "hf:PATH" in err[-1]
 
 
+def test_the_decoder_space_is_read_from_the_config_and_checked_against_the_model(tmp_path, capsys):
+    """A ``decoder:`` section sets the study's moves; head ratios the model's GQA groups
+    cannot take, or a depth that leaves no layer, are one line and exit 2 before the run
+    folder is written."""
+    from compressor.cli import build_parser, config_from_args, main
+    from compressor.decoder_pipeline import settings_from_config
+    from compressor.search.decoder import DecoderSpace, fit_space
+
+    yaml_file = tmp_path / "study.yaml"
+    model = tiny_llama_folder(tmp_path / "tiny")
+    text = tmp_path / "text.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 150)
+    out = tmp_path / "run"
+    argv = ["--config", str(yaml_file), "--task", "causal-lm", "--target-latency", "0.5"]
+
+    def space(decoder: str) -> DecoderSpace:
+        yaml_file.write_text(f"decoder: {decoder}\n")
+        config = config_from_args(build_parser().parse_args(argv))
+        return settings_from_config(config, None, verbose=False).space
+
+    def refused(decoder: str, *extra: str) -> str:
+        yaml_file.write_text(f"decoder: {decoder}\n")
+        model_args = ["--model", f"hf:{model}", "--data", str(text), "--output", str(out)]
+        assert main([*argv, *model_args, "--quiet", *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and not (out / "config.yaml").exists()
+        return err[0]
+
+    assert space("{}") == DecoderSpace()  # the defaults: no query heads pruned
+    assert space("{head_ratios: [0, 1/3], mlp_ratios: [0.5], max_drop_layers: 2}") == (
+        DecoderSpace(max_drop_layers=2, mlp_ratios=(0.5,), head_ratios=(0.0, 1 / 3))
+    )
+    # 9 query heads over 3 key/value heads: thirds, written as the user can (0.333, 0.67)
+    gqa = tiny_llama().config
+    assert fit_space(DecoderSpace(head_ratios=(0.0, 0.333, 0.67)), gqa).head_ratios == (
+        0.0,
+        1 / 3,
+        2 / 3,
+    )
+    assert "decoder.head_ratios must list fractions in [0, 1)" in refused("{head_ratios: [1]}")
+    assert "decoder.head_ratios" in refused("{head_ratios: [-0.5]}")
+    message = refused("{head_ratios: [0, 0.25]}")
+    assert "0.25 does not remove whole query heads" in message and "0, 1/3, 2/3" in message
+    assert "would leave none of the model's 4" in refused("{max_drop_layers: 4}")
+    yaml_file.write_text("decoder: {head_ratios: [1/3]}\n")
+    assert main(["--config", str(yaml_file), "--task", "digits", "--quiet"]) == 2
+    assert "causal-lm only" in capsys.readouterr().err
+
+
 def test_decoder_budgets_read_flops_ratios_counts_and_milliseconds():
     """``--target-flops 0.5`` / ``12M`` and ``--target-latency 2.5ms`` as R's terms: FLOPs
     per token against the unpruned model's or as a count, the candidate's decode ms."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 from torch import nn
@@ -99,6 +100,15 @@ def remove_layers(model: nn.Module, drop: tuple[int, ...]) -> None:
     if getattr(config, "layer_types", None):
         config.layer_types = [t for i, t in enumerate(config.layer_types) if i not in set(drop)]
     config.num_hidden_layers = len(kept)
+
+
+def head_ratio_steps(config) -> tuple[Fraction, ...]:
+    """The head ratios :func:`prune_query_heads` applies exactly: ``k / per_group`` whole
+    query heads of each key/value group, at least one kept (3 per group: 0, 1/3, 2/3)."""
+    per_group = config.num_attention_heads // (
+        getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    )
+    return tuple(Fraction(removed, per_group) for removed in range(per_group))
 
 
 @torch.no_grad()
