@@ -43,6 +43,7 @@ from compressor.measure.decoder import (
 )
 from compressor.measure.decoder_latency import DecoderLatencyMeter
 from compressor.measure.flops import count_flops
+from compressor.measure.graph_ops import GraphOps, graph_ops
 from compressor.records import Retimed, to_json
 from compressor.reward import Term
 from compressor.run_folder import (
@@ -122,6 +123,7 @@ class DecoderResult:
     final: DecoderScore
     targets: tuple[Term, ...]  # the user's budgets, judged on the final artifact
     artifact: Path
+    graph: GraphOps  # the artifact's nodes: what fusion and quantization actually wrote
     trials: int
     seconds: float
     retimed: tuple[Retimed, ...] = ()  # the finalists timed again together before choosing
@@ -142,6 +144,7 @@ class DecoderResult:
             "final": self.final.as_dict(),
             "targets": [{**dataclasses.asdict(term), "met": term.within} for term in self.targets],
             "artifact": str(self.artifact),
+            "graph": self.graph.as_dict(),
             "trials": self.trials,
             "seconds": self.seconds,
             "retimed": [to_json(record) for record in self.retimed],
@@ -358,6 +361,7 @@ def compress_decoder(
         final=final,
         targets=tuple(term for term in final.terms if term.budget),
         artifact=artifact,
+        graph=graph_ops(artifact),
         trials=len(optuna_study.trials),
         seconds=time.perf_counter() - started,
         retimed=retimed,
@@ -525,6 +529,7 @@ def summary(result: DecoderResult) -> str:
         f"{result.parity['cosine_min']:.4f}, perplexity difference "
         f"{result.parity['perplexity_difference']:+.3f}\n"
         f"{targets_line(result.targets)}\n"
+        f"artifact graph: {result.graph}\n"
         f"{result.trials} trials, {result.seconds / 60:.1f} min; artifact {result.artifact}"
     )
 

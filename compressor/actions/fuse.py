@@ -26,6 +26,11 @@ FUSED_OPS = (
     "EmbedLayerNormalization",
     "SkipLayerNormalization",
     "SkipSimplifiedLayerNormalization",
+    "SimplifiedLayerNormalization",
+    # ORT GenAI's decoder graphs (compressor.actions.build_decoder); the rotary embedding is
+    # a node of its own only where it is not inside GroupQueryAttention.
+    "GroupQueryAttention",
+    "RotaryEmbedding",
     "BiasGelu",
     "FastGelu",
     "Gelu",
@@ -66,8 +71,9 @@ def fuse_onnx(
 
 def op_counts(graph: str | Path | onnx.ModelProto) -> dict[str, int]:
     """How many nodes of each operator type the graph holds."""
-    model = graph if isinstance(graph, onnx.ModelProto) else onnx.load(str(graph))
-    return dict(Counter(node.op_type for node in model.graph.node))
+    if not isinstance(graph, onnx.ModelProto):  # the weights are not needed to count nodes
+        graph = onnx.load(str(graph), load_external_data=False)
+    return dict(Counter(node.op_type for node in graph.graph.node))
 
 
 def fused_counts(graph: str | Path | onnx.ModelProto) -> dict[str, int]:
