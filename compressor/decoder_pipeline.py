@@ -159,12 +159,16 @@ def measure_prior(
     unit: ~90 s on SmolLM2)."""
     space = space or DecoderSpace()
     window = window[:, :SENSITIVITY_TOKENS]
+    # Minutes on a 2-core machine with nothing else printed: say what is running.
+    log.info("measuring the prior: layer influence and per-family INT8 / INT4 sensitivity ...")
     order = removal_order(layer_influence(model, window))
     sensitive = {
         precision: tuple(most_sensitive(precision_sensitivity(model, [window], precision)))
         for precision in ("int8", "int4")
     }
     offsets = "int4" in space.weights and max(space.offset_units) > 0
+    if offsets:
+        log.info("measuring the INT4 sensitivity of every unit (one forward each) ...")
     units = tuple(most_sensitive(unit_sensitivity(model, window))) if offsets else ()
     log.info("layers by Block Influence, least first: %s", order)
     log.info("sensitive families: %s", sensitive)
