@@ -265,7 +265,8 @@ class Plan(Record):
 
 @dataclass(frozen=True)
 class Retimed(Record):
-    """One of the top trials re-timed together before choosing (``search/choose.py``)."""
+    """A trial re-timed with the others before choosing (``search/choose.py``): one of the
+    top trials, or a reference pipeline."""
 
     trial: int
     reward_before: float  # with the latency measured during the search
@@ -275,7 +276,9 @@ class Retimed(Record):
     rounds: int
     latency_ratio_low: float | None = None  # None: too few rounds for an interval
     latency_ratio_high: float | None = None
-    feasible: bool | None = None  # within every budget as re-timed (None: not judged here)
+    # Whether the choice may take it: within every budget (the decoder search judges its
+    # latency as re-timed, the pruning search as scored). None: not recorded.
+    feasible: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,7 @@ def test_trials_carry_fidelity_and_latency_interval_and_the_top_are_retimed(run)
     best = data["best"]
     retimed = {r["trial"]: r for r in best["retimed"]}
     assert set(retimed) == {t["number"] for t in trials if t["feasible"]}
+    assert all(r["feasible"] for r in retimed.values())  # no reference trials in this run
     assert best["trial"] == max(retimed.values(), key=lambda r: r["reward"])["trial"]
     assert best["reward"] == retimed[best["trial"]]["reward"]
     assert best["latency_ratio_low"] <= best["latency_ratio"] <= best["latency_ratio_high"]

@@ -2,11 +2,16 @@
 
 Each trial's latency was measured against the baseline at its own moment; on a shared
 machine those moments differ in load, and small models' ratios moved by +-30 % between
-re-runs (issue 15), more than the accuracy gaps between the top candidates. So before
-choosing, the best ``count`` feasible trials are rebuilt and timed *together* in the same
-interleaved rounds (``LatencyMeter.compare_many``, until every ratio's interval is within
+re-runs, more than the accuracy gaps between the top candidates. So before choosing, the
+best ``count`` feasible trials are rebuilt and timed *together* in the same interleaved
+rounds (``LatencyMeter.compare_many``, until every ratio's interval is within
 ``measure.ratio_halfwidth``), their rewards recomputed with those ratios, and the highest
 is chosen. Accuracy is each trial's own (at the highest fidelity it reached).
+
+The finished reference pipelines (the unpruned model fp32 / fused / INT8,
+``seeds.reference_params``) are timed in the same rounds whatever their rank: a feasible
+one competes with the searched plans on equal figures, and an infeasible one, which is
+never chosen, gives the report a same-load measure of what the targets cost.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from compressor.search.candidate import (
 )
 from compressor.search.context import Resources, SearchSettings
 from compressor.search.loop import trial_cost
+from compressor.search.seeds import REFERENCE_ATTR
 from compressor.search.space import FLOPS_LEVEL_PARAM, QUANTIZATION_PARAM, spec_from_params
 
 RETIMED = 5  # trials re-timed together before choosing
@@ -43,6 +49,23 @@ def top_feasible(study: optuna.Study, count: int, fastest: bool = False) -> list
     if fastest:
         return sorted(feasible, key=lambda t: (trial_cost(t), -t.value))[:count]
     return sorted(feasible, key=lambda t: t.value, reverse=True)[:count]
+
+
+def finished_references(study: optuna.Study) -> list[FrozenTrial]:
+    """The reference pipelines' finished trials, within the budgets or not."""
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state == TrialState.COMPLETE and t.user_attrs.get(REFERENCE_ATTR)
+    ]
+
+
+def retimed_set(study: optuna.Study, count: int, fastest: bool = False) -> list[FrozenTrial]:
+    """What is timed together before choosing: the top ``count`` feasible trials (see
+    :func:`top_feasible`) and every finished reference pipeline, each once."""
+    top = top_feasible(study, count, fastest)
+    numbers = {t.number for t in top}
+    return top + [t for t in finished_references(study) if t.number not in numbers]
 
 
 def retime(
@@ -63,18 +86,25 @@ def choose_retimed(
     count: int = RETIMED,
     fastest: bool = False,
 ) -> tuple[FrozenTrial | None, tuple[Retimed, ...]]:
-    """The best feasible trial after re-timing the top ``count`` together (None: no
+    """The best feasible trial after re-timing :func:`retimed_set` together (None: no
     feasible trial); ``fastest`` picks the lowest re-timed latency ratio instead of the
-    highest reward. Without a latency meter, or with one candidate, nothing is re-timed."""
-    top = top_feasible(study, count, fastest)
-    if resources is None or resources.meter is None or len(top) < 2:
-        return (top[0] if top else None), ()
-    retimed = retime(settings, resources, top)
+    highest reward. Only feasible trials are chosen; the records cover every re-timed one.
+    Without a latency meter, or with one trial to time, nothing is re-timed."""
+    timed = retimed_set(study, count, fastest)
+    feasible = [t for t in timed if t.user_attrs.get("feasible")]
+    if not feasible:
+        return None, ()
+    if resources is None or resources.meter is None or len(timed) < 2:
+        return feasible[0], ()
+    retimed = retime(settings, resources, timed)
+    best = _best([r for r in retimed if r.feasible], fastest)
+    return next(t for t in feasible if t.number == best.trial), tuple(retimed)
+
+
+def _best(retimed: list[Retimed], fastest: bool) -> Retimed:
     if fastest:
-        best = min(retimed, key=lambda r: (r.latency_ratio, -r.reward))
-    else:
-        best = max(retimed, key=lambda r: r.reward)
-    return next(t for t in top if t.number == best.trial), tuple(retimed)
+        return min(retimed, key=lambda r: (r.latency_ratio, -r.reward))
+    return max(retimed, key=lambda r: r.reward)
 
 
 def _candidate(settings: SearchSettings, trial: FrozenTrial, folder: Path):
@@ -101,4 +131,5 @@ def _retimed(settings: SearchSettings, trial: FrozenTrial, latency: LatencyCompa
         latency_ratio_high=latency.ratio_high,
         latency_ms=latency.candidate.p50_ms,
         rounds=latency.rounds,
+        feasible=bool(trial.user_attrs.get("feasible")),
     )
