@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import re
 import shutil
@@ -23,6 +24,7 @@ from compressor.report import (
     svg_plot,
 )
 from compressor.report.figures import report_figures
+from compressor.report.render import TRIAL_COLUMNS, latency_cell, render_html, render_markdown
 from compressor.report.summary import target_lines
 from compressor.report.tables import format_count, format_ms, format_pct
 from compressor.search.budget import DISCARDED
@@ -37,14 +39,17 @@ def group_points(html: str, gid: str) -> list[tuple[float, float]]:
     return [(float(x), float(y)) for x, y in uses]
 
 
+def table_rows(html: str, css_class: str) -> list[list[str]]:
+    """The cells (header cells too) of each row of the page's table of class ``css_class``."""
+    table = re.search(rf'<table class="{css_class}">(.*?)</table>', html, re.DOTALL).group(1)
+    rows = [
+        re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.DOTALL) for row in table.split("</tr>")
+    ]
+    return [[html_lib.unescape(cell.strip()) for cell in row] for row in rows if row]
+
+
 def headline_cells(html: str) -> dict[str, list[str]]:
-    table = re.search(r'<table class="headline">(.*?)</table>', html, re.DOTALL).group(1)
-    rows = {}
-    for row in re.findall(r"<tr>(.*?)</tr>", table, re.DOTALL):
-        cells = [c.strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.DOTALL)]
-        if cells:
-            rows[cells[0]] = cells[1:]
-    return rows
+    return {row[0]: row[1:] for row in table_rows(html, "headline")[1:]}
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +133,22 @@ def test_headline_numbers_match_result_json(report):
     )
     assert f"met with {format_count(best['flops'])}" in html
     assert "α = -0.07" in html and f"T_FLOPs = {format_count(result['target']['flops'])}" in html
+
+
+def test_the_reference_is_retimed_with_the_finalists_and_stated_with_those_figures(report):
+    _, result, html = report
+    (reference,) = [t for t in result["trials"] if t.get("reference")]
+    assert not reference["feasible"]  # the unpruned model is over --target-flops 0.5
+    retimed = {r["trial"]: r for r in result["best"]["retimed"]}
+    assert not retimed[reference["number"]]["feasible"]
+    assert retimed[result["best"]["trial"]]["feasible"]
+    ratio = retimed[reference["number"]]["latency_ratio"]
+    chosen = retimed[result["best"]["trial"]]["latency_ratio"]
+    page = html_lib.unescape(html)
+    assert (
+        f"{1.0 / ratio:.2f}× the fp32 baseline's speed" in page
+        and f"the chosen variant runs at {ratio / chosen:.2f}× its speed (timed again" in page
+    )
 
 
 def test_plan_search_and_environment_sections(report):
@@ -370,6 +391,62 @@ def _trial(number, *, accuracy, flops, latency, feasible) -> dict:
         "feasible": feasible,
         "plan": {"conv1": 0.5},
     }
+
+
+def _markdown_rows(table: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()]
+
+
+def _scored(number: int, *, ratio: float, fidelity: int, **fields) -> TrialRecord:
+    """A finished trial; the promoted one (fidelity 1) feasible, with a latency interval."""
+    interval = (0.95 * ratio, 1.06 * ratio) if fidelity else (None, None)
+    return TrialRecord(
+        number=number,
+        state="COMPLETE",
+        latency_ratio=ratio,
+        latency_ratio_low=interval[0],
+        latency_ratio_high=interval[1],
+        feasible=bool(fidelity),
+        fidelity=fidelity,
+        **fields,
+    )
+
+
+def test_trial_table_shows_each_trials_fidelity_and_latency_interval(tmp_path, monkeypatch):
+    """Hand-written trials: promoted with an interval, cheap without one, failed."""
+    monkeypatch.setattr("compressor.report.render.report_figures", lambda run: {})  # 3 s
+    trials = [
+        _scored(0, reward=0.5, accuracy=0.9, flops=60e6, ratio=0.8, fidelity=0, seconds=1.24),
+        _scored(1, reward=0.9712, accuracy=0.955, flops=40e6, ratio=0.54, fidelity=1, seconds=3.0),
+        TrialRecord(number=2, state="FAIL"),
+    ]
+    run = RunData(run_dir=tmp_path, trials=trials)
+    html = render_html(run)
+    expected = [
+        list(TRIAL_COLUMNS),
+        ["#0", "over budget", "90.00%", "60.00M", "0.80×", "—", "adaptive BN", "0.5000", "1.2"],
+        [
+            "#1",
+            "complete",
+            "95.50%",
+            "40.00M",
+            "0.54× (0.51–0.57)",
+            "—",
+            "distilled",
+            "0.9712",
+            "3.0",
+        ],
+        ["#2", "fail", "—", "—", "—", "—", "—", "—", "—"],
+    ]
+    assert table_rows(html, "trials") == expected
+    assert '<tr class="chosen"><td class="num">#1<' in html  # the best feasible so far
+    # The summary lists the finished trials best first, in the same columns.
+    markdown = render_markdown(run)
+    table = markdown.split("Best 2 trials by reward:\n\n")[1].split("\n\n")[0]
+    rows = _markdown_rows(table)
+    assert rows[0] == list(TRIAL_COLUMNS) and set("".join(rows[1])) <= {"-", ":"}
+    assert rows[2:] == [expected[2], expected[1]]
+    assert latency_cell(None, 0.5, 0.6) == "—"
 
 
 def test_worker_lines_say_who_scored_what_against_which_baseline():
