@@ -185,8 +185,8 @@ def search(
 def choose(
     study: optuna.Study, settings: SearchSettings, resources: Resources | None = None
 ) -> tuple[optuna.trial.FrozenTrial, tuple[Retimed, ...]]:
-    """The best trial within every budget, after the top ones were re-timed together
-    (with ``resources``' meter; see :mod:`compressor.search.choose`); with
+    """The best trial within every budget, after the top ones and the reference pipelines
+    were re-timed together (with ``resources``' meter; see :mod:`compressor.search.choose`); with
     ``--max-accuracy-drop`` the fastest of them. None is an error that says what to change."""
     drop = settings.config.max_accuracy_drop
     best, retimed = choose_retimed(study, settings, resources, fastest=drop is not None)

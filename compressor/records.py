@@ -310,7 +310,7 @@ class Chosen(Record):
     latency_ratio_low: float | None = None  # the 95 % interval of the final timing
     latency_ratio_high: float | None = None
     fidelity: int | None = None  # the chosen trial's highest fidelity
-    retimed: tuple[Retimed, ...] = ()  # the top trials re-timed together before choosing
+    retimed: tuple[Retimed, ...] = ()  # the top trials and the references, re-timed together
 
     @property
     def deployed(self) -> bool:

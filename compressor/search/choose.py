@@ -35,7 +35,7 @@ from compressor.search.loop import trial_cost
 from compressor.search.seeds import REFERENCE_ATTR
 from compressor.search.space import FLOPS_LEVEL_PARAM, QUANTIZATION_PARAM, spec_from_params
 
-RETIMED = 5  # trials re-timed together before choosing
+RETIMED = 5  # top feasible trials re-timed together (with the references) before choosing
 
 
 def top_feasible(study: optuna.Study, count: int, fastest: bool = False) -> list[FrozenTrial]:
