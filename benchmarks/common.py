@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from compressor.credentials import mask
@@ -20,6 +21,15 @@ from compressor.tasks.common import default_data_root
 RESULTS = Path(__file__).resolve().parent / "results"
 # Libraries the benchmarks compare against, beyond what compressor/environment.py records.
 EXTRA_LIBRARIES = ("transformers", "nncf", "optimum", "optimum-onnx", "olive-ai", "scipy")
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    """A peer pipeline's artifact for a benchmark row (None when skipped or failed) and
+    what to record about it (its settings, and ``skipped`` / ``failed`` with the reason)."""
+
+    path: Path | None
+    facts: dict = field(default_factory=dict)
 
 
 def data_root(path: str | None) -> Path:

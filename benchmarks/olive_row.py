@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.common import RowOutcome
+
 LATENCY_TOKENS = 128  # Olive's latency objective is one input shape; the longer one is steadier
 NO_ACCURACY_OBJECTIVE = (
     "none: Olive 0.13.0 fails on its own custom metrics (PydanticSerializationError in "
@@ -58,14 +60,6 @@ class OliveSearch:
     threads: int
     tokens: int = LATENCY_TOKENS  # the latency evaluator's input length
     fusion: dict = field(default_factory=lambda: dict(MINILM_FUSION))
-
-
-@dataclass(frozen=True)
-class OliveOutcome:
-    """Olive's chosen model (None when skipped or failed) and what to record about it."""
-
-    path: Path | None
-    facts: dict = field(default_factory=dict)
 
 
 def missing_reason() -> str | None:
@@ -150,7 +144,7 @@ def workflow_config(fp32: Path, work: Path, search: OliveSearch) -> dict:
     }
 
 
-def run_olive(fp32: Path, work: Path, search: OliveSearch) -> OliveOutcome:
+def run_olive(fp32: Path, work: Path, search: OliveSearch) -> RowOutcome:
     """Olive's search from ``fp32``; its best candidate, or why there is none."""
     reason = missing_reason()
     base = {
@@ -159,7 +153,7 @@ def run_olive(fp32: Path, work: Path, search: OliveSearch) -> OliveOutcome:
         "accuracy_objective": NO_ACCURACY_OBJECTIVE,
     }
     if reason:
-        return OliveOutcome(None, {**base, "skipped": reason})
+        return RowOutcome(None, {**base, "skipped": reason})
     import olive
     from olive.workflows import run as olive_run
 
@@ -170,18 +164,18 @@ def run_olive(fp32: Path, work: Path, search: OliveSearch) -> OliveOutcome:
         output = olive_run(config)
     except Exception as exc:  # any failure of the peer's run is this row's result, said plainly
         logging.getLogger(__name__).warning("Olive failed", exc_info=True)
-        return OliveOutcome(None, {**base, "failed": f"{type(exc).__name__}: {exc}"})
+        return RowOutcome(None, {**base, "failed": f"{type(exc).__name__}: {exc}"})
     seconds = time.perf_counter() - started
     facts = {**base, "search_seconds": seconds, "candidates": candidates(output.footprint)}
     best = output.get_best_candidate() if output is not None else None
     if best is None or not best.model_path:
-        return OliveOutcome(None, {**facts, "failed": "Olive produced no output model"})
+        return RowOutcome(None, {**facts, "failed": "Olive produced no output model"})
     facts["chosen"] = {
         "model_id": best.model_id,
         "metrics": best.metrics_value,
         "passes": _passes_of(output.footprint, best.model_id),
     }
-    return OliveOutcome(onnx_file(Path(best.model_path)), facts)
+    return RowOutcome(onnx_file(Path(best.model_path)), facts)
 
 
 def token_input_names(path: Path) -> list[str]:

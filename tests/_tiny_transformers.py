@@ -145,3 +145,14 @@ def _write_labelled_texts(model, tokenizer, folder: Path, count: int, pairs: boo
         labels = ["pos" if m > 0 else "neg" for m in margins(rows)]
         lines = ["\t".join((*row, label)) for row, label in zip(rows, labels, strict=True)]
         (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+
+
+def save_tiny_sentence_folder(path: Path) -> Path:
+    """A sentence-transformers folder (tiny BERT, mean pooling, L2 normalisation), the
+    layout of all-MiniLM-L6-v2's checkpoint."""
+    from sentence_transformers import SentenceTransformer, models
+
+    bert = save_tiny_bert_folder(path.parent / f"{path.name}-bert")
+    modules = [models.Transformer(str(bert)), models.Pooling(32, "mean"), models.Normalize()]
+    SentenceTransformer(modules=modules, device="cpu").save(str(path))
+    return path
