@@ -169,6 +169,12 @@ def test_minilm_benchmark_quick(tmp_path):
     assert rows["ORT dynamic INT8"]["size_bytes"] < rows["fp32 ORT"]["size_bytes"] / 3
     assert rows["ours: search + distill"]["flops_ratio"] <= 0.5 + 1e-6
     assert data["lengths"][1] == 128 and 4 <= data["lengths"][0] <= 64
+    optimum = rows["Optimum (ORTOptimizer + ORTQuantizer)"]
+    if importlib.util.find_spec("optimum.onnxruntime") is not None:  # the llm extra
+        assert optimum["quantized_nodes"]["QAttention"] == 6, optimum
+        assert optimum["spearman"] == pytest.approx(rows["fp32 ORT"]["spearman"], abs=0.02)
+    else:
+        assert "optimum-onnx is not installed" in optimum["skipped"]
 
 
 def test_round_to_option_takes_auto_or_a_positive_multiple(capsys, tmp_path):

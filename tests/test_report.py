@@ -476,3 +476,119 @@ def test_worker_lines_say_who_scored_what_against_which_baseline():
     ]
     one_process = worker_summary(trials[:1] + trials[2:4])
     assert worker_lines(one_process) == []  # nothing to tell apart
+
+
+def _chosen(*, accuracy: float, latency_ratio: float, removed=()):
+    from compressor.records import Chosen
+
+    plan = {
+        "ratios": {"layer1.0.conv1": 0.5},
+        "channels": {"layer1.0.conv1": 8},
+        "channels_before": {"layer1.0.conv1": 16},
+        "importance": "magnitude",
+        "removed_units": list(removed),
+    }
+    return Chosen.from_json(
+        {
+            **dict.fromkeys(("accuracy", "accuracy_before_recovery"), accuracy),
+            **dict.fromkeys(("val_accuracy", "val_accuracy_before_recovery"), accuracy),
+            "flops": 45e6,
+            "params": 900,
+            "latency_ms": 0.5,
+            "latency_p90_ms": 0.6,
+            "latency_ratio": latency_ratio,
+            "reward": 0.9,
+            "trial": 0,
+            "plan": plan,
+        }
+    )
+
+
+def _synthetic_run(tmp_path, *, best=None, trials=(), drop=None) -> RunData:
+    return RunData(
+        run_dir=tmp_path,
+        trials=[TrialRecord.from_json(trial) for trial in trials],
+        baseline=Baseline(accuracy=0.96, val_accuracy=0.95, flops=100e6, params=1000),
+        target=Target(flops=50e6, flops_ratio=0.5, spec="0.5", max_accuracy_drop=drop),
+        best=best,
+        channels_before={"layer1.0.conv1": 16},
+    )
+
+
+def test_plan_table_lists_the_removed_blocks_of_a_finished_and_an_unfinished_run(tmp_path):
+    from compressor.report.summary import plan_rows
+
+    removed = ("layer2.1", "layer3.1")
+    best = _chosen(accuracy=0.95, latency_ratio=0.5, removed=removed)
+    rows = plan_rows(_synthetic_run(tmp_path, best=best))
+    assert rows == [
+        ("layer1.0.conv1", "0.50", "16 → 8"),
+        ("layer2.1", "removed", "whole block / layer"),
+        ("layer3.1", "removed", "whole block / layer"),
+    ]
+    # before the run finishes the table is the best feasible trial's, its removals included
+    trial = {**_trial(3, accuracy=0.9, flops=45e6, latency=0.5, feasible=True)}
+    trial.update(channels={"conv1": 8}, removed_units=["layer1.1"])
+    unfinished = plan_rows(_synthetic_run(tmp_path, trials=[trial]))
+    assert unfinished[-1] == ("layer1.1", "removed", "whole block / layer")
+
+
+def test_reference_sentences_say_what_the_targets_cost(tmp_path):
+    from compressor.report.summary import reference_lines
+
+    def reference(number, name, *, accuracy, latency, flops_ratio, feasible):
+        trial = _trial(
+            number, accuracy=accuracy, flops=flops_ratio * 100e6, latency=latency, feasible=feasible
+        )
+        return {**trial, "reference": name, "flops_ratio": flops_ratio}
+
+    trials = [
+        _trial(0, accuracy=0.94, flops=45e6, latency=0.4, feasible=True),  # not a reference
+        reference(1, "unpruned fp32", accuracy=0.95, latency=1.0, flops_ratio=1.0, feasible=False),
+        reference(
+            2,
+            "unpruned static_ort + fused",
+            accuracy=0.949,
+            latency=0.52,
+            flops_ratio=1.0,
+            feasible=False,
+        ),
+        reference(
+            3, "unpruned dynamic", accuracy=0.93, latency=0.8, flops_ratio=0.45, feasible=True
+        ),  # within the targets: nothing to excuse
+    ]
+    run = _synthetic_run(tmp_path, trials=trials)
+    best = _chosen(accuracy=0.94, latency_ratio=0.4)
+    assert reference_lines(run, best) == [
+        "Reference unpruned fp32 (trial #1): 1.00× the fp32 baseline's speed at +0.00 pt "
+        "validation accuracy, FLOPs 1.00×: excluded by the targets; the chosen variant runs "
+        "at 2.50× its speed.",
+        "Reference unpruned static_ort + fused (trial #2): 1.92× the fp32 baseline's speed at "
+        "-0.10 pt validation accuracy, FLOPs 1.00×: excluded by the targets; the chosen "
+        "variant runs at 1.30× its speed.",
+        "Reference unpruned dynamic (trial #3): 1.25× the fp32 baseline's speed at -2.00 pt "
+        "validation accuracy, FLOPs 0.45×.",
+    ]
+
+
+@pytest.mark.parametrize(
+    "test_accuracy, drop, verdict",
+    [
+        (0.955, 1.0, "+0.50 pt — met"),
+        (0.94, 1.0, "+2.00 pt — NOT met"),
+        (0.97, 0.5, "-1.00 pt — met"),
+    ],
+)
+def test_accuracy_drop_line_reports_the_test_drop_after_recovery(
+    tmp_path, test_accuracy, drop, verdict
+):
+    best = _chosen(accuracy=test_accuracy, latency_ratio=0.5)
+    run = _synthetic_run(tmp_path, best=best, drop=drop)
+    line = target_lines(run, 45e6, latency_ratio=0.5, latency_ms=0.5)[-1]
+    assert line == (
+        f"Accuracy drop: ≤ {drop:g} pt on validation (the fastest such trial was chosen); "
+        f"test drop after recovery {verdict} on the test split."
+    )
+    # without --max-accuracy-drop there is no such line
+    no_drop = _synthetic_run(tmp_path, best=best)
+    assert not any("Accuracy drop" in text for text in target_lines(no_drop, 45e6, 0.5, 0.5))
