@@ -178,12 +178,10 @@ def olive_pick(fp32: Path, work: Path, threads: int, log):
     return run_olive(fp32, work, OliveSearch(threads=threads))
 
 
-def optimum_pick(work: Path, log):
+def optimum_pick(checkpoint: Path, work: Path, log):
     """The real Optimum pipeline from the checkpoint folder (see benchmarks.optimum_row)."""
-    from compressor.tasks.sentence_similarity import minilm_path
-
     log("Optimum's pipeline (export, ORTOptimizer, ORTQuantizer) ...")
-    return run_optimum(minilm_path(), work)
+    return run_optimum(checkpoint, work)
 
 
 def run(args, session) -> tuple[dict, str]:
@@ -207,7 +205,7 @@ def run(args, session) -> tuple[dict, str]:
         log("building the Optimum-style and NNCF artifacts ...")
         artifacts = baselines(task, work)
         peers = {
-            OPTIMUM: optimum_pick(work, log),
+            OPTIMUM: optimum_pick(minilm_path(), work, log),
             OLIVE: olive_pick(artifacts[ORT], work, session.threads, log),
         }
         artifacts.update({name: peer.path for name, peer in peers.items() if peer.path})
