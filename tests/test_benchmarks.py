@@ -558,3 +558,29 @@ def test_optimum_pipeline_quantizes_a_tiny_sentence_encoder_close_to_fp32(tmp_pa
     centre = fp32.mean(0)
     cosine = torch.nn.functional.cosine_similarity(artifact(ids, mask) - centre, fp32 - centre)
     assert cosine.min() >= 0.98  # measured 0.9994
+
+
+def test_standing_lists_the_goals_of_each_benchmarks_latest_full_run(tmp_path):
+    from benchmarks import standing
+
+    def write(name, goals):
+        (tmp_path / name).write_text(json.dumps({"goals": goals}))
+
+    old = {"speed": {"value": 1.2, "target": 1.5, "met": False}}
+    write("minilm-2026-11-30.json", old)
+    write("minilm-2026-12-01.json", {"speed": {"value": 1.6, "target": 1.5, "met": True}})
+    write("minilm-2026-12-01b.json", {"speed": {"value": 1.4, "target": 1.5, "met": False}})
+    write("minilm-quick-2026-12-02.json", {"speed": {"value": 9.0, "target": 1.5, "met": True}})
+    write("peak-2026-11-23.json", {"old_form": 3.0})  # before {value, target, met}: no goal
+    goals = standing.standing(tmp_path)
+    assert [(g.benchmark, g.value, g.met, g.file) for g in goals] == [
+        ("minilm", 1.4, False, "minilm-2026-12-01b.json")  # the day's rerun is the latest
+    ]
+    table = standing.markdown(goals)
+    assert "0 of 1 goals met" in table and "| minilm | speed | 1.4 | 1.5 | **no** |" in table
+    readme = f"intro\n{standing.START}\nold table\n{standing.END}\nrest\n"
+    assert standing.replace_block(readme, table) == (
+        f"intro\n{standing.START}\n{table}\n{standing.END}\nrest\n"
+    )
+    with pytest.raises(ValueError, match="no <!-- standing:start -->"):
+        standing.replace_block("no markers", table)
