@@ -24,6 +24,7 @@ from compressor.config import (
 from compressor.environment import environment_info
 from compressor.errors import UserInputError
 from compressor.logs import LOGGER, console_output
+from compressor.measure.kernel_probes import OP_KINDS
 from compressor.measure.kernel_widths import stored_kernel_widths
 from compressor.measure.latency import default_threads
 from compressor.records import Baseline, Target, to_json, trial_record, worker_summary
@@ -195,9 +196,10 @@ def _run(task: Task, config: CompressConfig, verbose: bool, existing: str) -> Co
         "task_description": task.description,
         **environment_info(config.measure.device, threads),
     }
-    widths = stored_kernel_widths()  # shown when measured; never measured here
-    if widths is not None:
-        environment["kernel_widths"] = widths.multiples
+    # {op: {mode: multiple}}, shown for each kind of layer measured; never measured here
+    widths = {op: stored_kernel_widths(op) for op in OP_KINDS}
+    if any(widths.values()):
+        environment["kernel_widths"] = {op: w.multiples for op, w in widths.items() if w}
     # The study is seeded and published before this process times anything, so workers
     # that wait for it set up while this process does.
     study = _start_study(task, settings, baseline, target, environment, output_dir)

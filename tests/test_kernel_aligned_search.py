@@ -1,5 +1,6 @@
 """``prune.round_to: auto``: each candidate's widths on the multiple its quantization mode's
-kernels favour. A stored measurement stands in for the probe (no timing here)."""
+kernels favour: a CNN's channels (conv kernels), a transformer's MLP neurons (Linear kernels).
+A stored measurement stands in for the probe (no timing here)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ from torch.nn import functional as F
 
 from compressor.actions.artifact import DeploySpec
 from compressor.actions.prune import channel_groups, kept_channels
+from compressor.actions.prune_transformer import TransformerPruner
 from compressor.actions.pruner import ChannelPruner
 from compressor.config import CompressConfig
 from compressor.errors import UserInputError
 from compressor.measure.flops import count_flops
 from compressor.measure.kernel_widths import KernelWidths
-from compressor.search.candidate import flops_of_plan, round_to_for, score_candidate
-from compressor.search.context import Resources, SearchSettings
+from compressor.search import context
+from compressor.search.candidate import flops_of_plan, prune_plan, round_to_for, score_candidate
+from compressor.search.context import Resources, SearchSettings, search_settings
+from compressor.tasks import Task
+from tests._tiny_transformers import tiny_bert
 from tests.deploy_helpers import labelled_batches
 
 FP32, INT8 = 4, 16  # distinct multiples, so a candidate rounded to the wrong one shows
@@ -110,3 +115,89 @@ def test_round_to_accepts_auto_or_a_positive_integer():
     for bad in ("abc", 0, 2.5, True):
         with pytest.raises(UserInputError, match="prune.round_to"):
             CompressConfig.from_dict({"prune": {"round_to": bad}})
+
+
+# The Linear measurement injected: a distinct multiple per mode (dynamic = MatMulInteger).
+LINEAR = {"none": 4, "dynamic": 16, "static_ort": 8}
+LINEAR_WIDTHS = KernelWidths(LINEAR, {}, {}, "test cpu", op="linear")
+TOKENS = (torch.tensor([[2, 7, 9, 11, 5, 8, 3]]), torch.ones(1, 7, dtype=torch.long))
+
+
+@pytest.fixture(scope="module")
+def encoder_settings() -> SearchSettings:
+    model = tiny_bert()  # 2 layers of 4 heads and 64 MLP neurons
+    pruner = TransformerPruner(model)
+    flops = count_flops(model, TOKENS)
+    return SearchSettings(
+        model=model,
+        example_inputs=TOKENS,
+        evaluate=lambda _: 0.5,
+        calibration=(),
+        groups=tuple(pruner.groups()),
+        config=CompressConfig.from_dict({"prune": {"round_to": "auto"}}),
+        ignored_layers=(),
+        flops_budget=flops,
+        baseline_flops=flops,
+        pruner=pruner,
+        kernel_widths=LINEAR_WIDTHS,
+    )
+
+
+def _encoder_ratios(settings: SearchSettings) -> dict[str, float]:
+    # 64 * 0.575 = 36.8 neurons: 36 on multiples of 4, 40 of 8, 32 of 16; 2 of 4 heads.
+    return {g.name: 0.425 if g.name.endswith(".ffn") else 0.5 for g in settings.groups}
+
+
+@pytest.mark.parametrize(
+    "mode, multiple", [("none", 4), ("dynamic", 16), ("static_ort", 8), ("static_nncf", 8)]
+)
+def test_an_encoders_mlp_neurons_keep_its_modes_linear_multiple(encoder_settings, mode, multiple):
+    assert round_to_for(encoder_settings, DeploySpec(mode)) == multiple
+    _, kept = prune_plan(encoder_settings, _encoder_ratios(encoder_settings), (), multiple)
+    assert [n for name, n in kept.items() if name.endswith(".ffn")] == [
+        {4: 36, 8: 40, 16: 32}[multiple]
+    ] * 2
+    # Heads are pruned whole: 2 of 4, never rounded up to the multiple.
+    assert [n for name, n in kept.items() if name.endswith(".attention")] == [2, 2]
+
+
+def test_an_encoders_flops_are_memoised_per_linear_multiple(encoder_settings):
+    ratios = _encoder_ratios(encoder_settings)
+    assert flops_of_plan(encoder_settings, ratios, (), 16) < flops_of_plan(
+        encoder_settings, ratios, (), 4
+    )
+
+
+@pytest.mark.parametrize("kind, multiple", [("transformer", 16), ("cnn", INT8)])
+def test_auto_measures_the_kind_of_layer_the_model_prunes(monkeypatch, kind, multiple):
+    asked = []
+    measured = {"linear": LINEAR_WIDTHS, "conv": WIDTHS}
+    monkeypatch.setattr(
+        context, "cached_kernel_widths", lambda op: asked.append(op) or measured[op]
+    )
+    if kind == "transformer":
+        model, example, ignored = tiny_bert(), TOKENS, ()
+        pruner = TransformerPruner(model)
+    else:
+        model, example, ignored, pruner = (
+            TwoConvs().eval(),
+            (torch.zeros(1, 1, 16, 16),),
+            ("fc",),
+            None,
+        )
+    task = Task(
+        kind,
+        model,
+        example,
+        lambda _: 0.5,
+        lambda _: 0.5,
+        [],
+        ignored_layers=ignored,
+        pruner=pruner,
+    )
+    config = CompressConfig.from_dict({"prune": {"round_to": "auto", "depth": False}})
+    settings = search_settings(task, config, count_flops(model, example))
+    assert asked == ["linear" if kind == "transformer" else "conv"]
+    # Plans built without a deployment round as the seeded mode's artifacts do: dynamic INT8
+    # on a transformer, static INT8 on a CNN.
+    assert settings.pruner.round_to == multiple

@@ -25,7 +25,7 @@ from compressor.report import (
 )
 from compressor.report.figures import report_figures
 from compressor.report.render import TRIAL_COLUMNS, latency_cell, render_html, render_markdown
-from compressor.report.summary import target_lines
+from compressor.report.summary import environment_lines, target_lines
 from compressor.report.tables import format_count, format_ms, format_pct
 from compressor.search.budget import DISCARDED
 
@@ -167,6 +167,23 @@ def test_plan_search_and_environment_sections(report):
     env = result["environment"]
     assert env["cpu"] in html and f"torch {env['libraries']['torch']}" in html
     assert "command line" in html and "config.yaml" in html
+
+
+@pytest.mark.parametrize(
+    "widths, shown",
+    [
+        (
+            {"conv": {"none": 16, "static_ort": 16}, "linear": {"none": 8, "dynamic": 4}},
+            "conv channels: none multiples of 16, static_ort multiples of 16; "
+            "Linear (MatMul) neurons: none multiples of 8, dynamic multiples of 4",
+        ),
+        ({"none": 16, "static_ort": 8}, "conv channels: none multiples of 16, static_ort"),
+    ],
+)
+def test_the_environment_shows_the_conv_and_linear_kernel_widths(tmp_path, widths, shown):
+    # Runs from before Linear layers were measured stored the conv multiples alone.
+    lines = dict(environment_lines(RunData(tmp_path, [], environment={"kernel_widths": widths})))
+    assert lines["kernel-aligned widths"].startswith(shown)
 
 
 def test_markdown_summary_matches_result_json(report):

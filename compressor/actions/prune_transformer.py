@@ -16,7 +16,7 @@ attention alike.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -94,16 +94,43 @@ class TransformerPruner:
 
     Args:
         model: the model the groups are read from (a HF model or a module containing one).
-        round_to: FFN neuron counts are rounded to this multiple (heads are never rounded).
+        round_to: FFN neuron counts are rounded to this multiple (heads are pruned whole,
+            never rounded).
+        whole_if_narrow: an FFN no wider than ``round_to`` is kept whole (a measured
+            multiple, see :func:`compressor.actions.prune.kept_channels`).
     """
 
     # What `compress inspect` says of the layers no group touches.
     LEFT_ALONE = "the hidden size (embeddings, residual stream, pooler) is kept"
 
-    def __init__(self, model: nn.Module, round_to: int | None = 8) -> None:
-        self.round_to = round_to
+    def __init__(
+        self, model: nn.Module, round_to: int | None = 8, whole_if_narrow: bool = False
+    ) -> None:
+        self.round_to, self.whole_if_narrow = round_to, whole_if_narrow
         self.prefix, base, self.layout = find_transformer(model)
         self._layers = _get(base, self.layout.layers)
+
+    def aligned_to(self, round_to: int) -> TransformerPruner:
+        """The same pruner rounding FFN neuron counts to the measured multiple ``round_to``
+        (the search gives each candidate the multiple its quantization mode's Linear kernels
+        favour, ``prune.round_to: auto``); heads stay whole."""
+        if round_to == self.round_to and self.whole_if_narrow:
+            return self
+        aligned = copy.copy(self)
+        aligned.round_to, aligned.whole_if_narrow = round_to, True
+        return aligned
+
+    def kept_counts(
+        self, groups: Sequence[ChannelGroup], ratios: Mapping[str, float]
+    ) -> tuple[int, ...]:
+        """Heads / neurons each group keeps under ``ratios``, without pruning anything."""
+        return tuple(self._kept(g.name, g.channels, ratios) for g in groups)
+
+    def _kept(self, group: str, count: int, ratios: Mapping[str, float]) -> int:
+        ratio = float(ratios.get(group, 0.0))
+        if group.endswith(".attention"):
+            return kept_channels(count, ratio)  # whole heads: no multiple
+        return kept_channels(count, ratio, self.round_to, self.whole_if_narrow)
 
     def _layer_name(self, index: int) -> str:
         return ".".join(p for p in (self.prefix, self.layout.layers, str(index)) if p)
@@ -138,10 +165,10 @@ class TransformerPruner:
         for index, layer in enumerate(_get(base, layout.layers)):
             name = self._layer_name(index)
             heads = _head_count(_get(layer, layout.attention))
-            keep = kept_channels(heads, float(ratios.get(f"{name}.attention", 0.0)))
+            keep = self._kept(f"{name}.attention", heads, ratios)
             kept[f"{name}.attention"] = prune_heads(layer, layout, keep)
             neurons = _get(layer, layout.ffn_in).out_features
-            keep = kept_channels(neurons, float(ratios.get(f"{name}.ffn", 0.0)), self.round_to)
+            keep = self._kept(f"{name}.ffn", neurons, ratios)
             kept[f"{name}.ffn"] = prune_ffn(layer, layout, keep)
         return pruned, kept
 

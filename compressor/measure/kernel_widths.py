@@ -1,22 +1,17 @@
-"""Which channel counts the target's fp32 and INT8 convolution kernels favour, measured.
+"""Which widths the target's fp32 and INT8 kernels favour, measured per kind of layer:
+convolution channels and Linear (MatMul) neurons.
 
 Pruning to odd widths can make an INT8 model *slower* than the unpruned one: ResNet-56 with
 inner widths 7 / 15 / 31 ran 2x slower than unpruned under ONNX Runtime static INT8 on this
 machine's AVX-512 VNNI kernels, while widths on multiples of 16 ran faster
-(``benchmarks.int8_widths``). The favoured multiple depends on the CPU, the runtime and the
-precision, so it is measured once per machine and cached in ``$COMPRESSOR_CACHE``; the
-search rounds each candidate's widths to the multiple of the mode its artifact uses
-(``prune.round_to: auto``).
-
-The probe: a residual-style pair ``conv3x3(W -> w) -> ReLU -> conv3x3(w -> W)`` (what
-pruning a block's inner channels from ``W`` to ``w`` leaves), at the three stage geometries
-of a CIFAR ResNet (``W`` = 16, 32, 64 on 32x32, 16x16, 8x8 maps: equal work each), exported
-and run by ONNX Runtime in fp32 and as static INT8 QDQ (the project's own ``static_ort``
-quantizer). The widths are ``W/2 + m`` for ``m`` in 1, 2, 4, 8 (9, 10, 12, 8 for ``W`` =
-16): each is an exact multiple of ``m`` and not of ``2m``, and narrowing to it should save
-a large share ``1 - w / W`` of the pair's time, so the saving stands out of timing noise.
-Measured here (1 thread, loaded machine): the INT8 kernels ran 9, 10 and 12 channels *slower*
-than 16, the fp32 kernels 17-31 no faster than 32.
+(``benchmarks.int8_widths``). The favoured multiple depends on the CPU, the runtime, the
+precision and the kind of layer, so it is measured once per machine and kind and cached in
+``$COMPRESSOR_CACHE``; the search rounds each candidate's widths to the multiple of the mode
+its artifact uses (``prune.round_to: auto``): convolution channels for a CNN, MLP neurons for
+a transformer. What is timed: :mod:`compressor.measure.kernel_probes`.
+Measured here (1 thread, loaded machine): the INT8 conv kernels ran 9, 10 and 12 channels
+*slower* than 16, the fp32 ones 17-31 no faster than 32; the Linear (MatMul) kernels, fp32
+and both INT8 paths, kept 0.8-1.0 of the saving at every odd width (multiple 1).
 
 The decision is built to survive a loaded machine (a first version, judging each width's
 median alone, read shares of -227 and 11.7 from widths whose expected saving was 1/64):
@@ -40,31 +35,33 @@ import json
 import statistics
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
+from compressor.measure.kernel_probes import (
+    LARGEST,
+    MULTIPLES,
+    OP_KINDS,
+    PROBE_THREADS,
+    OpKind,
+    Samples,
+    fastest_ms,
+    probe_sessions,
+    time_rounds,
+)
 
-LARGEST = 16  # the coarsest multiple probed: the safe answer when the evidence is unclear
-MULTIPLES = (1, 2, 4, 8, LARGEST)
-# (channels W, map size): a CIFAR ResNet's three stages, the same work each.
-GEOMETRIES = ((16, 32), (32, 16), (64, 8))
 REALISED = 0.5  # a favoured multiple's widths deliver at least half their expected saving
 NOISY = 0.25  # rounds whose typical time is this much above the fastest: timings are noise
-PROBE_BATCH = 16  # enough work per call that the kernels, not the call overhead, dominate
-PROBE_THREADS = 1
-MODES = ("none", "static_ort")
-CACHE_VERSION = 5
+CACHE_VERSION = 6  # 6: one entry per kind of layer (conv, linear)
 
 Times = dict[int, dict[int, float]]  # {W: {w: ms}}, w = W included
 
 
 @dataclass(frozen=True)
 class KernelWidths:
-    """The measured favoured channel multiple per quantization mode, with the evidence.
+    """The measured favoured multiple per quantization mode for one kind of layer, with the
+    evidence.
 
     Attributes:
         multiples: ``{mode: smallest favoured multiple}`` (``none`` = fp32).
@@ -73,6 +70,7 @@ class KernelWidths:
         cpu: the CPU it was measured on (the cache key).
         threads: intra-op threads the probe used.
         seconds: how long the measurement took.
+        op: the kind of layer probed (``conv`` or ``linear``, see ``OP_KINDS``).
     """
 
     multiples: dict[str, int]
@@ -81,13 +79,12 @@ class KernelWidths:
     cpu: str
     threads: int = PROBE_THREADS
     seconds: float = 0.0
+    op: str = "conv"
 
     def round_to(self, quantization: str) -> int:
-        """The multiple widths keep for an artifact quantized as ``quantization``: the fp32
-        kernels' for ``none``, the INT8 kernels' (measured on ``static_ort``) for any INT8
-        mode (dynamic and NNCF graphs run integer convolutions too)."""
-        if quantization == "none":
-            return self.multiples["none"]
+        """The multiple widths keep for an artifact quantized as ``quantization``: the
+        mode's own where it was timed (fp32 ``none``; ``dynamic`` on Linear layers), else the
+        static INT8 kernels' (dynamic convolutions and NNCF graphs run integer kernels too)."""
         return self.multiples.get(quantization, self.multiples["static_ort"])
 
     def realised(self, mode: str) -> dict[str, float]:
@@ -99,49 +96,34 @@ class KernelWidths:
         }
 
 
-def probe_widths(channels: int) -> tuple[int, ...]:
-    """``W/2 + m`` for ``m`` in 1, 2, 4 and 8 (``W/2`` itself where that reaches ``W``)."""
-    half = channels // 2
-    return tuple(half + m if half + m < channels else half for m in MULTIPLES[:-1])
-
-
-class _Probe(nn.Module):
-    def __init__(self, channels: int, width: int) -> None:
-        super().__init__()
-        self.inner = nn.Conv2d(channels, width, 3, padding=1, bias=False)
-        self.outer = nn.Conv2d(width, channels, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.outer(torch.relu(self.inner(x)))
-
-
 def measure_kernel_widths(
-    threads: int = PROBE_THREADS, runs: int = 10, rounds: int = 7
+    op: str = "conv", threads: int = PROBE_THREADS, runs: int = 10, rounds: int = 7
 ) -> KernelWidths:
-    """Time the probe at every geometry and width in fp32 and INT8 (interleaved rounds) and
-    derive the favoured multiples. Takes ~15-30 s."""
+    """Time ``op``'s probe at every geometry, width and mode (interleaved rounds) and derive
+    the favoured multiples. Takes ~10-30 s."""
+    kind = OP_KINDS[op]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"kernel-widths-{op}-") as folder:
+        sessions = probe_sessions(kind, Path(folder), threads)
+        samples = time_rounds(sessions, lambda key: fastest_ms(*sessions[key], runs), rounds)
+    return kernel_widths_of(kind, samples, threads, time.perf_counter() - started)
+
+
+def kernel_widths_of(
+    kind: OpKind, samples: Samples, threads: int = PROBE_THREADS, seconds: float = 0.0
+) -> KernelWidths:
+    """The favoured multiple of each of ``kind``'s modes from the probe's rounds."""
     from compressor.environment import cpu_model
 
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="kernel-widths-") as folder:
-        sessions = {}
-        for channels, size in GEOMETRIES:
-            sessions.update(_sessions(Path(folder), channels, size, threads))
-        samples: dict[tuple, list[float]] = {key: [] for key in sessions}
-        for _ in range(rounds):  # every width once per round: machine noise hits all alike
-            for key, (session, feed) in sessions.items():
-                samples[key].append(_fastest_ms(session, feed, runs))
     return KernelWidths(
-        multiples={mode: decide(samples, mode) for mode in MODES},
-        times_ms={mode: best_times(samples, mode) for mode in MODES},
-        noise={mode: round(round_noise(samples, mode), 3) for mode in MODES},
+        multiples={mode: decide(samples, mode) for mode in kind.modes},
+        times_ms={mode: best_times(samples, mode) for mode in kind.modes},
+        noise={mode: round(round_noise(samples, mode), 3) for mode in kind.modes},
         cpu=cpu_model(),
         threads=threads,
-        seconds=round(time.perf_counter() - started, 1),
+        seconds=round(seconds, 1),
+        op=kind.name,
     )
-
-
-Samples = Mapping[tuple[str, int, int], Sequence[float]]  # {(mode, W, w): per-round ms}
 
 
 def decide(samples: Samples, mode: str) -> int:
@@ -150,32 +132,6 @@ def decide(samples: Samples, mode: str) -> int:
     if round_noise(samples, mode) > NOISY:
         return LARGEST
     return favoured_multiple(best_times(samples, mode))
-
-
-def _sessions(folder: Path, channels: int, size: int, threads: int) -> dict:
-    """``{(mode, W, w): (ONNX Runtime session, feed)}`` for one geometry: the probe exported
-    (``torch.onnx``) and quantized by the project's ``static_ort`` mode (``quantize_static``)."""
-    from compressor.actions.export import export_onnx
-    from compressor.actions.quantize import QuantizeSpec, quantize_onnx
-    from compressor.measure.onnx_runtime import open_session
-
-    shape = (PROBE_BATCH, channels, size, size)
-    feeds = [
-        {"input": np.random.default_rng(i).standard_normal(shape, np.float32)} for i in range(4)
-    ]
-    example = torch.from_numpy(feeds[0]["input"])
-    sessions = {}
-    for width in (*probe_widths(channels), channels):
-        torch.manual_seed(width)
-        stem = folder / f"c{channels}-w{width}"
-        fp32 = export_onnx(_Probe(channels, width).eval(), (example,), stem.with_suffix(".onnx"))
-        int8 = quantize_onnx(
-            fp32, stem.with_suffix(".int8.onnx"), QuantizeSpec("static_ort", feeds)
-        )
-        for mode, path in (("none", fp32), ("static_ort", int8)):
-            session = open_session(path, threads=threads, spinning=True)
-            sessions[mode, channels, width] = (session, feeds[0])
-    return sessions
 
 
 def best_times(samples: Samples, mode: str) -> Times:
@@ -235,20 +191,6 @@ def _favours(times: Times, multiple: int) -> bool:
     return saved >= REALISED * expected and all(t < full for t, full, _ in pairs)
 
 
-def _fastest_ms(session, feed: dict, runs: int) -> float:
-    """The fastest of ``runs`` calls: on a loaded machine most calls are preempted somewhere,
-    the fastest is the one closest to what the kernel itself costs."""
-    name = session.get_inputs()[0].name
-    feed = {name: next(iter(feed.values()))}
-    session.run(None, feed)  # warm-up
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - started)
-    return min(times) * 1e3
-
-
 def _cache() -> tuple[Path, dict]:
     from compressor.tasks.common import cache_dir
 
@@ -256,15 +198,15 @@ def _cache() -> tuple[Path, dict]:
     return path, (json.loads(path.read_text()) if path.is_file() else {})
 
 
-def _key() -> str:
+def _key(op: str) -> str:
     from compressor.environment import cpu_model
 
-    return f"v{CACHE_VERSION}|{cpu_model()}"
+    return f"v{CACHE_VERSION}|{op}|{cpu_model()}"
 
 
-def stored_kernel_widths() -> KernelWidths | None:
-    """This machine's cached measurement, or None (nothing is measured here)."""
-    data = _cache()[1].get(_key())
+def stored_kernel_widths(op: str = "conv") -> KernelWidths | None:
+    """This machine's cached measurement for ``op``, or None (nothing is measured here)."""
+    data = _cache()[1].get(_key(op))
     if data is None:
         return None
     times = {
@@ -274,36 +216,42 @@ def stored_kernel_widths() -> KernelWidths | None:
     return KernelWidths(**{**data, "times_ms": times})
 
 
-def cached_kernel_widths(refresh: bool = False) -> KernelWidths:
-    """:func:`measure_kernel_widths` once per machine (CPU model), then from
-    ``$COMPRESSOR_CACHE/kernel-widths.json``; a line says so while it measures."""
+def cached_kernel_widths(op: str = "conv", *, refresh: bool = False) -> KernelWidths:
+    """:func:`measure_kernel_widths` once per machine (CPU model) and kind of layer ``op``,
+    then from ``$COMPRESSOR_CACHE/kernel-widths.json``; a line says so while it measures."""
     from compressor.logs import LOGGER
     from compressor.run_folder import write_json
 
-    stored = None if refresh else stored_kernel_widths()
+    stored = None if refresh else stored_kernel_widths(op)
     if stored is not None:
         return stored
     path, table = _cache()
     LOGGER.info(
-        "measuring which channel multiples this machine's fp32 / INT8 kernels favour "
-        f"(once per machine, ~10 s; cached in {path}) ..."
+        f"measuring which {op} widths this machine's fp32 / INT8 kernels favour "
+        f"(once per machine, ~20 s; cached in {path}) ..."
     )
-    measured = measure_kernel_widths()
+    measured = measure_kernel_widths(op)
     LOGGER.info(f"kernel-aligned widths: {describe(measured)} ({measured.seconds:.0f} s)")
-    write_json(path, {**table, _key(): asdict(measured)})
+    write_json(path, {**table, _key(op): asdict(measured)})
     return measured
 
 
 def describe(widths: KernelWidths) -> str:
-    """One line: the multiple per mode (``none: multiples of 16, static_ort: ...``)."""
-    return ", ".join(f"{mode}: multiples of {m}" for mode, m in widths.multiples.items())
+    """One line: the kind of layer and its multiple per mode (``conv: none: multiples of
+    16, static_ort: ...``)."""
+    modes = ", ".join(f"{mode}: multiples of {m}" for mode, m in widths.multiples.items())
+    return f"{widths.op}: {modes}"
+
+
+def main() -> None:
+    """Measure every kind of layer again (refreshing the cache) and print the evidence."""
+    for op in OP_KINDS:
+        result = cached_kernel_widths(op, refresh=True)
+        print(json.dumps(asdict(result), indent=2))
+        for mode, multiple in result.multiples.items():
+            shares = ", ".join(f"{w}: {v:.2f}" for w, v in result.realised(mode).items())
+            print(f"{op} {mode}: multiple {multiple}, noise {result.noise[mode]:.2f}; {shares}")
 
 
 if __name__ == "__main__":  # python -m compressor.measure.kernel_widths: measure again
-    result = cached_kernel_widths(refresh=True)
-    print(json.dumps(asdict(result), indent=2))
-    for mode in MODES:
-        shares = ", ".join(f"{w}: {v:.2f}" for w, v in result.realised(mode).items())
-        print(
-            f"{mode}: multiple {result.multiples[mode]}, noise {result.noise[mode]:.2f}; {shares}"
-        )
+    main()

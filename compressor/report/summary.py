@@ -342,16 +342,26 @@ def environment_lines(run: RunData) -> list[tuple[str, str]]:
     )
     widths = env.get("kernel_widths")
     if widths:
-        lines.append(
-            (
-                "kernel-aligned widths",
-                ", ".join(f"{mode}: multiples of {m}" for mode, m in widths.items())
-                + " (measured on this machine, python -m compressor.measure.kernel_widths)",
-            )
-        )
+        lines.append(("kernel-aligned widths", kernel_widths_text(widths)))
     if env.get("command"):
         lines.append(("command line", env["command"]))
     return lines
+
+
+KERNEL_OPS = {"conv": "conv channels", "linear": "Linear (MatMul) neurons"}
+
+
+def kernel_widths_text(widths: dict[str, Any]) -> str:
+    """The measured multiples per kind of layer and mode (``{op: {mode: multiple}}``; runs
+    before Linear layers were measured stored the conv ones alone, ``{mode: multiple}``)."""
+    if all(isinstance(m, int) for m in widths.values()):
+        widths = {"conv": widths}
+    kinds = "; ".join(
+        f"{KERNEL_OPS.get(op, op)}: "
+        + ", ".join(f"{mode} multiples of {m}" for mode, m in multiples.items())
+        for op, multiples in widths.items()
+    )
+    return f"{kinds} (measured on this machine, python -m compressor.measure.kernel_widths)"
 
 
 def _op_counts(counts: dict[str, int] | None) -> str:

@@ -37,10 +37,11 @@ from compressor.search.space import DepthChoice, fit_to_budget, units_to_remove
 
 
 def round_to_for(settings: SearchSettings, deploy: DeploySpec | None) -> int | None:
-    """The channel multiple a candidate's widths keep: ``prune.round_to``, or under ``auto``
-    the multiple this machine's kernels favour for the quantization mode of the candidate's
-    artifact (the fp32 kernels' when it has none). A pruner that cannot be re-aligned (a
-    task's own, e.g. attention heads) keeps its own rounding."""
+    """The channel / neuron multiple a candidate's widths keep: ``prune.round_to``, or under
+    ``auto`` the multiple this machine's kernels (conv or Linear, as measured for the model)
+    favour for the quantization mode of the candidate's artifact (the fp32 kernels' when it
+    has none). A pruner that cannot be re-aligned (no ``aligned_to``) keeps its own
+    rounding."""
     widths = settings.kernel_widths
     if widths is None or not hasattr(settings.pruner, "aligned_to"):
         return getattr(settings.pruner, "round_to", None)

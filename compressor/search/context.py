@@ -59,7 +59,8 @@ class SearchSettings:
     # short distillation, and the task's own recovery when it has one (sentence encoders).
     distill_batches: tuple = ()
     recover: Callable | None = None
-    # prune.round_to auto: this machine's measured favoured multiples (None: a fixed one).
+    # prune.round_to auto: this machine's measured favoured multiples for the model's kind
+    # of layer, conv or linear (None: a fixed multiple).
     kernel_widths: KernelWidths | None = None
     # The measured INT8 sensitivity ranking (search/precision.py), filled on first use.
     precision_cache: dict = field(default_factory=dict, compare=False, repr=False)
@@ -98,7 +99,7 @@ def search_settings(
     pruner = task.pruner or ChannelPruner.from_config(
         model, task.example_inputs, config.prune, ignored
     )
-    widths = cached_kernel_widths() if config.prune.round_to == AUTO else None
+    widths = kernel_widths_for(model) if config.prune.round_to == AUTO else None
     seed_mode = seeded_mode(config, model)
     if widths is not None and hasattr(pruner, "aligned_to"):
         # Plans built without a deployment (sensitivity, the budget check) round as the
@@ -144,6 +145,12 @@ def seeded_mode(config: CompressConfig, model: nn.Module) -> str:
     if not config.deploy.export:
         return "none"
     return preferred_mode(config.deploy.quantization, linear=mostly_linear(model))
+
+
+def kernel_widths_for(model: nn.Module) -> KernelWidths:
+    """The measured multiples of the kind of layer ``model``'s pruning narrows: Linear
+    (MatMul) neurons for a transformer's MLPs, convolution channels for a CNN."""
+    return cached_kernel_widths("linear" if mostly_linear(model) else "conv")
 
 
 def mostly_linear(model: nn.Module) -> bool:
