@@ -4,6 +4,10 @@ Our search runs through the same pipeline steps as ``compress`` (:mod:`compresso
 settings, study seeding, search, choice) rather than through ``run_compression``, so that
 several searches in one benchmark share one sensitivity pass and one baseline evaluation,
 and spend exactly the same trial budget.
+
+A search may also be multi-objective (:class:`Objectives`, B3's NSGA-II front row): each
+trial is scored by the same objective and keeps its R as its ``reward`` attribute, but
+returns other values to Optuna (accuracy and FLOPs ratio), and R chooses from the front.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import dataclasses
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -22,13 +27,33 @@ from torch import nn
 from compressor import pipeline
 from compressor.config import CompressConfig
 from compressor.measure.flops import count_flops
+from compressor.records import TrialMetrics
 from compressor.recover import recalibrate_batchnorm
 from compressor.search.candidate import build_candidate
 from compressor.search.context import Resources, SearchSettings, search_settings
+from compressor.search.loop import TrialValues, run_study
 from compressor.search.samplers import make_sampler
-from compressor.search.seeds import Sensitivity
+from compressor.search.seeds import Sensitivity, study_budget
 from compressor.search.storage import open_study
 from compressor.tasks import Task
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """A multi-objective study: one direction per objective, and what each trial returns
+    for them from its metrics (its R stays the trial's ``reward`` attribute)."""
+
+    directions: tuple[str, ...]
+    values: TrialValues
+
+
+def accuracy_and_flops(metrics: TrialMetrics) -> tuple[float, float]:
+    return metrics.accuracy, metrics.flops_ratio
+
+
+# Accuracy up, FLOPs ratio down: B3's NSGA-II front row. FLOPs stand in for latency there,
+# since B3 scores pruned PyTorch models, without the artifacts latency is measured on.
+ACCURACY_FLOPS = Objectives(("maximize", "minimize"), accuracy_and_flops)
 
 
 def settings_for(task: Task, config: CompressConfig) -> SearchSettings:
@@ -55,22 +80,30 @@ def run_search(
     seed: int = 0,
     seeds: Sensitivity | None = None,
     progress: bool = False,
+    objectives: Objectives | None = None,
 ) -> tuple[optuna.Study, float]:
     """One study of ``trials`` trials (seeded plans included); returns it and its seconds.
 
     ``seeds``: the sensitivity preferences; with them the study starts like ``compress``
     does (:func:`compressor.pipeline.seed_study`: uniform, sensitivity and depth plans, then
     the reference pipelines when the config asks for them, on top of ``trials``). Without,
-    every trial comes from the sampler (B3 compares samplers alone).
+    every trial comes from the sampler (B3 compares samplers alone). ``objectives``: a
+    multi-objective study instead of one on R (no progress display: it shows the best trial
+    by the study's single value).
     """
     settings = with_search(settings, trials=trials, sampler=sampler, seed=seed)
+    directions = ("maximize",) if objectives is None else objectives.directions
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-study-") as folder:
         url = f"sqlite:///{Path(folder) / 'study.db'}"
-        study = open_study(url, "compress", make_sampler(sampler, seed, trials))
+        study = open_study(url, "compress", make_sampler(sampler, seed, trials), directions)
         if seeds is not None:
             pipeline.seed_study(study, settings, seeds)
-        pipeline.search(study, settings, resources, progress=progress)
+        if objectives is None:
+            pipeline.search(study, settings, resources, progress=progress)
+        else:
+            budget, limit = study_budget(settings), settings.config.search.time_budget
+            run_study(study, settings, resources, budget, limit, None, values=objectives.values)
         # The storage closes with the folder; keep the finished trials in memory.
         study = _in_memory_copy(study)
     return study, time.perf_counter() - started
@@ -179,10 +212,39 @@ def reward_curve(study: optuna.Study) -> list[float | None]:
     seeded plans still queued when the budget ran out are not trials."""
     best, curve = None, []
     for trial in finished_trials(study):
-        if trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs.get("feasible"):
-            best = trial.value if best is None else max(best, trial.value)
+        if is_feasible(trial):
+            best = trial_reward(trial) if best is None else max(best, trial_reward(trial))
         curve.append(best)
     return curve
+
+
+def pareto_front(study: optuna.Study) -> dict:
+    """A multi-objective study's Pareto front (``study.best_trials``: the feasible trials no
+    feasible trial dominates) and R's best on it, which is R's best overall.
+
+    R rises with accuracy and falls with FLOPs (``soft``: accuracy x (FLOPs / target)^w,
+    w < 0), so a trial dominating the best-R trial would have an R at least as high: the
+    front holds a best-R trial. Raises RuntimeError for a study where it does not (a reward
+    with a latency term, say, which these objectives do not see).
+    """
+    front = study.best_trials
+    best = max((trial_reward(t) for t in finished_trials(study) if is_feasible(t)), default=None)
+    front_best = max((trial_reward(t) for t in front), default=None)
+    if front_best != best:
+        raise RuntimeError(f"best R {best} is not on the Pareto front (best there {front_best})")
+    return {"front_size": len(front), "front_trials": sorted(t.number for t in front)}
+
+
+def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    """Finished and within every budget."""
+    return trial.state == optuna.trial.TrialState.COMPLETE and bool(
+        trial.user_attrs.get("feasible")
+    )
+
+
+def trial_reward(trial: optuna.trial.FrozenTrial) -> float:
+    """R: the trial's value, or in a multi-objective study its ``reward`` attribute."""
+    return trial.value if len(trial.values) == 1 else trial.user_attrs["reward"]
 
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -192,6 +254,6 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def _in_memory_copy(study: optuna.Study) -> optuna.Study:
-    copy_ = optuna.create_study(direction="maximize")
+    copy_ = optuna.create_study(directions=study.directions)
     copy_.add_trials(study.trials)
     return copy_

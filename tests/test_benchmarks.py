@@ -51,6 +51,48 @@ def test_equal_wall_clock_keeps_each_search_to_the_trials_finished_in_time():
     assert cut["curve"] == [0.5, 0.5] and cut["seconds"] == 20.0
 
 
+def test_nsga2_front_row_takes_its_best_r_from_the_pareto_front():
+    # B3's nsga2-front row on a fake scorer (no model): NSGA-II on (accuracy, FLOPs ratio),
+    # each trial keeping its soft R and its FLOPs constraint as the search's objective does.
+    from types import SimpleNamespace
+
+    import optuna
+
+    from benchmarks.searching import ACCURACY_FLOPS, pareto_front, reward_curve, trial_reward
+    from compressor.reward import Term, reward
+    from compressor.search.samplers import make_sampler
+
+    target = 0.6  # FLOPs ratio budget
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        prune = [trial.suggest_float(f"prune.g{i}", 0.0, 1.0, step=0.05) for i in range(3)]
+        metrics = SimpleNamespace(
+            flops_ratio=1.0 - 0.25 * sum(prune),
+            accuracy=0.95 - sum(w * p**2 for w, p in zip((0.05, 0.2, 0.4), prune, strict=True)),
+        )
+        r = reward(metrics.accuracy, [Term("flops", metrics.flops_ratio, target)])
+        trial.set_user_attr("reward", r)
+        trial.set_user_attr("feasible", metrics.flops_ratio <= target)
+        trial.set_constraint("budgets", metrics.flops_ratio / target - 1.0)
+        return ACCURACY_FLOPS.values(metrics)
+
+    trials = 24
+    study = optuna.create_study(
+        directions=list(ACCURACY_FLOPS.directions), sampler=make_sampler("nsga2", 0, trials)
+    )
+    study.optimize(objective, n_trials=trials)
+    front = study.best_trials
+    feasible = [t for t in study.trials if t.user_attrs["feasible"]]
+    assert len(front) > 1 and feasible  # a real trade-off, and plans within the budget
+    best = max(feasible, key=trial_reward)
+    assert best.number == max(front, key=trial_reward).number  # R chooses from the front
+    assert pareto_front(study)["front_size"] == len(front)
+    curve = reward_curve(study)
+    values = [v for v in curve if v is not None]
+    assert len(curve) == trials and values == sorted(values)  # best so far never falls
+    assert curve[-1] == trial_reward(best)
+
+
 def test_recovery_methods_quick_compares_both_on_a_digits_depth_plan(tmp_path):
     data, md = _load(main(["recovery", "--quick", "--results", str(tmp_path)]))
     (row,) = data["rows"].values()
@@ -78,6 +120,7 @@ def test_search_efficiency_quick_on_digits(tmp_path):
                 "--samplers",
                 "tpe",
                 "nsga2",
+                "nsga2-front",
                 "random",
                 "compress",
                 "--results",
@@ -87,7 +130,7 @@ def test_search_efficiency_quick_on_digits(tmp_path):
     )
     (result,) = data["tasks"]
     (run,) = result["runs"]
-    for sampler in ("tpe", "nsga2", "random", "compress"):
+    for sampler in ("tpe", "nsga2", "nsga2-front", "random", "compress"):
         curve = [v for v in run[sampler]["curve"] if v is not None]
         assert len(run[sampler]["curve"]) == 3
         assert curve == sorted(curve)  # best-so-far never decreases
@@ -100,9 +143,12 @@ def test_search_efficiency_quick_on_digits(tmp_path):
     assert seeded["seconds_curve"][0] > seeded["sensitivity_seconds"]
     goal = data["goals"]["digits_default_reaches_random_best_time"]
     assert goal["search"] == "compress" and goal["met"] == (goal["value"] <= 0.5)
-    assert result["best_sampler"] in ("tpe", "nsga2")
+    assert result["best_sampler"] in ("tpe", "nsga2", "nsga2-front")
+    # The multi-objective row: R's best lies on its (accuracy, FLOPs) front (checked there).
+    assert 1 <= run["nsga2-front"]["front_size"] <= 3
     assert set(data["goals"]) == {"digits_default_reaches_random_best_time"}
     assert "fraction of trials to reach random's best" in md
+    assert "`nsga2-front`: NSGA-II on (accuracy, FLOPs ratio" in md
 
 
 @pytest.mark.slow

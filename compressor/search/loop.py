@@ -6,24 +6,36 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import optuna
 from optuna.trial import TrialState
 
+from compressor.actions.artifact import DeploySpec
 from compressor.credentials import mask
 from compressor.errors import CompressorError
+from compressor.records import TrialMetrics
 from compressor.search.budget import DISCARDED, claiming_before, is_discarded, may_start, spent
 from compressor.search.candidate import score_candidate
 from compressor.search.context import Resources, SearchSettings
 from compressor.search.fidelity import distilled_metrics, score_with_fidelity
 from compressor.search.space import (
+    DepthChoice,
     suggest_deploy,
     suggest_depth,
     suggest_flops_level,
     suggest_preferences,
 )
 from compressor.search.storage import HEARTBEAT_SECONDS, fail_dead_trials, worker_id
+
+# What a trial reports to Optuna from its metrics: R (the default), or a multi-objective
+# study's values (B3's NSGA-II front row: accuracy and FLOPs ratio); R stays the trial's
+# ``reward`` attribute either way.
+TrialValues = Callable[[TrialMetrics], float | Sequence[float]]
+
+
+def reward_value(metrics: TrialMetrics) -> float:
+    return metrics.reward
 
 
 class OverBudget(Exception):
@@ -33,15 +45,23 @@ class OverBudget(Exception):
 class Objective:
     """Optuna objective: sample a plan, score it, keep every metric on the trial.
 
-    Each trial records which process (``hostname:pid``) scored and timed it.
+    Each trial records which process (``hostname:pid``) scored and timed it. ``values``: what
+    it returns to Optuna (R by default; a multi-objective study's values otherwise).
     """
 
-    def __init__(self, settings: SearchSettings, resources: Resources, budget: int) -> None:
+    def __init__(
+        self,
+        settings: SearchSettings,
+        resources: Resources,
+        budget: int,
+        values: TrialValues = reward_value,
+    ) -> None:
         self.settings, self.resources, self.budget = settings, resources, budget
+        self.values = values
         self.worker = worker_id()
         self.scored = 0
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         if claiming_before(trial.study.get_trials(deepcopy=False), trial.number) >= self.budget:
             trial.set_user_attr(DISCARDED, f"the budget was taken when {self.worker} asked")
             raise OverBudget(f"trial {trial.number} is beyond the study's budget")
@@ -59,20 +79,9 @@ class Objective:
             if settings.depth_units
             else None
         )
-        budget = settings.flops_budget if flops_budget is None else flops_budget
         try:
             with time_limit(config.search.trial_timeout):
-                metrics = score_candidate(
-                    settings, self.resources, preferences, deploy, flops_budget, depth
-                )
-                # Multi-fidelity: the promising plans are scored again after a short
-                # distillation (search/fidelity.py); the value is the highest fidelity's.
-                metrics = score_with_fidelity(
-                    trial,
-                    metrics,
-                    lambda: distilled_metrics(settings, self.resources, metrics, deploy, budget),
-                    config.search.promote_fraction,
-                )
+                metrics = self._score(trial, preferences, deploy, flops_budget, depth)
         except Exception as exc:  # the trial fails with its reason; the study goes on
             trial.set_user_attr("error", mask(f"{type(exc).__name__}: {exc}"))
             raise
@@ -82,7 +91,35 @@ class Objective:
         trial.set_constraint("budgets", metrics.budget_excess)
         if metrics.accuracy_floor is not None:  # TPE learns where the accuracy floor lies too
             trial.set_constraint("accuracy", metrics.accuracy_floor - metrics.accuracy)
-        return metrics.reward
+        return self.values(metrics)
+
+    def _score(
+        self,
+        trial: optuna.Trial,
+        preferences: Mapping[str, float],
+        deploy: DeploySpec | None,
+        flops_budget: int | None,
+        depth: DepthChoice | None,
+    ) -> TrialMetrics:
+        """The plan's metrics at the highest fidelity it reached.
+
+        Multi-fidelity: the promising plans are scored again after a short distillation
+        (search/fidelity.py). It ranks plans by their reported intermediate values, which
+        Optuna keeps for a single objective only: a multi-objective study scores cheaply.
+        """
+        settings = self.settings
+        metrics = score_candidate(
+            settings, self.resources, preferences, deploy, flops_budget, depth
+        )
+        if len(trial.study.directions) > 1:
+            return metrics
+        budget = settings.flops_budget if flops_budget is None else flops_budget
+        return score_with_fidelity(
+            trial,
+            metrics,
+            lambda: distilled_metrics(settings, self.resources, metrics, deploy, budget),
+            settings.config.search.promote_fraction,
+        )
 
 
 def run_study(
@@ -92,18 +129,21 @@ def run_study(
     trials: int,
     time_budget: float | None,
     report: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None,
+    *,
+    values: TrialValues = reward_value,
 ) -> int:
     """Run trials until ``trials`` of the study's trials (this process's and other workers')
     count against the budget, or this process has searched for ``time_budget`` seconds.
 
-    Returns how many trials this process scored. While the rest of the budget is held by
+    ``values``: what each trial returns to Optuna (see :class:`Objective`). Returns how many
+    trials this process scored. While the rest of the budget is held by
     other processes' running trials it waits, failing trials whose process died (their
     heartbeat went stale; Optuna queues them again) so their share is spent again.
     Raises :class:`CompressorError` with a summary when too many trials fail in a row.
     """
     guard = FailureGuard(settings.config.search.max_consecutive_failures)
     callbacks = [_unless_discarded(c) for c in [guard] + ([report] if report else [])]
-    objective = Objective(settings, resources, trials)
+    objective = Objective(settings, resources, trials, values)
     deadline = None if time_budget is None else time.monotonic() + time_budget
     while not guard.tripped and (deadline is None or time.monotonic() < deadline):
         fail_dead_trials(study)

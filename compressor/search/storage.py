@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import optuna
@@ -153,13 +153,19 @@ def holds_studies(url: str) -> bool:
             engine.dispose()
 
 
-def open_study(url: str, name: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
-    """The study ``name`` at ``url``, created if it does not exist."""
+def open_study(
+    url: str,
+    name: str,
+    sampler: optuna.samplers.BaseSampler,
+    directions: Sequence[str] = ("maximize",),
+) -> optuna.Study:
+    """The study ``name`` at ``url``, created if it does not exist; ``directions``: one per
+    objective (the search maximises R; B3's front row is multi-objective)."""
     return optuna.create_study(
         study_name=name,
         storage=open_storage(url),
         sampler=sampler,
-        direction="maximize",
+        directions=list(directions),
         load_if_exists=True,
     )
 
