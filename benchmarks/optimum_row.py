@@ -36,7 +36,6 @@ dropped from the outputs before optimizing so no row copies extra tensors out.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import importlib
 import logging
@@ -44,6 +43,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import RowOutcome
+from compressor.actions.fuse import op_counts
 from compressor.environment import cpu_flags
 
 OUTPUT = "sentence_embedding"
@@ -190,10 +190,8 @@ def keep_output(path: Path, name: str) -> None:
 
 def node_counts(path: Path) -> dict[str, int]:
     """How many nodes of each :data:`COUNTED` type the graph holds."""
-    import onnx
-
-    counts = collections.Counter(node.op_type for node in onnx.load(str(path)).graph.node)
-    return {op: counts[op] for op in COUNTED}
+    counts = op_counts(path)
+    return {op: counts.get(op, 0) for op in COUNTED}
 
 
 def opset_of(path: Path) -> int:
