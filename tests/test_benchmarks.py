@@ -630,3 +630,30 @@ def test_standing_lists_the_goals_of_each_benchmarks_latest_full_run(tmp_path):
     )
     with pytest.raises(ValueError, match="no <!-- standing:start -->"):
         standing.replace_block("no markers", table)
+
+
+def test_stability_max_deviation_is_from_the_median():
+    from benchmarks.stability import max_deviation
+
+    assert max_deviation([0.9, 1.0, 1.2]) == pytest.approx(0.2)
+    assert max_deviation([0.5, 0.5, 0.5]) == 0.0
+
+
+def test_stability_retimes_every_run_against_one_baseline(tmp_path):
+    """Two runs that shipped the fp32 model itself: each ratio to the baseline is near 1."""
+    from benchmarks.stability import DEMO_TASK, retime_together
+    from compressor.actions.export import export_onnx
+    from compressor.config import MeasureConfig
+    from compressor.tasks import get_task
+
+    task = get_task(DEMO_TASK, verbose=False)
+    for index in range(2):
+        (tmp_path / f"run{index}").mkdir()
+        export_onnx(task.model.eval(), task.example_inputs, tmp_path / f"run{index}" / "model.onnx")
+    config = MeasureConfig(rounds=4, runs_per_round=10, ratio_halfwidth=0.0)
+    together = retime_together(tmp_path, 2, config)
+    assert len(together) == 2
+    for timed in together:
+        assert 0.5 < timed["ratio"] < 2.0  # the same graph: no systematic difference
+        assert timed["low"] <= timed["ratio"] <= timed["high"]
+        assert timed["rounds"] >= 4
