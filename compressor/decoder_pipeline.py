@@ -13,9 +13,11 @@ call too:
    meter's stated interval, and the choice uses those figures;
 4. **recover**: logit distillation of the chosen structure from the unpruned model on the
    recovery windows (skipped when nothing was pruned);
-5. **deploy**: the chosen artifact built again from the recovered model, scored on the
-   held-out test windows, logits parity with the PyTorch model recorded, latency re-timed;
-6. **write**: ``model.onnx`` (with the tokenizer and config beside it) and ``result.json``.
+5. **deploy**: the chosen artifact built again from the recovered model and placed in the
+   run folder, ``model.onnx`` with the tokenizer and configs beside it, all or nothing;
+   then scored on the held-out test windows, logits parity with the PyTorch model
+   recorded, latency re-timed;
+6. **write**: ``result.json`` and ``report.md``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import optuna
 import torch
 
 from compressor.actions.build_decoder import build_decoder
-from compressor.actions.export_decoder import export_decoder
+from compressor.actions.export_decoder import GRAPH_NAME, export_decoder
 from compressor.actions.prune_decoder import prune_decoder
 from compressor.actions.quantize_decoder import quantize_decoder, weight_bytes
 from compressor.config import MeasureConfig, RecoveryConfig
@@ -48,6 +50,7 @@ from compressor.records import Retimed, to_json
 from compressor.reward import Term
 from compressor.run_folder import (
     DECODER_RUN_FILES,
+    atomic_folder,
     atomic_path,
     check_output_dir,
     clear_run_files,
@@ -382,36 +385,44 @@ def deploy(
     out_dir: Path,
     scored: Path | None = None,
 ) -> Path:
-    """Export the (recovered) model and apply the chosen fusion and precision.
+    """Export the (recovered) model, apply the chosen fusion and precision, and place
+    ``model.onnx`` in ``out_dir`` with the configs and tokenizer ORT GenAI reads beside it.
 
     An unpruned candidate needs no recovery: its artifact as scored in the search
-    (``scored``) ships, or is built again from the cached graphs.
+    (``scored``) ships, or is built again from the cached graphs. The files are written to a
+    staging folder and moved in together, ``model.onnx`` last (:func:`atomic_folder`): an
+    interrupted run leaves no artifact rather than a half-written one that looks complete.
     """
-    if candidate.structure.is_identity:
-        graph = study.structure_graph(candidate.structure, candidate.fusion)
-        if scored is not None:
-            _copy_configs(graph.parent, out_dir)
-            return Path(shutil.copyfile(scored, out_dir / "model.onnx"))
-    elif candidate.fusion:
-        graph = build_decoder(model, study.tokenizer, study.workdir / "final")
-    else:
-        graph = export_decoder(model, study.workdir / "final")
-    _copy_configs(graph.parent, out_dir)
-    return quantize_decoder(graph, out_dir / "model.onnx", candidate.precision, study.calibration)
+    graph = _fp32_graph(study, model, candidate)
+    with atomic_folder(out_dir, last=GRAPH_NAME) as staging:
+        _copy_configs(graph.parent, staging)
+        if study.tokenizer is not None:
+            study.tokenizer.save_pretrained(staging)
+        if candidate.structure.is_identity and scored is not None:
+            shutil.copyfile(scored, staging / GRAPH_NAME)
+        else:
+            quantize_decoder(graph, staging / GRAPH_NAME, candidate.precision, study.calibration)
+    return out_dir / GRAPH_NAME
 
 
-def _copy_configs(folder: Path, out_dir: Path) -> None:
+def _fp32_graph(study: DecoderStudy, model: torch.nn.Module, candidate: DecoderCandidate) -> Path:
+    """The chosen structure's fp32 graph, its model configs beside it."""
+    if candidate.structure.is_identity:  # the search's cached graph: ``model`` is unchanged
+        return study.structure_graph(candidate.structure, candidate.fusion)
+    if candidate.fusion:
+        return build_decoder(model, study.tokenizer, study.workdir / "final")
+    return export_decoder(model, study.workdir / "final")
+
+
+def _copy_configs(folder: Path, dst: Path) -> None:
     # genai_config.json (fused graphs only) lets onnxruntime-genai's generate() run the model.
     for name in ("config.json", "generation_config.json", "genai_config.json"):
         if (folder / name).is_file():
-            shutil.copyfile(folder / name, out_dir / name)
+            shutil.copyfile(folder / name, dst / name)
 
 
 def write(result: DecoderResult, task: CausalLMTask, out_dir: Path) -> None:
-    """``result.json`` and the tokenizer beside ``model.onnx``."""
-    tokenizer = task.tokenizer
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out_dir)
+    """``result.json`` and ``report.md`` (:func:`deploy` placed the artifact)."""
     write_json(out_dir / "result.json", result.as_dict())
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(

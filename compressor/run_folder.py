@@ -163,6 +163,34 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def atomic_folder(path: str | Path, last: str) -> Iterator[Path]:
+    """Yield a staging folder inside ``path``; move its files into ``path`` only if the block
+    succeeds, ``last`` after all the others.
+
+    :func:`atomic_path` for a group of files that is only usable whole (a graph, its configs
+    and its tokenizer): a crash while they are written leaves none of them in ``path``.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    # Inside ``path``, so each move is a rename on one file system; hidden, so the run
+    # folder checks ignore one a killed process left behind.
+    with tempfile.TemporaryDirectory(prefix=".staging-", dir=path) as staging:
+        yield Path(staging)
+        _move_files(Path(staging), path, last)
+
+
+def _move_files(staging: Path, path: Path, last: str) -> None:
+    if not (staging / last).is_file():  # checked before anything moves: no group without it
+        raise FileNotFoundError(f"{last} was not written; nothing moved into {path}")
+    # An earlier run's ``last`` goes first: it must never stand beside this run's files
+    # (a pruned graph with the unpruned config.json), and it is what marks the group whole.
+    (path / last).unlink(missing_ok=True)
+    names = sorted(p.name for p in staging.iterdir() if p.name != last)
+    for name in [*names, last]:
+        os.replace(staging / name, path / name)
+
+
 def _umask() -> int:
     # Read, not set-and-restore: os.umask() is process-wide and the heartbeat thread writes.
     try:

@@ -12,6 +12,7 @@ import importlib.util
 import json
 from collections import Counter
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import onnx
@@ -918,6 +919,64 @@ def byte_tokenizer():
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<0>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer)
+
+
+ARTIFACT_FILES = {"model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json"}
+
+
+def _fake_deploy_study(folder):
+    """What :func:`deploy` reads of a study, for an unpruned candidate: its cached fp32
+    graph (a stand-in file, its config beside it), tokenizer and calibration windows."""
+    from types import SimpleNamespace
+
+    graph = folder / "structure-0" / "model.onnx"
+    graph.parent.mkdir(parents=True)
+    graph.write_bytes(b"fp32 graph")
+    (graph.parent / "config.json").write_text("{}")
+    return SimpleNamespace(
+        structure_graph=lambda structure, fusion: graph,
+        tokenizer=byte_tokenizer(),
+        calibration=(),
+        workdir=folder,
+    )
+
+
+@pytest.mark.parametrize("fails", ["graph", "tokenizer"])
+def test_deploy_leaves_no_half_written_artifact(tmp_path, monkeypatch, fails):
+    """The causal-lm artifact (graph, configs, tokenizer) lands whole or not at all: a
+    write that fails midway leaves none of its files in the run folder."""
+    from compressor import decoder_pipeline
+    from compressor.search.decoder import DecoderCandidate
+
+    study = _fake_deploy_study(tmp_path / "work")
+    candidate = DecoderCandidate(DecoderPlan(), PrecisionPlan(default="int4"), fusion=False)
+    out = tmp_path / "run"
+
+    def quantize(src, dst, plan, calibration, whole=True):
+        dst.write_bytes(b"graph" if whole else b"half a graph")
+        if not whole:
+            raise OSError("disk full")
+        return dst
+
+    def save_pretrained(folder):
+        (folder / "tokenizer.json").write_text('{"half')
+        raise OSError("disk full")
+
+    monkeypatch.setattr(
+        decoder_pipeline, "quantize_decoder", partial(quantize, whole=fails != "graph")
+    )
+    if fails == "tokenizer":
+        monkeypatch.setattr(study.tokenizer, "save_pretrained", save_pretrained)
+    with pytest.raises(OSError, match="disk full"):
+        decoder_pipeline.deploy(study, None, candidate, out)
+    assert list(out.iterdir()) == []  # the staging folder gone too
+    # The same write, nothing failing: every file in place, nothing staged left.
+    study.tokenizer = byte_tokenizer()
+    monkeypatch.setattr(decoder_pipeline, "quantize_decoder", quantize)
+    assert decoder_pipeline.deploy(study, None, candidate, out) == out / "model.onnx"
+    assert {p.name for p in out.iterdir()} >= ARTIFACT_FILES
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert (out / "model.onnx").read_bytes() == b"graph"
 
 
 def test_the_causal_lm_output_folder_follows_the_run_rules(tmp_path, monkeypatch, capsys):

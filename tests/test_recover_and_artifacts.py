@@ -5,7 +5,7 @@ import torch
 
 from compressor.actions.prune import channel_groups, prune_model
 from compressor.recover import fine_tune, first_batches, recalibrate_batchnorm
-from compressor.run_folder import atomic_path
+from compressor.run_folder import atomic_folder, atomic_path
 from compressor.saved_model import load_model, save_model
 from compressor.tasks.digits import DigitsResNet
 
@@ -81,6 +81,27 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("whole")
     assert target.read_text() == "whole" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_atomic_folder_moves_a_group_in_whole_or_not_at_all(tmp_path):
+    (tmp_path / "model.onnx").write_text("old")  # an earlier run's artifact
+    (tmp_path / "config.json").write_text("old")
+    with pytest.raises(RuntimeError), atomic_folder(tmp_path, last="model.onnx") as staging:
+        (staging / "config.json").write_text("new")
+        (staging / "model.onnx").write_text("half")
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.onnx"]
+    assert (tmp_path / "model.onnx").read_text() == "old"  # untouched, and no staging left
+    with pytest.raises(FileNotFoundError), atomic_folder(tmp_path, "model.onnx") as staging:
+        (staging / "config.json").write_text("new")  # a group without its last file: refused
+    assert (tmp_path / "config.json").read_text() == "old"
+    with atomic_folder(tmp_path, last="model.onnx") as staging:
+        (staging / "config.json").write_text("new")
+        (staging / "tokenizer.json").write_text("new")
+        (staging / "model.onnx").write_text("new")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["config.json", "model.onnx", "tokenizer.json"]
+    assert all((tmp_path / name).read_text() == "new" for name in names)
 
 
 def test_cache_is_retrained_when_corrupt(tmp_path, monkeypatch):
