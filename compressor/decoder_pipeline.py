@@ -79,6 +79,7 @@ from compressor.search.decoder_sensitivity import (
     removal_order,
     unit_sensitivity,
 )
+from compressor.search.duplicates import DUPLICATE_ATTR, distinct
 from compressor.search.loop import best_feasible_trial
 from compressor.search.samplers import SEEDED_ATTR, startup_trials
 from compressor.search.storage import fail_dead_trials, open_storage
@@ -218,7 +219,7 @@ def choose(optuna_study: optuna.Study) -> optuna.trial.FrozenTrial:
     the best-R trial, and the report says the targets were missed."""
     best = best_feasible_trial(optuna_study)
     if best is None:  # (Study.best_trial would raise: it too reads the trials' constraints)
-        finished = optuna_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+        finished = distinct(optuna_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
         best = max(finished, key=lambda trial: trial.value)
         log.warning(
             "no trial met every target; the best-R trial #%d ships (see the report's targets)",
@@ -487,6 +488,7 @@ def trials_markdown(trials: list[dict]) -> str:
         ("decode x", "decode_ratio", ".2f"),
         ("MB", "size_mb", ".0f"),
         ("R", "reward", ".4f"),
+        ("same as #", DUPLICATE_ATTR, ""),  # a repeated plan, not measured again
     ]
     rows = [[format(t.get(key, ""), spec) for _, key, spec in columns] for t in trials]
     return markdown_table([name for name, _, _ in columns], rows)

@@ -226,6 +226,7 @@ class TrialRecord(Record):
     removed_units: tuple[str, ...] = ()  # depth: whole blocks / layers removed
     reference: str | None = None  # the unpruned pipeline a reference trial scores
     round_to: int | None = None  # the multiple its kept counts were rounded to
+    duplicate_of: int | None = None  # the earlier trial of the same plan, whose result it reuses
 
     @property
     def finished(self) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from compressor.credentials import mask
+from compressor.records import TrialRecord
 from compressor.report.figures import report_figures
 from compressor.report.run_data import STUDY_FILE, RunData, load_run
 from compressor.report.summary import (
@@ -142,6 +143,12 @@ def latency_cell(ratio: float | None, low: float | None, high: float | None) -> 
     return f"{ratio:.2f}× ({low:.2f}–{high:.2f})"
 
 
+def _status(trial: TrialRecord) -> str:
+    finished = trial.state == "COMPLETE"
+    status = trial.state.lower() if not finished or trial.feasible else "over budget"
+    return status if trial.duplicate_of is None else f"{status}, same as #{trial.duplicate_of}"
+
+
 def _trial_row(run: RunData, trial: dict) -> dict:
     chosen = run.chosen_trial
     artifact = trial.artifact
@@ -149,7 +156,7 @@ def _trial_row(run: RunData, trial: dict) -> dict:
     finished = trial.state == "COMPLETE"
     cells = (
         f"#{trial.number}",
-        trial.state.lower() if not finished or trial.feasible else "over budget",
+        _status(trial),
         format_pct(trial.accuracy),
         format_count(trial.flops) if trial.flops is not None else "—",
         latency_cell(trial.latency_ratio, trial.latency_ratio_low, trial.latency_ratio_high),

@@ -31,6 +31,7 @@ from compressor.search.candidate import (
     reward_of,
 )
 from compressor.search.context import Resources, SearchSettings
+from compressor.search.duplicates import distinct, plan_number
 from compressor.search.loop import trial_cost
 from compressor.search.seeds import REFERENCE_ATTR
 from compressor.search.space import FLOPS_LEVEL_PARAM, QUANTIZATION_PARAM, spec_from_params
@@ -40,10 +41,11 @@ RETIMED = 5  # top feasible trials re-timed together (with the references) befor
 
 def top_feasible(study: optuna.Study, count: int, fastest: bool = False) -> list[FrozenTrial]:
     """The ``count`` highest-reward finished trials within every budget (``fastest``: the
-    ``count`` fastest, as ``--max-accuracy-drop`` ranks them)."""
+    ``count`` fastest, as ``--max-accuracy-drop`` ranks them), each plan once (a duplicate's
+    original stands for it: timing one artifact twice would take a finalist's place)."""
     feasible = [
         t
-        for t in study.get_trials(deepcopy=False)
+        for t in distinct(study.get_trials(deepcopy=False))
         if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible")
     ]
     if fastest:
@@ -62,10 +64,12 @@ def finished_references(study: optuna.Study) -> list[FrozenTrial]:
 
 def retimed_set(study: optuna.Study, count: int, fastest: bool = False) -> list[FrozenTrial]:
     """What is timed together before choosing: the top ``count`` feasible trials (see
-    :func:`top_feasible`) and every finished reference pipeline, each once."""
+    :func:`top_feasible`) and every finished reference pipeline, each plan once."""
     top = top_feasible(study, count, fastest)
     numbers = {t.number for t in top}
-    return top + [t for t in finished_references(study) if t.number not in numbers]
+    # A reference may repeat a top trial's plan (one group: its sensitivity seed prunes
+    # nothing): the plan is timed once, as the top trial.
+    return top + [t for t in finished_references(study) if plan_number(t) not in numbers]
 
 
 def retime(

@@ -51,6 +51,7 @@ from compressor.measure.latency import LatencyComparison
 from compressor.records import Retimed
 from compressor.reward import Term, reward
 from compressor.search.decoder_sensitivity import FAMILIES, UNITS, unit_modules
+from compressor.search.duplicates import DUPLICATE_ATTR, distinct, reuse_duplicate
 
 log = logging.getLogger(__name__)
 MB = 1e6
@@ -450,11 +451,20 @@ class DecoderStudy:
         return self.best[2] if self.best is not None and self.best[1] == number else None
 
     def objective(self, space: DecoderSpace, prior: DecoderPrior):
-        """The Optuna objective: build, score, record the measurements as user attributes."""
+        """The Optuna objective: build, score, record the measurements as user attributes;
+        a plan an earlier trial scored is not built again (search/duplicates.py)."""
 
         def run(trial: optuna.Trial) -> float:
             started = time.perf_counter()
             candidate = suggest_candidate(trial, space, prior)
+            reused = reuse_duplicate(trial)
+            if reused is not None:
+                log.info(
+                    "trial %d: the plan of trial %d, not measured again",
+                    trial.number,
+                    trial.user_attrs[DUPLICATE_ATTR],
+                )
+                return reused
             graph = self.build(candidate, self.workdir / f"trial-{trial.number}.onnx")
             try:
                 score = self.score(candidate, graph)
@@ -500,7 +510,7 @@ def finalists(
     """
     eligible = [
         t
-        for t in trials
+        for t in distinct(trials)  # a plan timed twice side by side would take a finalist's place
         if t.state == optuna.trial.TrialState.COMPLETE
         and t.user_attrs.get("other_budget_excess", -1.0) <= 0.0
         and t.user_attrs.get("budget_excess", -1.0) <= near

@@ -47,6 +47,7 @@ from compressor.search.candidate import (
     runnable,
 )
 from compressor.search.context import Resources, SearchSettings, accuracy_floor
+from compressor.search.duplicates import distinct
 
 CHEAP, DISTILLED = 0, 1  # DISTILLED: the short recovery, whichever method it ran
 # The short recoveries' losses: the same optimiser, steps and batches, so the two differ
@@ -56,10 +57,11 @@ FLOOR_KEY = "distilled accuracy floor"  # in SearchSettings.fidelity_cache
 
 
 def cheap_rewards(trials: Iterable[FrozenTrial], number: int) -> list[float]:
-    """Fidelity-0 rewards of the study's finished trials other than trial ``number``."""
+    """Fidelity-0 rewards of the study's finished trials other than trial ``number``, each
+    plan once (a plan sampled twice would otherwise weigh twice in the ranks)."""
     return [
         t.user_attrs["reward_cheap"]
-        for t in trials
+        for t in distinct(trials)
         if t.state == TrialState.COMPLETE
         and t.number != number
         and t.user_attrs.get("reward_cheap") is not None

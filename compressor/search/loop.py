@@ -18,6 +18,7 @@ from compressor.records import TrialMetrics
 from compressor.search.budget import DISCARDED, claiming_before, is_discarded, may_start, spent
 from compressor.search.candidate import score_candidate
 from compressor.search.context import Resources, SearchSettings
+from compressor.search.duplicates import distinct, reuse_duplicate
 from compressor.search.fidelity import distilled_metrics, score_with_fidelity
 from compressor.search.space import (
     DepthChoice,
@@ -79,6 +80,9 @@ class Objective:
             if settings.depth_units
             else None
         )
+        reused = reuse_duplicate(trial)
+        if reused is not None:  # an earlier trial scored this plan (search/duplicates.py)
+            return reused
         try:
             with time_limit(config.search.trial_timeout):
                 metrics = self._score(trial, preferences, deploy, flops_budget, depth)
@@ -224,7 +228,7 @@ def best_feasible_trial(
     """
     feasible = [
         t
-        for t in study.trials
+        for t in distinct(study.trials)
         if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible")
     ]
     if fastest:
