@@ -357,13 +357,13 @@ def describe(name: str, description: str, recovery, flops_ratio: float) -> dict:
 
 
 def goals(results: list[dict]) -> dict:
+    """The best proxy's Spearman per task, against the issue's bar for ResNet-56 (>= 0.8 over
+    >= 16 plans); the same bar is applied to every task so the goals table shows each one."""
     out = {}
     for result in results:
-        if result["task"] != "resnet56-cifar10":
-            continue
         best = max(result["proxies"], key=lambda p: result["correlations"][p]["spearman"])
         value = result["correlations"][best]["spearman"]
-        out["resnet56_proxy_spearman"] = {
+        out[f"{result['task'].split('-')[0]}_proxy_spearman"] = {
             "value": value,
             "target": GOAL_SPEARMAN,
             # The issue asks for >= 16 plans: fewer cannot meet it, whatever the value.

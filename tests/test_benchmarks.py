@@ -163,6 +163,9 @@ def test_proxy_quick_on_digits(tmp_path):
         assert result["correlations"][proxy]["seconds_per_candidate"] > 0
     assert all(0 <= row["after_recovery"] <= 1 for row in result["rows"])
     assert "Spearman" in md
+    goal = data["goals"]["digits_proxy_spearman"]  # every task gets the proxy goal
+    assert goal["plans"] == 4 and goal["met"] is False  # under 16 plans cannot meet it
+    assert goal["value"] == max(c["spearman"] for c in result["correlations"].values())
 
 
 @pytest.mark.slow
