@@ -163,6 +163,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+STAGING_PREFIX = ".staging-"  # atomic_folder's staging folders inside a run folder
+
+
 @contextlib.contextmanager
 def atomic_folder(path: str | Path, last: str) -> Iterator[Path]:
     """Yield a staging folder inside ``path``; move its files into ``path`` only if the block
@@ -173,9 +176,13 @@ def atomic_folder(path: str | Path, last: str) -> Iterator[Path]:
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    # A killed run leaves its staging folder (a partial graph can be hundreds of MB); one
+    # writer per run folder, so any found now is stale.
+    for stale in path.glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
     # Inside ``path``, so each move is a rename on one file system; hidden, so the run
-    # folder checks ignore one a killed process left behind.
-    with tempfile.TemporaryDirectory(prefix=".staging-", dir=path) as staging:
+    # folder checks ignore it.
+    with tempfile.TemporaryDirectory(prefix=STAGING_PREFIX, dir=path) as staging:
         yield Path(staging)
         _move_files(Path(staging), path, last)
 

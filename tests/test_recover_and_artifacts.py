@@ -95,6 +95,9 @@ def test_atomic_folder_moves_a_group_in_whole_or_not_at_all(tmp_path):
     with pytest.raises(FileNotFoundError), atomic_folder(tmp_path, "model.onnx") as staging:
         (staging / "config.json").write_text("new")  # a group without its last file: refused
     assert (tmp_path / "config.json").read_text() == "old"
+    killed = tmp_path / ".staging-killed"  # what a SIGKILLed run leaves behind
+    killed.mkdir()
+    (killed / "model.onnx").write_text("half")
     with atomic_folder(tmp_path, last="model.onnx") as staging:
         (staging / "config.json").write_text("new")
         (staging / "tokenizer.json").write_text("new")
