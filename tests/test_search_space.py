@@ -52,6 +52,15 @@ def test_sensitivity_preferences_spare_the_most_sensitive_group():
     assert preferences_from_sensitivity({"a": 0.0}, 0.05) == {"a": 1.0}
 
 
+def test_one_outlier_does_not_flatten_the_other_preferences():
+    # digits' measured drops: the stem loses 8.4 pt, the rest 0-2.2 pt. Linear in the drop,
+    # every other group would sit within 0.25 of 1 (close to the uniform plan).
+    drops = {"stem": 0.084, "a": 0.0, "b": 0.003, "c": 0.003, "d": 0.022}
+    preferences = preferences_from_sensitivity(drops, step=0.05)
+    assert preferences == {"stem": 0.0, "a": 1.0, "b": 0.65, "c": 0.65, "d": 0.35}
+    assert preferences_from_sensitivity({"x": 0.1, "y": 0.1}, 0.05) == {"x": 1.0, "y": 1.0}
+
+
 def test_uneven_preferences_can_still_reach_a_deep_budget():
     # Only "a" is strongly preferred, but the budget needs both groups pruned hard: the
     # scale goes on growing once "a" is clipped at max_ratio.
