@@ -66,6 +66,7 @@ def distill(
     seed: int = 0,
     constant_lr: bool = False,
     on_step: Callable[[int, nn.Module], None] | None = None,
+    teacher_outputs: dict[int, torch.Tensor] | None = None,
 ) -> nn.Module:
     """Train ``student`` to match ``teacher`` on ``batches`` of ``(inputs, labels)``.
 
@@ -74,7 +75,9 @@ def distill(
     visited in a seeded shuffled order and the teacher's outputs are cached per batch.
     The learning rate decays linearly to 0 unless ``constant_lr``: then the first k steps of
     a run are exactly a k-step run, so ``on_step(step, student)`` (called after every step)
-    can score a short distillation at several budgets in one pass.
+    can score a short distillation at several budgets in one pass. ``teacher_outputs``: the
+    per-batch cache to use, kept by a caller that distils many students from the same
+    teacher on the same list of batches (the search's promoted trials).
     """
     fixed = isinstance(batches, Sequence)
     per_epoch = len(batches) if hasattr(batches, "__len__") else None
@@ -87,7 +90,7 @@ def distill(
         if total and not constant_lr
         else None
     )
-    cache: dict[int, torch.Tensor] = {}
+    cache: dict[int, torch.Tensor] = {} if teacher_outputs is None else teacher_outputs
     teacher.eval()
     student.train()
     # A plain line every tenth of the budget (or every pass over an unsized iterable).

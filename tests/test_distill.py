@@ -87,6 +87,29 @@ def test_logit_distillation_moves_student_towards_teacher_and_caches_it():
     assert counting.calls == len(batches)  # a fixed list: teacher outputs computed once
 
 
+def test_students_of_one_teacher_share_its_outputs_through_a_kept_cache():
+    teacher, batches = CountingTeacher(_plain_cnn(16, scale=20.0)), _images()
+    shared: dict = {}
+    students = []
+    for seed in (1, 2):
+        student = _plain_cnn(4, seed=seed)
+        before = _kl(student, teacher.model, batches)
+        distill(
+            student,
+            teacher,
+            batches,
+            logits_kd_loss(),
+            epochs=5,
+            lr=0.01,
+            optimizer="adamw",
+            progress=False,
+            teacher_outputs=shared,
+        )
+        students.append(_kl(student, teacher.model, batches) < 0.7 * before)
+    assert all(students)  # each still learns from the cached outputs
+    assert teacher.calls == len(batches) and len(shared) == len(batches)  # once, not twice
+
+
 def test_steps_budget_counts_optimiser_steps():
     teacher = tiny_cnn().eval()
     calls = []

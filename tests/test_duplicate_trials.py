@@ -132,7 +132,7 @@ def test_the_pruning_loop_scores_each_plan_once_and_spends_the_whole_budget(
     """One group at step 0.5 is three plans; six trials must repeat some, and end."""
     scored: list[dict] = []
 
-    def score_candidate(settings, resources, preferences, deploy, flops_budget, depth):
+    def score_candidate(settings, resources, preferences, deploy, flops_budget, depth, matters):
         scored.append(dict(preferences))
         return _metrics(preferences["g"] / 2)
 
@@ -150,6 +150,7 @@ def test_the_pruning_loop_scores_each_plan_once_and_spends_the_whole_budget(
         depth_units=(),
         baseline_flops=1000,
         flops_budget=500,
+        accuracy_floor=None,
     )
     study = optuna.create_study(
         directions=["maximize"] * directions, sampler=optuna.samplers.RandomSampler(seed=0)

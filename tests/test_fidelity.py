@@ -204,6 +204,7 @@ def test_the_short_recovery_races_fine_tuning_and_distillation_on_depth_plans_on
         distill_batches=tuple(batches),
         calibration=tuple(batches),
         config=CompressConfig.from_dict({"search": {"promote_steps": 3}}),
+        fidelity_cache={},
     )
     student = copy.deepcopy(teacher)
     raced = fidelity.short_recoveries(settings, student, depth_pruned=True)
@@ -216,6 +217,8 @@ def test_the_short_recovery_races_fine_tuning_and_distillation_on_depth_plans_on
         {"search": {"promote_steps": 3}, "recovery": {"method": "distill"}}
     )
     assert set(fidelity.short_recoveries(settings, student, depth_pruned=True)) == {"distill"}
+    (outputs,) = settings.fidelity_cache.values()  # the teacher's, kept for the next trial
+    assert len(outputs) == len(batches)
 
 
 def test_under_a_drop_floor_a_plan_that_may_beat_the_fastest_feasible_one_is_promoted():

@@ -143,14 +143,20 @@ class LatencyMeter:
         self._baseline_format = _format_of(model)
         self._load(BASELINE, model)
 
-    def compare(self, model: nn.Module | Path, rounds: int | None = None) -> LatencyComparison:
+    def compare(
+        self, model: nn.Module | Path, rounds: int | None = None, precise: bool = True
+    ) -> LatencyComparison:
         """Time ``model`` (a module or an ``.onnx`` path) and the baseline in alternating
-        rounds, at least ``rounds`` (default ``measure.rounds``) and more until the ratio's
-        confidence interval is within ``measure.ratio_halfwidth`` (or a cap is hit)."""
-        return self.compare_many({CANDIDATE: model}, rounds)[CANDIDATE]
+        rounds, at least ``rounds`` (default ``measure.rounds``) and, when ``precise``, more
+        until the ratio's confidence interval is within ``measure.ratio_halfwidth`` (or a cap
+        is hit)."""
+        return self.compare_many({CANDIDATE: model}, rounds, precise)[CANDIDATE]
 
     def compare_many(
-        self, models: Mapping[str, nn.Module | Path], rounds: int | None = None
+        self,
+        models: Mapping[str, nn.Module | Path],
+        rounds: int | None = None,
+        precise: bool = True,
     ) -> dict[str, LatencyComparison]:
         """Time several models and the baseline together, in the same interleaved rounds.
 
@@ -172,7 +178,7 @@ class LatencyMeter:
                 self._load(keys[name], model)
             # The time cap grows with the rounds asked for and the models in each round.
             cap = config.max_seconds * (minimum / config.rounds) * (len(models) + 1) / 2
-            return self._compare_loaded(keys, BASELINE, minimum, cap, precise=True)
+            return self._compare_loaded(keys, BASELINE, minimum, cap, precise)
         finally:
             for key in keys.values():
                 self._request({"op": "unload", "key": key})

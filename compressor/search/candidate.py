@@ -5,14 +5,21 @@ With a deployment spec the candidate is scored as its deployable artifact, becau
 artifact is what ships: the user's ``evaluate`` runs the ONNX Runtime session (quantization
 error counts), and latency is timed on the same file against the fp32 ONNX export of the
 unpruned model.
+
+Latency is timed to its stated interval (``measure.ratio_halfwidth``) only where the figure
+can change a decision: a caller may pass ``matters``, which says whether a trial whose cheap
+reward could reach a given value might still be promoted or chosen; a plan that cannot even
+at the favourable end of a short comparison's interval keeps that short comparison (the
+demo's trials ran 30 rounds each, most of them plans far below the best).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 import time
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 
 from torch import nn
@@ -34,6 +41,12 @@ from compressor.reward import Term, reward
 from compressor.search.context import Resources, SearchSettings
 from compressor.search.precision import sensitive_layers
 from compressor.search.space import DepthChoice, fit_to_budget, units_to_remove
+
+# Whether a trial whose cheap reward could reach the given value might still be promoted or
+# chosen (``fidelity.worth_timing``); what decides how precisely its latency is timed.
+Matters = Callable[[float], bool]
+# Given the candidate's accuracy and a short comparison, whether to time it precisely.
+WorthPrecision = Callable[[float, LatencyComparison], bool]
 
 
 def round_to_for(settings: SearchSettings, deploy: DeploySpec | None) -> int | None:
@@ -155,13 +168,15 @@ def score_candidate(
     deploy: DeploySpec | None = None,
     flops_budget: int | None = None,
     depth: DepthChoice | None = None,
+    matters: Matters | None = None,
 ) -> TrialMetrics:
     """Fit, build, measure and reward one plan.
 
     With ``deploy`` the candidate is scored as its ONNX artifact (accuracy and latency in
     ONNX Runtime); without, as the pruned PyTorch model. ``flops_budget`` overrides the
     settings' budget (a trial that samples its own FLOPs level). ``depth`` removes units
-    first and the widths are fitted to what is left of the budget.
+    first and the widths are fitted to what is left of the budget. ``matters``: see the
+    module docstring (None: every latency timed to its interval).
     """
     started = time.perf_counter()
     budget = settings.flops_budget if flops_budget is None else flops_budget
@@ -170,13 +185,13 @@ def score_candidate(
     ratios, _ = plan_for(settings, preferences, budget, removed, multiple)
     model, kept = build_candidate(settings, ratios, removed, multiple)
     flops = count_flops(model, settings.example_inputs)
+    worth = worth_precision(settings, flops, budget, matters)
     artifact = None
     if deploy is not None:
-        accuracy, latency, artifact = score_artifact(settings, resources, model, deploy)
+        accuracy, latency, artifact = score_artifact(settings, resources, model, deploy, worth)
     else:
-        accuracy = settings.evaluate(model)
-        latency = resources.meter.compare(model) if resources.meter is not None else None
-    accuracy = checked_metric(accuracy)
+        accuracy = checked_metric(settings.evaluate(model))
+        latency = timed(resources, model, accuracy, worth)
     terms = complexity_terms(settings, flops, budget, latency)
     return TrialMetrics(
         flops=flops,
@@ -200,6 +215,45 @@ def score_candidate(
         round_to=multiple,
         accuracy_floor=settings.accuracy_floor,
     )
+
+
+def worth_precision(
+    settings: SearchSettings, flops: int, budget: int, matters: Matters | None
+) -> WorthPrecision | None:
+    """Whether a candidate is worth a precise latency: its reward at the favourable end of a
+    short comparison's interval (the reward falls as the ratio grows) still matters."""
+    if matters is None:
+        return None
+
+    def worth(accuracy: float, short: LatencyComparison) -> bool:
+        if short.ratio_low is None:  # no interval to judge by
+            return True
+        terms = complexity_terms(settings, flops, budget, favourable_end(short))
+        return matters(reward_of(settings, accuracy, terms))
+
+    return worth
+
+
+def favourable_end(latency: LatencyComparison) -> LatencyComparison:
+    """``latency`` at the low end of its interval (the candidate's median scaled alike)."""
+    scale = latency.ratio_low / latency.ratio
+    candidate = dataclasses.replace(latency.candidate, p50_ms=latency.candidate.p50_ms * scale)
+    return dataclasses.replace(latency, candidate=candidate, ratio=latency.ratio_low)
+
+
+def timed(
+    resources: Resources, model, accuracy: float, worth: WorthPrecision | None
+) -> LatencyComparison | None:
+    """``model`` (module or artifact path) timed against the baseline: to the stated interval,
+    or, when ``worth`` says the figure cannot matter, in the short comparison alone
+    (``measure.rounds``)."""
+    meter = resources.meter
+    if meter is None:
+        return None
+    if worth is None:
+        return meter.compare(model)
+    short = meter.compare(model, precise=False)
+    return meter.compare(model) if worth(accuracy, short) else short
 
 
 def complexity_terms(
@@ -296,17 +350,20 @@ def artifact_info(artifact: Artifact, parity: Parity | None = None) -> ArtifactI
 
 
 def score_artifact(
-    settings: SearchSettings, resources: Resources, model: nn.Module, spec: DeploySpec
-) -> tuple[object, LatencyComparison | None, ArtifactInfo]:
-    """Build the artifact in a scratch folder; return the user's metric on it (unchecked),
-    its latency against the baseline artifact, and its description with parity."""
+    settings: SearchSettings,
+    resources: Resources,
+    model: nn.Module,
+    spec: DeploySpec,
+    worth: WorthPrecision | None = None,
+) -> tuple[float, LatencyComparison | None, ArtifactInfo]:
+    """Build the artifact in a scratch folder; return the user's metric on it, its latency
+    against the baseline artifact (see :func:`timed`), and its description with parity."""
     with tempfile.TemporaryDirectory(prefix="candidate-", dir=resources.workdir) as scratch:
         artifact = make_artifact(settings, model, spec, Path(scratch) / "candidate.onnx")
         module = runnable(settings, artifact.path)
-        accuracy = settings.evaluate(module)
+        accuracy = checked_metric(settings.evaluate(module))
         info = artifact_info(artifact, parity_of(settings, model, module))
-        meter = resources.meter
-        latency = meter.compare(artifact.path) if meter is not None else None
+        latency = timed(resources, artifact.path, accuracy, worth)
     return accuracy, latency, info
 
 

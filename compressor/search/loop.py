@@ -19,7 +19,7 @@ from compressor.search.budget import DISCARDED, claiming_before, is_discarded, m
 from compressor.search.candidate import score_candidate
 from compressor.search.context import Resources, SearchSettings
 from compressor.search.duplicates import distinct, reuse_duplicate
-from compressor.search.fidelity import distilled_metrics, score_with_fidelity
+from compressor.search.fidelity import distilled_metrics, score_with_fidelity, worth_timing
 from compressor.search.space import (
     DepthChoice,
     suggest_deploy,
@@ -112,17 +112,25 @@ class Objective:
         Optuna keeps for a single objective only: a multi-objective study scores cheaply.
         """
         settings = self.settings
-        metrics = score_candidate(
-            settings, self.resources, preferences, deploy, flops_budget, depth
+        fraction = settings.config.search.promote_fraction
+        single = len(trial.study.directions) == 1
+        # Under --max-accuracy-drop the fastest feasible plan ships: every latency matters.
+        matters = (
+            worth_timing(trial.study.get_trials(deepcopy=False), trial.number, fraction)
+            if single and settings.accuracy_floor is None
+            else None
         )
-        if len(trial.study.directions) > 1:
+        metrics = score_candidate(
+            settings, self.resources, preferences, deploy, flops_budget, depth, matters
+        )
+        if not single:
             return metrics
         budget = settings.flops_budget if flops_budget is None else flops_budget
         return score_with_fidelity(
             trial,
             metrics,
             lambda: distilled_metrics(settings, self.resources, metrics, deploy, budget),
-            settings.config.search.promote_fraction,
+            fraction,
         )
 
 
