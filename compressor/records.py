@@ -157,6 +157,9 @@ class TrialMetrics(Record):
     latency_ratio_low: float | None = None
     latency_ratio_high: float | None = None
     latency_rounds: int | None = None
+    # False: timed in the short comparison alone, its figure unable to change a decision
+    # (search/candidate.py: timed); True: timed towards the stated interval.
+    latency_precise: bool | None = None
     artifact: ArtifactInfo | None = None
     removed_units: tuple[str, ...] = ()  # depth: whole blocks / layers removed (issue 14)
     round_to: int | None = None  # the multiple its kept counts were rounded to
@@ -212,6 +215,7 @@ class TrialRecord(Record):
     latency_ratio_low: float | None = None
     latency_ratio_high: float | None = None
     latency_rounds: int | None = None
+    latency_precise: bool | None = None  # False: a short comparison (it could not matter)
     feasible: bool | None = None
     seconds: float | None = None
     error: str | None = None

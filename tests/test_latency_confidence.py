@@ -102,7 +102,9 @@ def test_meter_reports_the_interval_and_retimes_several_models_together():
         meter.set_baseline(_conv_net(32))
         single = meter.compare(_conv_net(4))
         several = meter.compare_many({"small": _conv_net(4), "same": _conv_net(32)})
+        short = meter.compare(_conv_net(4), precise=False)
     assert 2 <= single.rounds <= 12  # 2: the time cap ran out first (a loaded machine)
+    assert 2 <= short.rounds <= 4 and single.precise and not short.precise  # no rounds added
     assert single.ratio_low <= single.ratio <= single.ratio_high
     assert set(several) == {"small", "same"}
     small, same = several["small"], several["same"]

@@ -2,6 +2,7 @@
 still be promoted or beat the best?), the favourable end of a short comparison, and the
 meter calls it leads to."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import optuna
@@ -80,7 +81,9 @@ class FakeMeter:
 
     def compare(self, model, rounds=None, precise=True):
         self.calls.append(precise)
-        return comparison(0.8, 0.7, 0.9) if precise else comparison(0.8, 0.5, 1.2)
+        if precise:
+            return comparison(0.8, 0.7, 0.9)
+        return dataclasses.replace(comparison(0.8, 0.5, 1.2), precise=False)
 
 
 @pytest.mark.parametrize(
@@ -96,4 +99,5 @@ def test_the_meter_is_asked_for_a_short_comparison_first_when_there_is_a_rule(
     latency = timed(resources, "candidate.onnx", 0.9, rule)
     assert meter.calls == calls
     assert latency.ratio_low == (0.7 if rounds_kept == "precise" else 0.5)
+    assert latency.precise == (rounds_kept == "precise")  # recorded as latency_precise
     assert timed(SimpleNamespace(meter=None), "candidate.onnx", 0.9, rule) is None

@@ -25,7 +25,7 @@ from compressor.report import (
 )
 from compressor.report.figures import report_figures
 from compressor.report.render import TRIAL_COLUMNS, latency_cell, render_html, render_markdown
-from compressor.report.summary import environment_lines, target_lines
+from compressor.report.summary import environment_lines, target_lines, timing_lines
 from compressor.report.tables import format_count, format_ms, format_pct
 from compressor.search.budget import DISCARDED
 
@@ -164,6 +164,8 @@ def test_plan_search_and_environment_sections(report):
         group_points(html, "reward-infeasible")
     ) == len(finished)
     assert f'tr class="chosen"><td class="num">#{result["best"]["trial"]}<' in html
+    short = [t for t in finished if t["latency_precise"] is False]
+    assert ("latency timing" in html) == bool(short)
     env = result["environment"]
     assert env["cpu"] in html and f"torch {env['libraries']['torch']}" in html
     assert "command line" in html and "config.yaml" in html
@@ -184,6 +186,17 @@ def test_the_environment_shows_the_conv_and_linear_kernel_widths(tmp_path, width
     # Runs from before Linear layers were measured stored the conv multiples alone.
     lines = dict(environment_lines(RunData(tmp_path, [], environment={"kernel_widths": widths})))
     assert lines["kernel-aligned widths"].startswith(shown)
+
+
+def test_the_search_section_says_which_latencies_kept_a_short_comparison():
+    trials = [
+        TrialRecord(number=i, state="COMPLETE", latency_precise=precise)
+        for i, precise in enumerate([True, False, False, None])
+    ]
+    (line,) = timing_lines(trials, {"ratio_halfwidth": 0.05, "rounds": 6})
+    assert line[0] == "latency timing"
+    assert line[1].startswith("1 trials towards the +-5 % interval; 2 in 6 rounds alone")
+    assert timing_lines(trials[:1], {}) == []  # all timed to the interval: nothing to say
 
 
 def test_markdown_summary_matches_result_json(report):

@@ -65,6 +65,7 @@ class LatencyComparison:
     ratio_low: float | None = None
     ratio_high: float | None = None
     rounds: int = 0
+    precise: bool = True  # the rounds went on towards the stated interval (False: a short one)
 
     @property
     def halfwidth(self) -> float | None:
@@ -214,6 +215,7 @@ class LatencyMeter:
                 ratio_low=interval.low if interval.rounds > 1 else None,
                 ratio_high=interval.high if interval.rounds > 1 else None,
                 rounds=interval.rounds,
+                precise=precise,
             )
         return comparisons
 

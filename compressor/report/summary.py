@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from compressor.records import Chosen, Target
+from compressor.records import Chosen, Target, TrialRecord
 from compressor.report.run_data import RunData
 from compressor.report.tables import format_bytes, format_count, format_ms, format_pct
 from compressor.reward import REWARDS
@@ -297,11 +297,30 @@ def search_lines(run: RunData) -> list[tuple[str, str]]:
         numbers = ", ".join(f"#{t.number}" for t in running)
         lines.append(("left running", f"{numbers} (the process stopped during them)"))
     config = run.config or {}
+    lines += timing_lines(finished, config.get("measure", {}))
     search = config.get("search", {})
     if search:
         lines.append(("sampler", f"{search.get('sampler')} (seed {search.get('seed')})"))
     lines += worker_lines(run.workers)
     return lines
+
+
+def timing_lines(finished: list[TrialRecord], measure: dict[str, Any]) -> list[tuple[str, str]]:
+    """How the trials' latencies were timed, when some kept a short comparison (a figure
+    that could not change what the search promoted or chose: search/candidate.py)."""
+    short = sum(t.latency_precise is False for t in finished)
+    if not short:
+        return []
+    precise = sum(t.latency_precise is True for t in finished)
+    width = 100 * measure.get("ratio_halfwidth", 0.05)
+    return [
+        (
+            "latency timing",
+            f"{precise} trials towards the +-{width:g} % interval; {short} in "
+            f"{measure.get('rounds', 6)} rounds alone (even at their interval's low end they "
+            "could neither be promoted nor beat the best)",
+        )
+    ]
 
 
 def worker_lines(workers: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:

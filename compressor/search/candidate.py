@@ -210,6 +210,7 @@ def score_candidate(
         latency_ratio_low=latency.ratio_low if latency else None,
         latency_ratio_high=latency.ratio_high if latency else None,
         latency_rounds=latency.rounds if latency else None,
+        latency_precise=latency.precise if latency else None,
         artifact=artifact,
         removed_units=removed,
         round_to=multiple,
@@ -282,6 +283,7 @@ def measured_latency(metrics: TrialMetrics) -> LatencyComparison | None:
         ratio_low=metrics.latency_ratio_low,
         ratio_high=metrics.latency_ratio_high,
         rounds=metrics.latency_rounds or 0,
+        precise=metrics.latency_precise is not False,
     )
 
 
