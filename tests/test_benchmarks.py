@@ -656,7 +656,9 @@ def test_stability_retimes_every_run_against_one_baseline(tmp_path):
     config = MeasureConfig(rounds=4, runs_per_round=10, ratio_halfwidth=0.0)
     together = retime_together(tmp_path, 2, config)
     assert len(together) == 2
+    # One baseline, timed in the same rounds as both runs. (No bound on the ratio itself:
+    # on a loaded machine 4 short rounds put the same graph at 2.1x its own baseline.)
+    assert together[0]["baseline_p50_ms"] == together[1]["baseline_p50_ms"]
+    assert together[0]["rounds"] == together[1]["rounds"] >= 4
     for timed in together:
-        assert 0.5 < timed["ratio"] < 2.0  # the same graph: no systematic difference
-        assert timed["low"] <= timed["ratio"] <= timed["high"]
-        assert timed["rounds"] >= 4
+        assert 0 < timed["low"] <= timed["ratio"] <= timed["high"]

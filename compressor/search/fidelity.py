@@ -83,7 +83,9 @@ def promoted(cheap: float, others: list[float], fraction: float) -> bool:
     return better < places
 
 
-def worth_timing(trials: Iterable[FrozenTrial], number: int, fraction: float):
+def worth_timing(
+    trials: Iterable[FrozenTrial], number: int, fraction: float
+) -> Callable[[float], bool]:
     """Whether a trial (number ``number``) whose cheap reward could reach a given value
     might still change the study's decisions: be promoted (:func:`promoted`) or beat the
     best reward so far. Below both, a more precise latency changes nothing the study does
