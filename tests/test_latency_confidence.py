@@ -55,7 +55,8 @@ def test_rule_stops_at_the_minimum_for_a_quiet_series_and_at_the_cap_for_a_wild_
     assert rounds_needed(wild, halfwidth=0.05, min_rounds=6, max_rounds=30) == 30
 
 
-def test_worker_rounds_stop_when_the_interval_is_narrow(monkeypatch):
+@pytest.mark.parametrize("continued", [False, True])
+def test_worker_rounds_stop_when_the_interval_is_narrow(monkeypatch, continued):
     # The worker's own loop, timing a synthetic series: in round k every candidate call
     # takes ratios[k] ms and every baseline call 1 ms (10 % spread between rounds).
     import compressor.measure.latency_worker as worker
@@ -72,20 +73,21 @@ def test_worker_rounds_stop_when_the_interval_is_narrow(monkeypatch):
         return 1e-3 * ratios[(calls["candidate"] - 1) // runs_per_round]
 
     monkeypatch.setattr(worker, "time_once", fake_time)
-    reply = compare(
-        {"candidate": lambda: "candidate", "baseline": lambda: "baseline"},
-        ["candidate", "baseline"],
-        "cpu",
-        rounds=6,
-        runs_per_round=runs_per_round,
-        warmup=0,
-        max_seconds=1e9,
-        max_rounds=200,
-        halfwidth=0.05,
-    )
+    runners = {"candidate": lambda: "candidate", "baseline": lambda: "baseline"}
+    timing = dict(runs_per_round=runs_per_round, warmup=0, max_seconds=1e9)
+    precise = dict(max_rounds=200, halfwidth=0.05)
+    if continued:  # a short comparison first, then continued with its rounds counted
+        short = compare(runners, ["candidate", "baseline"], "cpu", rounds=6, **timing)
+        assert short["ratios"]["candidate"] == pytest.approx(ratios[:6])
+        reply = compare(
+            runners, ["candidate", "baseline"], "cpu", rounds=6, prior=short, **timing, **precise
+        )
+    else:
+        reply = compare(runners, ["candidate", "baseline"], "cpu", rounds=6, **timing, **precise)
     measured = reply["ratios"]["candidate"]
-    assert measured == pytest.approx(ratios[: len(measured)])
+    assert measured == pytest.approx(ratios[: len(measured)])  # no round timed twice
     assert len(measured) == rounds_needed(ratios, 0.05, 6, 200)
+    assert len(reply["samples"]["candidate"]) == runs_per_round * len(measured)
     assert 6 < len(measured) < 200
     assert ratio_interval(measured).halfwidth <= 0.05 < ratio_interval(measured[:-1]).halfwidth
 
@@ -103,8 +105,15 @@ def test_meter_reports_the_interval_and_retimes_several_models_together():
         single = meter.compare(_conv_net(4))
         several = meter.compare_many({"small": _conv_net(4), "same": _conv_net(32)})
         short = meter.compare(_conv_net(4), precise=False)
+        kept = meter.compare(_conv_net(4), refine=lambda first: False)
+        seen = []
+        refined = meter.compare(_conv_net(4), refine=lambda first: seen.append(first) or True)
     assert 2 <= single.rounds <= 12  # 2: the time cap ran out first (a loaded machine)
     assert 2 <= short.rounds <= 4 and single.precise and not short.precise  # no rounds added
+    assert 2 <= kept.rounds <= 4 and not kept.precise
+    # Continued from the short comparison refine saw: its rounds are among the final ones.
+    (first,) = seen
+    assert not first.precise and refined.precise and first.rounds <= refined.rounds <= 12
     assert single.ratio_low <= single.ratio <= single.ratio_high
     assert set(several) == {"small", "same"}
     small, same = several["small"], several["same"]

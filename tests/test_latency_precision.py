@@ -79,11 +79,16 @@ class FakeMeter:
     def __init__(self) -> None:
         self.calls: list[bool] = []
 
-    def compare(self, model, rounds=None, precise=True):
-        self.calls.append(precise)
-        if precise:
-            return comparison(0.8, 0.7, 0.9)
-        return dataclasses.replace(comparison(0.8, 0.5, 1.2), precise=False)
+    def compare(self, model, rounds=None, precise=True, refine=None):
+        """As LatencyMeter.compare: with ``refine``, short rounds first, continued only when
+        it asks (``calls``: False for the short rounds, True for rounds towards the interval)."""
+        if refine is not None:
+            self.calls.append(False)
+            short = dataclasses.replace(comparison(0.8, 0.5, 1.2), precise=False)
+            if not refine(short):
+                return short
+        self.calls.append(True)
+        return comparison(0.8, 0.7, 0.9)
 
 
 @pytest.mark.parametrize(

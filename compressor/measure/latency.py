@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,25 +145,34 @@ class LatencyMeter:
         self._load(BASELINE, model)
 
     def compare(
-        self, model: nn.Module | Path, rounds: int | None = None, precise: bool = True
+        self,
+        model: nn.Module | Path,
+        rounds: int | None = None,
+        precise: bool = True,
+        refine: Callable[[LatencyComparison], bool] | None = None,
     ) -> LatencyComparison:
         """Time ``model`` (a module or an ``.onnx`` path) and the baseline in alternating
         rounds, at least ``rounds`` (default ``measure.rounds``) and, when ``precise``, more
         until the ratio's confidence interval is within ``measure.ratio_halfwidth`` (or a cap
-        is hit)."""
-        return self.compare_many({CANDIDATE: model}, rounds, precise)[CANDIDATE]
+        is hit). ``refine``: see :meth:`compare_many`."""
+        asked = None if refine is None else (lambda short: refine(short[CANDIDATE]))
+        return self.compare_many({CANDIDATE: model}, rounds, precise, asked)[CANDIDATE]
 
     def compare_many(
         self,
         models: Mapping[str, nn.Module | Path],
         rounds: int | None = None,
         precise: bool = True,
+        refine: Callable[[dict[str, LatencyComparison]], bool] | None = None,
     ) -> dict[str, LatencyComparison]:
         """Time several models and the baseline together, in the same interleaved rounds.
 
         Re-timing the top candidates side by side before choosing compares them under the
         same load, which separately measured ratios (seconds or minutes apart) are not.
-        Rounds continue until every ratio's interval is within ``measure.ratio_halfwidth``.
+        Rounds continue (when ``precise``) until every ratio's interval is within
+        ``measure.ratio_halfwidth``. With ``refine``, only the first ``rounds`` are timed
+        before ``refine`` sees them; the rounds then continue, those already timed counted,
+        only where it says the figures are worth the precision.
         """
         for model in models.values():
             if _format_of(model) != self._baseline_format:
@@ -179,7 +188,14 @@ class LatencyMeter:
                 self._load(keys[name], model)
             # The time cap grows with the rounds asked for and the models in each round.
             cap = config.max_seconds * (minimum / config.rounds) * (len(models) + 1) / 2
-            return self._compare_loaded(keys, BASELINE, minimum, cap, precise)
+            if refine is None:
+                return self._compare_loaded(keys, BASELINE, minimum, cap, precise)
+            reply = self._timed_rounds(keys, BASELINE, minimum, cap, precise=False)
+            short = self._comparisons(keys, BASELINE, reply, precise=False)
+            if not refine(short):
+                return short
+            reply = self._timed_rounds(keys, BASELINE, minimum, cap, precise=True, prior=reply)
+            return self._comparisons(keys, BASELINE, reply, precise=True)
         finally:
             for key in keys.values():
                 self._request({"op": "unload", "key": key})
@@ -190,8 +206,22 @@ class LatencyMeter:
         """Time the loaded ``keys`` (name -> worker key) against ``reference`` in the same
         interleaved rounds; ``precise``: until every ratio's interval is within
         ``measure.ratio_halfwidth`` (up to ``measure.max_rounds``), else ``rounds`` rounds."""
+        reply = self._timed_rounds(keys, reference, rounds, cap, precise)
+        return self._comparisons(keys, reference, reply, precise)
+
+    def _timed_rounds(
+        self,
+        keys: Mapping[str, str],
+        reference: str,
+        rounds: int,
+        cap: float,
+        precise: bool,
+        prior: dict | None = None,
+    ) -> dict:
+        """The worker's reply (per-key samples and per-round ratios); ``prior``: an earlier
+        reply for the same keys, continued rather than timed again."""
         config = self.config
-        reply = self._request(
+        return self._request(
             {
                 "op": "compare",
                 "keys": [*keys.values(), reference],
@@ -201,8 +231,13 @@ class LatencyMeter:
                 "max_seconds": cap,
                 "max_rounds": max(rounds, config.max_rounds) if precise else None,
                 "halfwidth": (config.ratio_halfwidth or None) if precise else None,
+                "prior": prior and {"samples": prior["samples"], "ratios": prior["ratios"]},
             }
         )
+
+    def _comparisons(
+        self, keys: Mapping[str, str], reference: str, reply: dict, precise: bool
+    ) -> dict[str, LatencyComparison]:
         baseline = LatencyStats.from_seconds(reply["samples"][reference])
         comparisons = {}
         for name, key in keys.items():

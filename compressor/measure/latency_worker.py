@@ -115,6 +115,7 @@ def compare(
     max_seconds: float,
     max_rounds: int | None = None,
     halfwidth: float | None = None,
+    prior: dict | None = None,
 ) -> dict:
     """Time ``keys`` in alternating rounds; per-model samples plus, for every key but the
     last (the reference), its per-round ratio of medians to the reference.
@@ -122,17 +123,31 @@ def compare(
     At least ``rounds`` rounds (two when ``max_seconds`` runs out first). With ``halfwidth``
     the rounds go on, up to ``max_rounds`` and ``max_seconds``, until every ratio's
     confidence interval is within that relative half-width (``confidence.precise_enough``).
+    ``prior``: an earlier reply for the same keys, whose rounds count as this call's first
+    ones (a short comparison continued, not timed again).
     """
-    for key in keys:
-        for _ in range(warmup):
-            runners[key]()
+    if prior is None:
+        for key in keys:
+            for _ in range(warmup):
+                runners[key]()
     _synchronize(device)
-    samples: dict[str, list[float]] = {key: [] for key in keys}
+    prior = prior or {"samples": {}, "ratios": {}}
+    samples = {key: list(prior["samples"].get(key, [])) for key in keys}
     reference, compared = keys[-1], keys[:-1]
-    ratios: dict[str, list[float]] = {key: [] for key in compared}
+    ratios = {key: list(prior["ratios"].get(key, [])) for key in compared}
+    done = min((len(r) for r in ratios.values()), default=0)
     limit = max(rounds, max_rounds or rounds) if halfwidth else rounds
+
+    def settled() -> bool:
+        """Every ratio's interval within ``halfwidth`` after at least ``rounds`` rounds."""
+        return bool(halfwidth and compared) and all(
+            precise_enough(r, halfwidth, rounds) for r in ratios.values()
+        )
+
+    if settled():  # the prior rounds already meet the rule
+        limit = done
     started = time.perf_counter()
-    for index in range(limit):
+    for index in range(done, limit):
         order = keys if index % 2 == 0 else list(reversed(keys))
         medians = {}
         for key in order:
@@ -141,10 +156,9 @@ def compare(
             medians[key] = statistics.median(times)
         for key in compared:
             ratios[key].append(medians[key] / medians[reference])
-        if index >= 1 and time.perf_counter() - started > max_seconds:
+        if index >= max(1, done) and time.perf_counter() - started > max_seconds:
             break
-        narrow = halfwidth and compared and index + 1 >= rounds
-        if narrow and all(precise_enough(r, halfwidth, rounds) for r in ratios.values()):
+        if index + 1 >= rounds and settled():
             break
     return {"samples": samples, "ratios": ratios}
 

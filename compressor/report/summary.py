@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from compressor.config import MeasureConfig
 from compressor.records import Chosen, Target, TrialRecord
 from compressor.report.run_data import RunData
 from compressor.report.tables import format_bytes, format_count, format_ms, format_pct
@@ -312,13 +313,15 @@ def timing_lines(finished: list[TrialRecord], measure: dict[str, Any]) -> list[t
     if not short:
         return []
     precise = sum(t.latency_precise is True for t in finished)
-    width = 100 * measure.get("ratio_halfwidth", 0.05)
+    default = MeasureConfig()
+    width = 100 * measure.get("ratio_halfwidth", default.ratio_halfwidth)
+    rounds = measure.get("rounds", default.rounds)
     return [
         (
             "latency timing",
-            f"{precise} trials towards the +-{width:g} % interval; {short} in "
-            f"{measure.get('rounds', 6)} rounds alone (even at their interval's low end they "
-            "could neither be promoted nor beat the best)",
+            f"{precise} trials towards the +-{width:g} % interval; {short} in {rounds} rounds "
+            "alone (even at their interval's low end they could neither be promoted nor beat "
+            "the best)",
         )
     ]
 

@@ -247,14 +247,13 @@ def timed(
 ) -> LatencyComparison | None:
     """``model`` (module or artifact path) timed against the baseline: to the stated interval,
     or, when ``worth`` says the figure cannot matter, in the short comparison alone
-    (``measure.rounds``)."""
+    (``measure.rounds``; a precise one continues it, its rounds counted)."""
     meter = resources.meter
     if meter is None:
         return None
     if worth is None:
         return meter.compare(model)
-    short = meter.compare(model, precise=False)
-    return meter.compare(model) if worth(accuracy, short) else short
+    return meter.compare(model, refine=lambda short: worth(accuracy, short))
 
 
 def complexity_terms(

@@ -7,6 +7,8 @@ then refines it. Costs one candidate evaluation per group.
 
 from __future__ import annotations
 
+from scipy.stats import rankdata
+
 from compressor.search.candidate import build_candidate, checked_metric
 from compressor.search.context import SearchSettings
 
@@ -51,12 +53,11 @@ def preferences_from_sensitivity(drops: dict[str, float], step: float) -> dict[s
     0.908 to 0.951. On ResNet-56, whose drops are evenly spread, the seeds stay the same
     plans or within recovery noise (0.5 pt).
     """
-    levels = sorted(set(drops.values()))
-    if len(levels) <= 1:
+    ranks = rankdata(list(drops.values()), method="dense")  # scipy: 1 = smallest drop
+    top = ranks.max(initial=1) - 1
+    if top == 0:
         return {name: 1.0 for name in drops}
-    top = len(levels) - 1
-    rank = {level: index for index, level in enumerate(levels)}
     return {
-        name: round(round((1.0 - rank[drop] / top) / step) * step, 6)
-        for name, drop in drops.items()
+        name: round(round((1.0 - (rank - 1) / top) / step) * step, 6)
+        for name, rank in zip(drops, ranks, strict=True)
     }
